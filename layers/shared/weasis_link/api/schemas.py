@@ -1,0 +1,107 @@
+"""HTTP shapes of the API: query parameters (for the OpenAPI document) and response bodies."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler.openapi.params import Query
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Camel(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+
+class FailedArchive(_Camel):
+    archive: str = Field(description="Connector id (the arcQuery's arcId)")
+    kind: str = Field(description="unavailable | timeout | bad-response")
+    detail: str
+
+
+class ManifestResponse(_Camel):
+    manifest_url: str = Field(alias="manifestUrl", description="Presigned HTTPS URL of the gzipped manifest")
+    weasis_url: str = Field(alias="weasisUrl", description="weasis:// URI that opens the manifest in Weasis")
+    expires_at: dt.datetime = Field(alias="expiresAt", description="When the links stop working (UTC)")
+    patients: int
+    studies: int
+    series: int
+    instances: int
+    failed_archives: list[FailedArchive] = Field(default_factory=list, alias="failedArchives")
+    warnings: list[str] = Field(default_factory=list)
+
+
+class ProblemField(BaseModel):
+    field: str
+    message: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[ProblemField] | None = None
+    failed_archives: list[FailedArchive] | None = Field(default=None, alias="failedArchives")
+
+
+def problem_responses(*statuses: int) -> dict[int, Any]:
+    return {
+        status: {
+            "description": _PROBLEM_DESCRIPTIONS[status],
+            "content": {"application/problem+json": {"model": Problem}},
+        }
+        for status in statuses
+    }
+
+
+_PROBLEM_DESCRIPTIONS = {
+    400: "Invalid search criteria, launch options or token syntax",
+    401: "Missing, expired or invalid bearer token",
+    403: "Token lacks the required scope, or a search criterion is deactivated",
+    404: "Unknown or expired manifest",
+    413: "Uploaded manifest too large",
+    422: "Request validation failed",
+    502: "The archive answered with an error",
+    503: "An archive, the identity provider or the storage is unavailable",
+    504: "The archive did not answer in time",
+}
+
+# Query parameters, declared once for the OpenAPI document. The values are parsed from the raw query string by
+# weasis_link.criteria (API Gateway joins repeated parameters with commas, which would split a PatientID that
+# contains one), so these declarations describe the interface but do not feed the handlers.
+PatientIdParam = Annotated[
+    list[str] | None,
+    Query(alias="patientID", description="PatientID, or ID^^^Issuer to match IssuerOfPatientID; repeatable"),
+]
+StudyUidParam = Annotated[list[str] | None, Query(alias="studyUID", description="StudyInstanceUID; repeatable")]
+AccessionParam = Annotated[
+    list[str] | None, Query(alias="accessionNumber", description="AccessionNumber; repeatable; * and ? wildcards")
+]
+SeriesUidParam = Annotated[list[str] | None, Query(alias="seriesUID", description="SeriesInstanceUID; repeatable")]
+ObjectUidParam = Annotated[list[str] | None, Query(alias="objectUID", description="SOPInstanceUID; repeatable")]
+ArchiveParam = Annotated[list[str] | None, Query(alias="archive", description="Connector id to query; repeatable")]
+ModalitiesParam = Annotated[
+    str | None, Query(alias="modalitiesInStudy", description="Comma-separated modalities; any of them")
+]
+DescriptionParam = Annotated[
+    str | None,
+    Query(alias="containsInDescription", description="Comma-separated terms, case/accent-insensitive; any of them"),
+]
+LowerDateParam = Annotated[
+    str | None, Query(alias="lowerDateTime", description="Keep studies at or BEFORE this ISO date-time")
+]
+UpperDateParam = Annotated[
+    str | None, Query(alias="upperDateTime", description="Keep studies at or AFTER this ISO date-time")
+]
+MostRecentParam = Annotated[
+    int | None, Query(alias="mostRecentResults", description="Keep each patient's N most recent studies")
+]
+AccessTokenParam = Annotated[
+    str | None, Query(alias="access_token", description="Bearer token for links that cannot send a header")
+]
+CdbParam = Annotated[str | None, Query(alias="cdb", description="$weasis:config codebase URL")]
+ProParam = Annotated[list[str] | None, Query(alias="pro", description="$weasis:config property 'key value'")]
+ArgParam = Annotated[list[str] | None, Query(alias="arg", description="$weasis:config argument")]

@@ -1,0 +1,397 @@
+"""Connector configuration: a YAML file following the connector model of ViewerHub's docs (seed 002).
+
+```yaml
+wado:                      # global; a connector's own `wado` block replaces it
+  authentication:
+    force-basic: false
+    oauth2: {url: https://pacs.example/wado}
+    basic: {url: https://pacs.example/wado, login: viewer, password: "ssm:/weasis/pacs-password"}
+connector:
+  default: [pacs]          # absent or unknown ids -> every configured connector
+  config:
+    pacs:
+      type: DICOM_WEB      # DB | DICOM | DICOM_WEB
+      search-criteria: {deactivated: [PATIENT_ID]}
+      dicom-web-connector: {url: https://pacs.example/dicom-web}
+```
+
+Validated by pydantic at cold start: an error names the file and the key. Strings may use `${VAR}` or
+`${VAR:-default}` (environment); secrets (`password`, `client-secret`, `login`) may be references
+`secretsmanager:<id>[#json-key]`, `ssm:<parameter-name>` or `env:<VAR>`, resolved once at cold start
+(docs/configuration.md has every key).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from weasis_link.criteria import SearchKey
+from weasis_link.errors import ConfigurationError
+
+CONNECTOR_ID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+HTTP_URL_PATTERN: Final = r"^https?://[^\s\"$<>]+$"
+SECRET_KEYS: Final = frozenset({"password", "client-secret", "login"})
+_ENV_REF: Final = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_SQL_IDENTIFIER: Final = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
+_DICOM_TAG: Final = re.compile(r"^0x[0-9A-F]{8}$")
+
+HttpUrl = Annotated[str, Field(pattern=HTTP_URL_PATTERN, max_length=2048)]
+
+
+def _kebab(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def _comma_list(value: object) -> object:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return value
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, alias_generator=_kebab, populate_by_name=True)
+
+
+# --- WADO: how Weasis fetches the images (what goes into the manifest's arcQuery) ----------------------------
+
+
+class OAuth2Wado(_Model):
+    url: HttpUrl
+
+
+class BasicWado(_Model):
+    url: HttpUrl
+    login: str | None = None
+    password: SecretStr | None = None
+
+
+class WadoAuthentication(_Model):
+    force_basic: bool = False
+    oauth2: OAuth2Wado | None = None
+    basic: BasicWado | None = None
+
+    @model_validator(mode="after")
+    def _force_basic_needs_basic(self) -> WadoAuthentication:
+        if self.force_basic and self.basic is None:
+            raise ValueError("force-basic is true but no basic block is configured")
+        return self
+
+
+class Wado(_Model):
+    url: HttpUrl | None = Field(default=None, description="WADO URL used when no authentication block applies")
+    authentication: WadoAuthentication | None = None
+
+
+class ManifestOptions(_Model):
+    """Per-connector arcQuery options."""
+
+    mode: Literal["WADO_URI", "WADO_RS"] = "WADO_URI"
+    require_only_sop_instance_uid: bool = False
+    # Emitted under the XSD's spelling `additionnalParameters`; Weasis >= 4.7.0 ignores it (docs/configuration.md).
+    additionnal_parameters: str | None = Field(default=None, pattern=r"^&[^\s\"$]*$")
+    # The portable way to ask for a transfer syntax (read by every Weasis version): Series@WadoTransferSyntaxUID.
+    transfer_syntax_uid: str | None = Field(default=None, pattern=r"^(\*|[0-9]+(\.[0-9]+)*)$", max_length=64)
+    compression_rate: int | None = Field(default=None, ge=1, le=100)
+    override_dicom_tags: Annotated[list[str], BeforeValidator(_comma_list)] = Field(default_factory=list)
+    http_tags: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("override_dicom_tags")
+    @classmethod
+    def _hex_tags(cls, tags: list[str]) -> list[str]:
+        normalised = [t.upper().replace("0X", "0x") for t in tags]
+        bad = [t for t in normalised if not _DICOM_TAG.match(t)]
+        if bad:
+            raise ValueError("tags must be written 0xGGGGEEEE (8 hex digits), e.g. 0x00100010")
+        return normalised
+
+    @field_validator("http_tags")
+    @classmethod
+    def _header_safe(cls, tags: dict[str, str]) -> dict[str, str]:
+        for key, value in tags.items():
+            if not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}", key) or re.search(r"[\r\n\x00]", value):
+                raise ValueError("http-tags must be valid HTTP header names with values on one line")
+            if key.lower() == "authorization":
+                raise ValueError("Authorization is set by wado.authentication, not by http-tags")
+        return tags
+
+
+# --- connector types ------------------------------------------------------------------------------------------
+
+
+class DbQuery(_Model):
+    """`select` returns one row per instance with the standard column names (docs/configuration.md); the key
+    columns name the select's output columns that search criteria are matched against."""
+
+    select: str = Field(min_length=10)
+    patient_id_column: str = Field(default="patientId", pattern=_SQL_IDENTIFIER)
+    issuer_of_patient_id_column: str | None = Field(default="issuerOfPatientId", pattern=_SQL_IDENTIFIER)
+    study_instance_uid_column: str = Field(default="studyInstanceUid", pattern=_SQL_IDENTIFIER)
+    accession_number_column: str = Field(default="accessionNumber", pattern=_SQL_IDENTIFIER)
+    serie_instance_uid_column: str = Field(default="seriesInstanceUid", pattern=_SQL_IDENTIFIER)
+    sop_instance_uid_column: str = Field(default="sopInstanceUid", pattern=_SQL_IDENTIFIER)
+
+    @field_validator("select")
+    @classmethod
+    def _one_select(cls, sql: str) -> str:
+        stripped = sql.strip().rstrip(";").strip()
+        if not re.match(r"(?is)^(select|with)\s", stripped) or ";" in stripped:
+            raise ValueError("must be a single SELECT statement (it is wrapped as a subquery)")
+        return stripped
+
+
+class DbConnector(_Model):
+    user: str | None = None
+    password: SecretStr | None = None
+    uri: str = Field(min_length=3, description="SQLAlchemy URL or JDBC URL (jdbc:postgresql://host:5432/db)")
+    driver: str | None = Field(default=None, description="SQLAlchemy dialect+driver or a JDBC driver class name")
+    query: DbQuery
+    connect_timeout_seconds: float = Field(default=5, gt=0, le=20)
+    query_timeout_seconds: float = Field(default=15, gt=0, le=25)
+    init_script: str | None = Field(
+        default=None, description="SQL script loaded into a fresh SQLite database (the embedded sample archive)"
+    )
+
+    @model_validator(mode="after")
+    def _init_script_only_for_sqlite(self) -> DbConnector:
+        if self.init_script and not self.uri.startswith(("sqlite:", "jdbc:sqlite:")):
+            raise ValueError("init-script is only supported for SQLite")
+        return self
+
+
+class DicomTls(_Model):
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    verify_hostname: bool = True
+
+    @model_validator(mode="after")
+    def _cert_and_key(self) -> DicomTls:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert-file and key-file go together")
+        return self
+
+
+class DicomConnector(_Model):
+    calling_aet: str = Field(pattern=r"^[ -~]{1,16}$")
+    aet: str = Field(pattern=r"^[ -~]{1,16}$")
+    host: str = Field(min_length=1)
+    port: int = Field(ge=1, le=65535)
+    tls: DicomTls | None = None
+    connect_timeout_seconds: float = Field(default=5, gt=0, le=20)
+    acse_timeout_seconds: float = Field(default=10, gt=0, le=25)
+    dimse_timeout_seconds: float = Field(default=15, gt=0, le=25)
+    network_timeout_seconds: float = Field(default=20, gt=0, le=25)
+    max_concurrency: int = Field(default=4, ge=1, le=16)
+
+
+class ClientCredentials(_Model):
+    token_url: HttpUrl
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr
+    scope: str | None = None
+
+
+class QidoAuthentication(_Model):
+    """How we authenticate our QIDO requests (independent of what goes into the manifest)."""
+
+    type: Literal["NONE", "BASIC", "BEARER_PASSTHROUGH", "CLIENT_CREDENTIALS"] = "NONE"
+    login: str | None = None
+    password: SecretStr | None = None
+    client_credentials: ClientCredentials | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> QidoAuthentication:
+        if self.type == "BASIC" and (self.login is None or self.password is None):
+            raise ValueError("type BASIC needs login and password")
+        if self.type == "CLIENT_CREDENTIALS" and self.client_credentials is None:
+            raise ValueError("type CLIENT_CREDENTIALS needs a client-credentials block")
+        return self
+
+
+class DicomWebConnector(_Model):
+    url: HttpUrl = Field(description="DICOMweb (QIDO-RS) root, e.g. https://pacs.example/dicom-web")
+    wado_rs_url: HttpUrl | None = Field(default=None, description="WADO-RS root for WADO_RS manifests, if not url")
+    authentication: QidoAuthentication = Field(default_factory=QidoAuthentication)
+    connect_timeout_seconds: float = Field(default=3, gt=0, le=20)
+    read_timeout_seconds: float = Field(default=15, gt=0, le=25)
+    retries: int = Field(default=2, ge=0, le=5)
+    max_concurrency: int = Field(default=4, ge=1, le=16)
+    page_size: int = Field(default=1000, ge=10, le=100000)
+    ca_file: str | None = None
+
+
+class SearchCriteria(_Model):
+    deactivated: Annotated[list[SearchKey], BeforeValidator(_comma_list)] = Field(default_factory=list)
+
+
+class Connector(_Model):
+    type: Literal["DB", "DICOM", "DICOM_WEB"]
+    search_criteria: SearchCriteria = Field(default_factory=SearchCriteria)
+    wado: Wado | None = None
+    manifest: ManifestOptions = Field(default_factory=ManifestOptions)
+    db_connector: DbConnector | None = None
+    dicom_connector: DicomConnector | None = None
+    dicom_web_connector: DicomWebConnector | None = None
+
+    @model_validator(mode="after")
+    def _block_for_type(self) -> Connector:
+        blocks = {"DB": "db_connector", "DICOM": "dicom_connector", "DICOM_WEB": "dicom_web_connector"}
+        needed = blocks[self.type]
+        if getattr(self, needed) is None:
+            raise ValueError(f"type {self.type} needs a {_kebab(needed)} block")
+        extra = [_kebab(b) for t, b in blocks.items() if t != self.type and getattr(self, b) is not None]
+        if extra:
+            raise ValueError(f"type {self.type} does not use {', '.join(extra)}")
+        if self.manifest.mode == "WADO_RS" and self.type != "DICOM_WEB" and not self._has_wado_url():
+            raise ValueError("manifest.mode WADO_RS needs a DICOM_WEB connector or a wado url")
+        return self
+
+    def _has_wado_url(self) -> bool:
+        return self.wado is not None and _wado_has_url(self.wado)
+
+
+class Connectors(_Model):
+    default: Annotated[list[str], BeforeValidator(_comma_list)] = Field(default_factory=list)
+    config: dict[Annotated[str, Field(pattern=CONNECTOR_ID_PATTERN)], Connector] = Field(min_length=1)
+
+
+class AppConfig(_Model):
+    connector: Connectors
+    wado: Wado | None = None
+
+    @model_validator(mode="after")
+    def _every_connector_has_a_wado_url(self) -> AppConfig:
+        for cid, c in self.connector.config.items():
+            wado = self.wado_for(cid)
+            if wado is not None and _wado_has_url(wado):
+                continue
+            if c.type == "DICOM_WEB" and c.manifest.mode == "WADO_RS":
+                continue
+            raise ValueError(f"connector '{cid}' has no WADO URL: set wado.url or wado.authentication urls")
+        return self
+
+    @property
+    def default_connector_ids(self) -> list[str]:
+        """`connector.default`, minus unknown ids; all connectors when absent or when no id is known."""
+        known = [cid for cid in self.connector.default if cid in self.connector.config]
+        return known or list(self.connector.config)
+
+    @property
+    def unknown_default_ids(self) -> list[str]:
+        return [cid for cid in self.connector.default if cid not in self.connector.config]
+
+    def wado_for(self, connector_id: str) -> Wado | None:
+        """The connector's own wado block replaces the global one (no field-by-field merge)."""
+        own = self.connector.config[connector_id].wado
+        return own if own is not None else self.wado
+
+
+def _wado_has_url(w: Wado) -> bool:
+    auth = w.authentication
+    return bool(w.url or (auth and (auth.oauth2 or auth.basic)))
+
+
+# --- loading --------------------------------------------------------------------------------------------------
+
+SecretResolver = Callable[[str], str]
+
+
+def load_config(
+    path: Path, *, environ: Mapping[str, str] | None = None, resolve_secret: SecretResolver | None = None
+) -> AppConfig:
+    """Read, interpolate, resolve secret references and validate; ConfigurationError names file and key."""
+    env = os.environ if environ is None else environ
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigurationError(f"{path}: cannot read the configuration file ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigurationError(f"{path}:{where} is not valid YAML") from None
+    if not isinstance(raw, dict):
+        raise ConfigurationError(f"{path}: the configuration must be a mapping with a 'connector' key")
+    if resolve_secret is None:
+        from weasis_link.secret_references import resolve_reference  # boto3 only when a reference is used
+
+        resolve_secret = resolve_reference
+    prepared = _prepare(raw, env, resolve_secret, path, ())
+    try:
+        config = AppConfig.model_validate(prepared)
+    except ValidationError as exc:
+        problems = "; ".join(_describe(e) for e in exc.errors())
+        raise ConfigurationError(f"{path}: {problems}") from None
+    return _resolve_init_scripts(config, path)
+
+
+def _resolve_init_scripts(config: AppConfig, path: Path) -> AppConfig:
+    """A relative init-script is looked up next to the configuration file, then in the weasis_link package."""
+    connectors = dict(config.connector.config)
+    for cid, c in connectors.items():
+        db = c.db_connector
+        if db is None or not db.init_script or Path(db.init_script).is_absolute():
+            continue
+        candidates = [path.parent / db.init_script, Path(__file__).parent / db.init_script]
+        found = next((p for p in candidates if p.is_file()), None)
+        if found is None:
+            raise ConfigurationError(f"{path}: connector.config.{cid}.db-connector.init-script: file not found")
+        connectors[cid] = c.model_copy(update={"db_connector": db.model_copy(update={"init_script": str(found)})})
+    return config.model_copy(update={"connector": config.connector.model_copy(update={"config": connectors})})
+
+
+def _prepare(node: Any, env: Mapping[str, str], resolve: SecretResolver, path: Path, loc: tuple[str, ...]) -> Any:
+    if isinstance(node, dict):
+        return {k: _prepare(v, env, resolve, path, (*loc, str(k))) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_prepare(v, env, resolve, path, (*loc, str(i))) for i, v in enumerate(node)]
+    if not isinstance(node, str):
+        return node
+    value = _interpolate(node, env, path, loc)
+    if loc and loc[-1] in SECRET_KEYS and _is_reference(value):
+        try:
+            return resolve(value)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"{path}: {'.'.join(loc)}: {exc.detail}") from None
+    return value
+
+
+def _interpolate(value: str, env: Mapping[str, str], path: Path, loc: tuple[str, ...]) -> str:
+    def sub(m: re.Match[str]) -> str:
+        name, default = m[1], m[2]
+        if name in env and env[name] != "":
+            return env[name]
+        if default is not None:
+            return default
+        raise ConfigurationError(f"{path}: {'.'.join(loc)}: environment variable {name} is not set")
+
+    return _ENV_REF.sub(sub, value)
+
+
+def _is_reference(value: str) -> bool:
+    return value.startswith(("secretsmanager:", "ssm:", "env:"))
+
+
+def _describe(error: Mapping[str, object]) -> str:
+    loc = error.get("loc") or ()
+    parts = [str(p) for p in loc] if isinstance(loc, tuple) else []
+    # pydantic reports dict keys and model names; keep the YAML path the user wrote.
+    key = ".".join(p for p in parts if p not in ("function-after", "function-before", "[key]"))
+    return f"{key or '(top level)'}: {error.get('msg')}"

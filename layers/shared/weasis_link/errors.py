@@ -1,0 +1,132 @@
+"""Domain errors. Each names what went wrong in words a caller can act on; the API maps them to HTTP in one place
+(functions/api/problems.py). Messages never carry a token, a password or a patient name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class WeasisLinkError(Exception):
+    """Base class: `code` is a stable machine-readable identifier, the message is for humans."""
+
+    code = "error"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class ConfigurationError(WeasisLinkError):
+    """The deployment is misconfigured (raised at cold start, never because of a request)."""
+
+    code = "configuration-error"
+
+
+@dataclass(frozen=True, slots=True)
+class FieldProblem:
+    """One invalid request field: where it is and why it was refused."""
+
+    field: str
+    message: str
+
+
+class InvalidRequest(WeasisLinkError):
+    """The request is malformed: bad UID, missing key, unknown parameter value..."""
+
+    code = "invalid-request"
+
+    def __init__(self, detail: str, problems: list[FieldProblem] | None = None) -> None:
+        super().__init__(detail)
+        self.problems = problems or []
+
+
+class UnknownArchive(InvalidRequest):
+    """`archive=` names a connector that is not configured."""
+
+    code = "unknown-archive"
+
+
+class CriterionDeactivated(WeasisLinkError):
+    """Every selected archive refuses one of the search keys used (search-criteria.deactivated)."""
+
+    code = "criterion-deactivated"
+
+
+class PayloadTooLarge(WeasisLinkError):
+    code = "payload-too-large"
+
+
+class ManifestNotFound(WeasisLinkError):
+    """Unknown, malformed or expired manifest id."""
+
+    code = "manifest-not-found"
+
+
+class AuthenticationError(WeasisLinkError):
+    """The bearer token is missing or invalid (RFC 6750 error codes: invalid_request, invalid_token)."""
+
+    code = "unauthorized"
+
+    def __init__(self, detail: str, oauth_error: str | None = "invalid_token") -> None:
+        super().__init__(detail)
+        # None means "no credentials at all": RFC 6750 §3.1 says to send no error code then.
+        self.oauth_error = oauth_error
+
+
+class InsufficientScope(WeasisLinkError):
+    code = "insufficient-scope"
+
+    def __init__(self, detail: str, required_scopes: tuple[str, ...]) -> None:
+        super().__init__(detail)
+        self.required_scopes = required_scopes
+
+
+class IdentityProviderUnavailable(WeasisLinkError):
+    """The issuer's JWKS could not be fetched: we cannot tell a good token from a forged one."""
+
+    code = "identity-provider-unavailable"
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveFailure:
+    """Why one archive could not be queried. `kind` is unavailable | timeout | bad-response | refused."""
+
+    archive_id: str
+    kind: str
+    detail: str
+
+
+class ArchiveError(WeasisLinkError):
+    """Raised by a connector: the PACS is down, too slow, or answered something we cannot use."""
+
+    code = "archive-error"
+
+    def __init__(self, detail: str, kind: str = "bad-response") -> None:
+        super().__init__(detail)
+        self.kind = kind
+
+
+class ArchiveTimeout(ArchiveError):
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, kind="timeout")
+
+
+class ArchiveUnavailable(ArchiveError):
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, kind="unavailable")
+
+
+class AllArchivesFailed(WeasisLinkError):
+    """No selected archive answered: nothing is stored, the caller gets 502/503/504."""
+
+    code = "archives-failed"
+
+    def __init__(self, failures: list[ArchiveFailure]) -> None:
+        super().__init__("; ".join(f"archive '{f.archive_id}': {f.detail}" for f in failures) or "no archive answered")
+        self.failures = failures
+
+
+class StorageError(WeasisLinkError):
+    """S3 refused or failed a write/read: nothing half-written is left behind."""
+
+    code = "storage-unavailable"

@@ -1,0 +1,102 @@
+"""Service settings from environment variables (set by template.yaml parameters), validated at cold start."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Final, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+
+from weasis_link.errors import ConfigurationError
+
+AsymmetricAlgorithm = Literal["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"]
+
+
+def _split(separators: str) -> BeforeValidator:
+    def split(value: object) -> object:
+        if isinstance(value, str):
+            for sep in separators[1:]:
+                value = value.replace(sep, separators[0])
+            return [v for v in value.split(separators[0]) if v.strip()]
+        return value
+
+    return BeforeValidator(split)
+
+
+CommaList = Annotated[list[str], _split(", ")]
+SpaceList = Annotated[list[str], _split(" ,")]
+
+# Environment variable -> field. One table, so the template, the docs and the error messages agree.
+ENVIRONMENT: Final = {
+    "MANIFEST_BUCKET": "manifest_bucket",
+    "MANIFEST_PREFIX": "manifest_prefix",
+    "MANIFEST_TTL_SECONDS": "manifest_ttl_seconds",
+    "PRESIGN_EXPIRES_SECONDS": "presign_expires_seconds",
+    "OAUTH_ISSUER": "oauth_issuer",
+    "OAUTH_AUDIENCES": "oauth_audiences",
+    "OAUTH_JWKS_URL": "oauth_jwks_url",
+    "OAUTH_REQUIRED_SCOPES": "oauth_required_scopes",
+    "OAUTH_ALGORITHMS": "oauth_algorithms",
+    "OAUTH_LEEWAY_SECONDS": "oauth_leeway_seconds",
+    "ALLOW_ACCESS_TOKEN_QUERY": "allow_access_token_query",
+    "WEASIS_LINK_CONFIG": "config_file",
+    "AWS_REGION": "aws_region",
+    "AWS_ENDPOINT_URL_S3": "s3_endpoint_url",
+    "PUBLIC_BASE_URL": "public_base_url",
+    "BUILDER_FUNCTION_NAME": "builder_function_name",
+    "ARCHIVE_DEADLINE_SECONDS": "archive_deadline_seconds",
+    "TOKEN_EXPIRY_MARGIN_SECONDS": "token_expiry_margin_seconds",
+}
+_ENV_BY_FIELD: Final = {v: k for k, v in ENVIRONMENT.items()}
+
+
+class ServiceSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    manifest_bucket: str = Field(min_length=3, max_length=63)
+    manifest_prefix: str = Field(default="manifests/", pattern=r"^([A-Za-z0-9._-]+/)+$")
+    manifest_ttl_seconds: int = Field(default=300, ge=30, le=86400)
+    presign_expires_seconds: int = Field(default=300, ge=10, le=3600)
+    oauth_issuer: str = Field(min_length=1)
+    oauth_audiences: CommaList = Field(min_length=1)
+    oauth_jwks_url: str = Field(pattern=r"^https?://")
+    oauth_required_scopes: SpaceList = Field(default_factory=list)
+    oauth_algorithms: Annotated[list[AsymmetricAlgorithm], _split(", ")] = Field(default=["RS256"], min_length=1)
+    oauth_leeway_seconds: int = Field(default=30, ge=0, le=300)
+    allow_access_token_query: bool = True
+    config_file: Path | None = None
+    aws_region: str = "us-east-1"
+    s3_endpoint_url: str | None = None
+    public_base_url: str | None = Field(default=None, pattern=r"^https?://[^\s\"$]+$")
+    builder_function_name: str | None = None
+    # The whole query must end well inside API Gateway's 29 s integration limit.
+    archive_deadline_seconds: float = Field(default=20.0, gt=0, le=25)
+    token_expiry_margin_seconds: int = Field(default=60, ge=0, le=3600)
+
+    @field_validator("oauth_jwks_url")
+    @classmethod
+    def _no_plain_http_outside_loopback(cls, value: str) -> str:
+        # A JWKS fetched over plain HTTP lets anyone on the path mint accepted tokens.
+        if value.startswith("http://") and not value.startswith(("http://127.0.0.1", "http://localhost")):
+            raise ValueError("must use https (plain http is accepted only on 127.0.0.1/localhost)")
+        return value
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> ServiceSettings:
+        env = os.environ if environ is None else environ
+        data = {field: env[name] for name, field in ENVIRONMENT.items() if env.get(name, "") != ""}
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigurationError(
+                "Invalid service settings: " + "; ".join(_describe(e) for e in exc.errors())
+            ) from None
+
+
+def _describe(error: Mapping[str, object]) -> str:
+    loc = error.get("loc") or ()
+    field = str(loc[0]) if isinstance(loc, tuple) and loc else "?"
+    # Name the environment variable, never echo its value (it may be a secret).
+    return f"environment variable {_ENV_BY_FIELD.get(field, field)}: {error.get('msg')}"

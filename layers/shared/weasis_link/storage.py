@@ -1,0 +1,190 @@
+"""Manifests in S3: short-lived, encrypted, under unguessable keys, fetched by presigned GET.
+
+Key: `<prefix><expiry epoch, 10 digits>-<32 random url-safe characters>.xml.gz` (192 random bits). The expiry
+is also in the object metadata (`expires-at`, authoritative for objects we did not name), and leading the key
+with it lets the cleaner stop listing at the first live manifest: S3 lists keys in order. The `.gz` extension is
+what Weasis <= 4.7.1 looks at to decide to gunzip (weasis-facts takeaway 4).
+
+Imports nothing heavier than boto3: the cleanup function uses this module.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+from weasis_link.errors import ManifestNotFound, StorageError
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+MANIFEST_SUFFIX: Final = ".xml.gz"
+EXPIRES_METADATA: Final = "expires-at"
+DELETE_BATCH: Final = 1000  # DeleteObjects' limit
+MANIFEST_ID: Final = re.compile(r"^(\d{10})-([A-Za-z0-9_-]{32})$")
+CONTENT_TYPE: Final = "application/gzip"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredManifest:
+    manifest_id: str
+    key: str
+    expires_at: dt.datetime
+
+
+def new_manifest_id(expires_at: dt.datetime) -> str:
+    return f"{int(expires_at.timestamp()):010d}-{secrets.token_urlsafe(24)}"
+
+
+def expiry_of(manifest_id: str) -> dt.datetime | None:
+    m = MANIFEST_ID.match(manifest_id)
+    return dt.datetime.fromtimestamp(int(m[1]), tz=dt.UTC) if m else None
+
+
+def s3_client(region: str, endpoint_url: str | None = None) -> S3Client:
+    """SigV4 and the regional virtual-host style (boto3 still presigns with SigV2 in some regions and with the
+    global endpoint, which breaks signatures for new buckets); path style only against a local endpoint."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        signature_version="s3v4",
+        s3={"addressing_style": "path" if endpoint_url else "virtual"},
+        retries={"max_attempts": 3, "mode": "standard"},
+        connect_timeout=3,
+        read_timeout=10,
+    )
+    return boto3.client("s3", region_name=region, endpoint_url=endpoint_url, config=config)
+
+
+class ManifestStore:
+    def __init__(self, client: S3Client, bucket: str, prefix: str = "manifests/") -> None:
+        self._s3 = client
+        self.bucket = bucket
+        self.prefix = prefix
+
+    def key_for(self, manifest_id: str) -> str:
+        if not MANIFEST_ID.match(manifest_id):
+            raise ManifestNotFound("This manifest link is not valid.")
+        return f"{self.prefix}{manifest_id}{MANIFEST_SUFFIX}"
+
+    def put(self, manifest_id: str, body: bytes, expires_at: dt.datetime) -> StoredManifest:
+        """One PutObject: S3 writes it whole or not at all, so a failure leaves nothing behind."""
+        key = self.key_for(manifest_id)
+        try:
+            self._s3.put_object(
+                Bucket=self.bucket,
+                Key=key,
+                Body=body,
+                ContentType=CONTENT_TYPE,
+                CacheControl="no-store, private",
+                ServerSideEncryption="AES256",
+                Metadata={EXPIRES_METADATA: str(int(expires_at.timestamp()))},
+            )
+        except Exception as exc:
+            raise StorageError(f"The manifest could not be stored ({_error_code(exc)}).") from None
+        return StoredManifest(manifest_id, key, expires_at)
+
+    def presigned_url(self, manifest_id: str, expires_in: int) -> str:
+        return self._s3.generate_presigned_url(
+            "get_object",
+            Params={"Bucket": self.bucket, "Key": self.key_for(manifest_id)},
+            ExpiresIn=expires_in,
+        )
+
+    def exists(self, manifest_id: str) -> bool:
+        try:
+            self._s3.head_object(Bucket=self.bucket, Key=self.key_for(manifest_id))
+        except Exception as exc:
+            if _error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise StorageError(f"The manifest store cannot be read ({_error_code(exc)}).") from None
+        return True
+
+    def read(self, manifest_id: str) -> bytes:
+        try:
+            answer: Any = self._s3.get_object(Bucket=self.bucket, Key=self.key_for(manifest_id))
+            return bytes(answer["Body"].read())
+        except Exception as exc:
+            if _error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+                raise ManifestNotFound("This manifest does not exist or has expired.") from None
+            raise StorageError(f"The manifest store cannot be read ({_error_code(exc)}).") from None
+
+    def delete(self, manifest_id: str) -> None:
+        self._s3.delete_object(Bucket=self.bucket, Key=self.key_for(manifest_id))
+
+    # --- cleanup --------------------------------------------------------------------------------------------
+    def delete_expired(self, now: float | None = None) -> CleanupReport:
+        """Delete every manifest whose expiry has passed; idempotent (deleting a missing key succeeds)."""
+        now = time.time() if now is None else now
+        report = CleanupReport()
+        batch: list[str] = []
+        for key in self._expired_keys(now, report):
+            batch.append(key)
+            if len(batch) == DELETE_BATCH:
+                self._delete_batch(batch, report)
+                batch = []
+        if batch:
+            self._delete_batch(batch, report)
+        return report
+
+    def _expired_keys(self, now: float, report: CleanupReport) -> Iterator[str]:
+        paginator = self._s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
+            for obj in page.get("Contents", []):
+                key = obj["Key"]
+                report.scanned += 1
+                name = key[len(self.prefix) :].removesuffix(MANIFEST_SUFFIX)
+                m = MANIFEST_ID.match(name)
+                expiry = float(m[1]) if m else self._metadata_expiry(key)
+                if expiry is None:
+                    report.skipped += 1  # not ours; the bucket's lifecycle rule is the backstop
+                    continue
+                if expiry > now:
+                    if m:
+                        return  # keys sort by expiry: everything after this one is live too
+                    report.live += 1
+                    continue
+                yield key
+
+    def _metadata_expiry(self, key: str) -> float | None:
+        try:
+            head: Any = self._s3.head_object(Bucket=self.bucket, Key=key)
+        except Exception:
+            return None
+        value = head.get("Metadata", {}).get(EXPIRES_METADATA)
+        try:
+            return float(value) if value is not None else None
+        except ValueError:
+            return None
+
+    def _delete_batch(self, keys: list[str], report: CleanupReport) -> None:
+        answer: Any = self._s3.delete_objects(
+            Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True}
+        )
+        errors = answer.get("Errors", [])
+        report.deleted += len(keys) - len(errors)
+        report.failed += len(errors)
+
+
+@dataclass(slots=True)
+class CleanupReport:
+    scanned: int = 0
+    deleted: int = 0
+    failed: int = 0
+    live: int = 0
+    skipped: int = 0
+
+
+def _error_code(exc: Exception) -> str:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        code = response.get("Error", {}).get("Code")
+        if code:
+            return str(code)
+    return type(exc).__name__

@@ -1,0 +1,258 @@
+"""The study tree: patients, studies, series and instances as every connector returns them.
+
+Connectors feed flat attribute mappings keyed by DICOM keywords (what a QIDO answer, a C-FIND identifier or a
+database row holds) into a `StudyTreeBuilder`. The builder normalises each value once (`dicom_values`), drops
+records it cannot represent faithfully (counting why), and deduplicates: an instance appears exactly once, a
+patient is PatientID *and* IssuerOfPatientID. Plain slotted dataclasses rather than pydantic models: a large study
+holds 100,000 instances, and validation is already done by the normalisers.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+from weasis_link import dicom_values as dv
+
+# DICOM keywords the builder reads; connectors map their native names onto these.
+PATIENT_KEYWORDS: Final = (
+    "PatientID",
+    "IssuerOfPatientID",
+    "PatientName",
+    "PatientBirthDate",
+    "PatientBirthTime",
+    "PatientSex",
+)
+STUDY_KEYWORDS: Final = (
+    "StudyInstanceUID",
+    "StudyDate",
+    "StudyTime",
+    "StudyDescription",
+    "AccessionNumber",
+    "StudyID",
+    "ReferringPhysicianName",
+    "ModalitiesInStudy",
+)
+SERIES_KEYWORDS: Final = (
+    "SeriesInstanceUID",
+    "Modality",
+    "SeriesNumber",
+    "SeriesDescription",
+    "SeriesDate",
+    "SeriesTime",
+)
+INSTANCE_KEYWORDS: Final = ("SOPInstanceUID", "SOPClassUID", "InstanceNumber")
+ALL_KEYWORDS: Final = PATIENT_KEYWORDS + STUDY_KEYWORDS + SERIES_KEYWORDS + INSTANCE_KEYWORDS
+
+
+@dataclass(frozen=True, slots=True)
+class PatientKey:
+    """What identifies a patient: the same PatientID under two issuers is two people."""
+
+    patient_id: str
+    issuer: str | None
+
+
+@dataclass(slots=True)
+class Patient:
+    key: PatientKey
+    name: str | None = None
+    birth_date: str | None = None
+    birth_time: str | None = None
+    sex: str | None = None
+
+
+@dataclass(slots=True)
+class Instance:
+    sop_instance_uid: str
+    sop_class_uid: str | None = None
+    instance_number: int | None = None
+
+
+@dataclass(slots=True)
+class Series:
+    series_instance_uid: str
+    modality: str | None = None
+    series_number: int | None = None
+    description: str | None = None
+    series_date: str | None = None
+    series_time: str | None = None
+    instances: list[Instance] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Study:
+    study_instance_uid: str
+    patient: Patient
+    study_date: str | None = None
+    study_time: str | None = None
+    description: str | None = None
+    accession_number: str | None = None
+    study_id: str | None = None
+    referring_physician_name: str | None = None
+    modalities_in_study: frozenset[str] = frozenset()
+    series: dict[str, Series] = field(default_factory=dict)
+
+    @property
+    def modalities(self) -> frozenset[str]:
+        """ModalitiesInStudy when the PACS gave it, else what the series say."""
+        found = {s.modality for s in self.series.values() if s.modality}
+        return self.modalities_in_study | found
+
+    @property
+    def instance_count(self) -> int:
+        return sum(len(s.instances) for s in self.series.values())
+
+    @property
+    def sort_datetime(self) -> str:
+        return dv.sort_datetime(self.study_date, self.study_time)
+
+
+# Why a record was left out; reported to the user in the archive's <Message>.
+SKIP_STUDY_UID: Final = "invalid StudyInstanceUID"
+SKIP_SERIES_UID: Final = "invalid SeriesInstanceUID"
+SKIP_SOP_UID: Final = "invalid SOPInstanceUID"
+SKIP_PATIENT_ID: Final = "PatientID missing or not representable"
+SKIP_DUPLICATE: Final = "duplicate SOPInstanceUID"
+SKIP_CONFLICT: Final = "series or study UID reused under another parent"
+
+
+class StudyTreeBuilder:
+    """Accumulates flat records into studies; safe to feed study-level rows first, instance-level rows after."""
+
+    def __init__(self) -> None:
+        self._studies: dict[str, Study] = {}
+        self._series_study: dict[str, str] = {}
+        self._sops: set[str] = set()
+        self.skipped: Counter[str] = Counter()
+
+    def add_study(self, attrs: Mapping[str, object]) -> Study | None:
+        """Add (or find) the study described by patient + study attributes; None when it cannot be represented."""
+        study_uid = dv.uid(attrs.get("StudyInstanceUID"))
+        if study_uid is None:
+            self.skipped[SKIP_STUDY_UID] += 1
+            return None
+        study = self._studies.get(study_uid)
+        if study is not None:
+            _fill_study(study, attrs)
+            return study
+        patient_id = dv.identifier(attrs.get("PatientID"))
+        if patient_id is None:
+            self.skipped[SKIP_PATIENT_ID] += 1
+            return None
+        issuer = attrs.get("IssuerOfPatientID")
+        patient = Patient(
+            key=PatientKey(patient_id, dv.identifier(issuer) if issuer not in (None, "") else None),
+            name=dv.text(attrs.get("PatientName")),
+            birth_date=dv.date(attrs.get("PatientBirthDate")),
+            birth_time=dv.time(attrs.get("PatientBirthTime")),
+            sex=dv.patient_sex(attrs.get("PatientSex")),
+        )
+        if issuer not in (None, "") and patient.key.issuer is None:
+            # An issuer we cannot represent would silently merge this patient with another: refuse the study.
+            self.skipped[SKIP_PATIENT_ID] += 1
+            return None
+        study = Study(study_instance_uid=study_uid, patient=patient)
+        _fill_study(study, attrs)
+        self._studies[study_uid] = study
+        return study
+
+    def add_instance(self, attrs: Mapping[str, object], study: Study | None = None) -> None:
+        """Add one instance row (with its series attributes, and study/patient ones unless `study` is given)."""
+        if study is None:
+            study = self.add_study(attrs)
+            if study is None:
+                return
+        series_uid = dv.uid(attrs.get("SeriesInstanceUID"))
+        if series_uid is None:
+            self.skipped[SKIP_SERIES_UID] += 1
+            return
+        sop_uid = dv.uid(attrs.get("SOPInstanceUID"))
+        if sop_uid is None:
+            self.skipped[SKIP_SOP_UID] += 1
+            return
+        owner = self._series_study.setdefault(series_uid, study.study_instance_uid)
+        if owner != study.study_instance_uid:
+            self.skipped[SKIP_CONFLICT] += 1
+            return
+        if sop_uid in self._sops:
+            self.skipped[SKIP_DUPLICATE] += 1
+            return
+        self._sops.add(sop_uid)
+        series = study.series.get(series_uid)
+        if series is None:
+            series = Series(series_instance_uid=series_uid)
+            study.series[series_uid] = series
+        _fill_series(series, attrs)
+        series.instances.append(
+            Instance(
+                sop_instance_uid=sop_uid,
+                sop_class_uid=dv.uid(attrs.get("SOPClassUID")),
+                instance_number=dv.integer(attrs.get("InstanceNumber")),
+            )
+        )
+
+    def add_instances(self, rows: Iterable[Mapping[str, object]], study: Study | None = None) -> None:
+        for row in rows:
+            self.add_instance(row, study)
+
+    def studies(self) -> list[Study]:
+        """The studies that hold at least one instance (the XSD needs Series+ and Instance+)."""
+        return [s for s in self._studies.values() if s.series]
+
+    def study(self, study_uid: str) -> Study | None:
+        return self._studies.get(study_uid)
+
+
+def _fill_study(study: Study, attrs: Mapping[str, object]) -> None:
+    """Set study attributes that are still unknown (a later, richer answer completes an earlier one)."""
+    if study.study_date is None:
+        study.study_date = dv.date(attrs.get("StudyDate"))
+    if study.study_time is None:
+        study.study_time = dv.time(attrs.get("StudyTime"))
+    if study.description is None:
+        study.description = dv.text(attrs.get("StudyDescription"))
+    if study.accession_number is None:
+        study.accession_number = dv.identifier(attrs.get("AccessionNumber"), dv.MAX_SH)
+    if study.study_id is None:
+        study.study_id = dv.text(attrs.get("StudyID"), dv.MAX_SH)
+    if study.referring_physician_name is None:
+        study.referring_physician_name = dv.text(attrs.get("ReferringPhysicianName"))
+    mods = attrs.get("ModalitiesInStudy")
+    if mods:
+        values = mods if isinstance(mods, list | tuple | set | frozenset) else str(mods).split("\\")
+        study.modalities_in_study = study.modalities_in_study | {
+            m for m in (dv.code_string(v) for v in values) if m is not None
+        }
+
+
+def _fill_series(series: Series, attrs: Mapping[str, object]) -> None:
+    if series.modality is None:
+        series.modality = dv.code_string(attrs.get("Modality"))
+    if series.series_number is None:
+        series.series_number = dv.integer(attrs.get("SeriesNumber"))
+    if series.description is None:
+        series.description = dv.text(attrs.get("SeriesDescription"))
+    if series.series_date is None:
+        series.series_date = dv.date(attrs.get("SeriesDate"))
+    if series.series_time is None:
+        series.series_time = dv.time(attrs.get("SeriesTime"))
+
+
+def sorted_studies(studies: Iterable[Study]) -> list[Study]:
+    """Most recent study first; studies without a date last (then by UID, for a stable order)."""
+    dated = sorted(studies, key=lambda s: s.study_instance_uid)
+    return sorted(dated, key=lambda s: s.sort_datetime, reverse=True)
+
+
+def sorted_series(study: Study) -> list[Series]:
+    """By SeriesNumber (missing last), then UID; instances by InstanceNumber (missing last), then UID."""
+    series = sorted(
+        study.series.values(),
+        key=lambda s: (s.series_number is None, s.series_number or 0, s.series_instance_uid),
+    )
+    for s in series:
+        s.instances.sort(key=lambda i: (i.instance_number is None, i.instance_number or 0, i.sop_instance_uid))
+    return series

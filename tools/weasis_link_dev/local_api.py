@@ -1,0 +1,176 @@
+"""The local front door: a standard-library HTTP server that turns each request into an API Gateway HTTP API
+(payload format 2.0) event, calls the real `lambda_handler`, and writes its response back."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+MAX_BODY = 10 * 1024 * 1024  # API Gateway's payload limit
+
+
+@dataclass
+class LambdaContext:
+    function_name: str = "weasis-link-api-local"
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:000000000000:function:weasis-link-api-local"
+    aws_request_id: str = ""
+    log_group_name: str = "/aws/lambda/weasis-link-api-local"
+    log_stream_name: str = "local"
+    deadline: float = 0.0
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self.deadline - time.monotonic()) * 1000))
+
+
+def http_api_event(
+    method: str,
+    target: str,
+    headers: list[tuple[str, str]],
+    body: bytes,
+    source_ip: str = "127.0.0.1",
+    domain: str = "127.0.0.1",
+) -> dict[str, Any]:
+    """The event API Gateway would send for this request (a `$default` route, stage `$default`)."""
+    parts = urlsplit(target)
+    joined: dict[str, str] = {}
+    cookies: list[str] = []
+    for name, value in headers:
+        key = name.lower()
+        if key == "cookie":
+            cookies.extend(c.strip() for c in value.split(";") if c.strip())
+        else:
+            joined[key] = f"{joined[key]},{value}" if key in joined else value
+    query: dict[str, str] = {}
+    for k, v in parse_qsl(parts.query, keep_blank_values=True):
+        query[k] = f"{query[k]},{v}" if k in query else v  # what API Gateway does with repeated parameters
+    now = dt.datetime.now(dt.UTC)
+    request_id = uuid.uuid4().hex
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": parts.path or "/",
+        "rawQueryString": parts.query,
+        "headers": joined,
+        "requestContext": {
+            "accountId": "000000000000",
+            "apiId": "local",
+            "domainName": joined.get("host", domain),
+            "domainPrefix": "local",
+            "http": {
+                "method": method,
+                "path": parts.path or "/",
+                "protocol": "HTTP/1.1",
+                "sourceIp": source_ip,
+                "userAgent": joined.get("user-agent", ""),
+            },
+            "requestId": request_id,
+            "routeKey": "$default",
+            "stage": "$default",
+            "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+            "timeEpoch": int(now.timestamp() * 1000),
+        },
+        "isBase64Encoded": False,
+    }
+    if cookies:
+        event["cookies"] = cookies
+    if query:
+        event["queryStringParameters"] = query
+    if body:
+        content_type = joined.get("content-type", "")
+        if content_type.startswith(("text/", "application/json", "application/xml")) and _is_utf8(body):
+            event["body"] = body.decode("utf-8")
+        else:
+            event["body"] = base64.b64encode(body).decode("ascii")
+            event["isBase64Encoded"] = True
+    return event
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+class LocalApiServer:
+    def __init__(self, handler: Handler, host: str = "127.0.0.1", port: int = 3000, timeout: float = 29.0) -> None:
+        self.handler = handler
+        self.timeout = timeout
+        owner = self
+
+        class RequestHandler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _serve(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                if length > MAX_BODY:
+                    self.send_error(413)
+                    return
+                body = self.rfile.read(length) if length else b""
+                event = http_api_event(self.command, self.path, list(self.headers.items()), body,
+                                       source_ip=self.client_address[0])
+                context = LambdaContext(aws_request_id=event["requestContext"]["requestId"],
+                                        deadline=time.monotonic() + owner.timeout)
+                try:
+                    response = owner.handler(event, context)
+                except Exception:  # what API Gateway answers when the function fails
+                    response = {"statusCode": 500, "body": '{"message":"Internal Server Error"}',
+                                "headers": {"content-type": "application/json"}}
+                self._write(response)
+
+            def _write(self, response: dict[str, Any]) -> None:
+                raw = response.get("body") or ""
+                payload = base64.b64decode(raw) if response.get("isBase64Encoded") else str(raw).encode("utf-8")
+                self.send_response(int(response.get("statusCode", 200)))
+                for name, value in (response.get("headers") or {}).items():
+                    if name.lower() not in ("content-length", "connection", "transfer-encoding"):
+                        self.send_header(name, str(value))
+                for name, values in (response.get("multiValueHeaders") or {}).items():
+                    for value in values:
+                        self.send_header(name, str(value))
+                for cookie in response.get("cookies") or []:
+                    self.send_header("Set-Cookie", cookie)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(payload)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_OPTIONS = do_PATCH = _serve
+
+            def log_message(self, format: str, *args: Any) -> None:
+                # Access log without the query string: it may carry an access_token.
+                path = self.path.split("?", 1)[0]
+                print(f"{self.address_string()} {self.command} {path} {args[1] if len(args) > 1 else ''}", flush=True)
+
+        self._server = ThreadingHTTPServer((host, port), RequestHandler)
+        self._server.daemon_threads = True
+        self.host, self.port = self._server.server_address[0], self._server.server_address[1]
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> LocalApiServer:
+        self._thread = threading.Thread(target=self._server.serve_forever, name="local-api", daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        self._server.serve_forever()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
