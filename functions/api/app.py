@@ -41,7 +41,10 @@ if not _config_path.is_absolute():
     _config_path = Path(os.environ.get("LAMBDA_TASK_ROOT") or Path(__file__).parent) / _config_path
 config = load_config(_config_path)
 store = ManifestStore(
-    s3_client(settings.aws_region, settings.s3_endpoint_url), settings.manifest_bucket, settings.manifest_prefix
+    s3_client(settings.aws_region, settings.s3_endpoint_url),
+    settings.manifest_bucket,
+    settings.manifest_prefix,
+    settings.manifest_kms_key_arn,
 )
 service = ManifestService(settings, config, store)
 validator = TokenValidator(settings)

@@ -116,7 +116,7 @@ def engine_for() -> Iterator[Callable[[str], sa.Engine]]:
 
 def _count(engine: sa.Engine, table: str) -> int:
     with engine.connect() as conn:
-        return int(conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one())  # noqa: S608
+        return int(conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one())
 
 
 def _port_open(port: int) -> bool:
@@ -299,7 +299,7 @@ def test_date_and_time_columns_hold_sql_values(
             ).all()
         )
         temporal = '"patientBirthDate", "studyDate", "studyTime", "seriesDate", "seriesTime"'
-        query = f'SELECT {temporal} FROM ({STANDARD_SELECT}) q ORDER BY "patientId"'  # noqa: S608
+        query = f'SELECT {temporal} FROM ({STANDARD_SELECT}) q ORDER BY "patientId"'
         rows = conn.execute(sa.text(query)).all()
     assert types == {
         "pat_birthdate": "date",

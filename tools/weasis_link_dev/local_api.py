@@ -119,15 +119,20 @@ class LocalApiServer:
                     self.send_error(413)
                     return
                 body = self.rfile.read(length) if length else b""
-                event = http_api_event(self.command, self.path, list(self.headers.items()), body,
-                                       source_ip=self.client_address[0])
-                context = LambdaContext(aws_request_id=event["requestContext"]["requestId"],
-                                        deadline=time.monotonic() + owner.timeout)
+                event = http_api_event(
+                    self.command, self.path, list(self.headers.items()), body, source_ip=self.client_address[0]
+                )
+                context = LambdaContext(
+                    aws_request_id=event["requestContext"]["requestId"], deadline=time.monotonic() + owner.timeout
+                )
                 try:
                     response = owner.handler(event, context)
                 except Exception:  # what API Gateway answers when the function fails
-                    response = {"statusCode": 500, "body": '{"message":"Internal Server Error"}',
-                                "headers": {"content-type": "application/json"}}
+                    response = {
+                        "statusCode": 500,
+                        "body": '{"message":"Internal Server Error"}',
+                        "headers": {"content-type": "application/json"},
+                    }
                 self._write(response)
 
             def _write(self, response: dict[str, Any]) -> None:
@@ -156,7 +161,7 @@ class LocalApiServer:
 
         self._server = ThreadingHTTPServer((host, port), RequestHandler)
         self._server.daemon_threads = True
-        self.host, self.port = self._server.server_address[0], self._server.server_address[1]
+        self.host, self.port = str(self._server.server_address[0]), int(self._server.server_address[1])
         self._thread: threading.Thread | None = None
 
     @property

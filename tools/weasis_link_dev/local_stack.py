@@ -59,7 +59,7 @@ def service_environment(jwks_url: str, s3_endpoint: str, extra: dict[str, str] |
         "AWS_REGION": REGION,
         "AWS_DEFAULT_REGION": REGION,
         "AWS_ACCESS_KEY_ID": "local",
-        "AWS_SECRET_ACCESS_KEY": "local",  # noqa: S105 - moto accepts any credentials
+        "AWS_SECRET_ACCESS_KEY": "local",
         "POWERTOOLS_SERVICE_NAME": "weasis-link",
         "POWERTOOLS_METRICS_NAMESPACE": "WeasisLink",
         "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "INFO"),

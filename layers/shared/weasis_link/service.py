@@ -136,8 +136,13 @@ class ManifestService:
         failures = [o.failure for o in outcomes if o.failure is not None]
         if len(failures) == len(outcomes):
             raise AllArchivesFailed(failures)
-        warnings = self._token_warnings(caller)
+        token_warning = self._token_warning(caller)
+        warnings = [token_warning] if token_warning else []
         queries = [self._archive_query(o, caller, warnings) for o in outcomes]
+        if token_warning:
+            for query in queries:
+                if any(key == "Authorization" for key, _ in query.http_tags):
+                    query.add_message(mf.Message("Access token expires soon", token_warning, "WARN"))
         body = mf.manifest_gzip(queries, str(uuid.uuid4()))
         return BuiltManifest(body, queries, outcomes, warnings)
 
@@ -277,13 +282,13 @@ class ManifestService:
         assert dicomweb is not None  # AppConfig guarantees a URL for every other case
         return dicomweb.wado_rs_url or dicomweb.url, [], None
 
-    def _token_warnings(self, caller: Caller) -> list[str]:
+    def _token_warning(self, caller: Caller) -> str | None:
+        """Weasis downloads with the injected token for minutes: say so when it dies before the manifest does."""
         margin = self._settings.token_expiry_margin_seconds
-        expires = self._expiry().timestamp()
-        if caller.expires_at < expires + margin:
-            left = max(0, int(caller.expires_at - self._clock()))
-            return [f"The access token expires in {left} s, before the manifest does: Weasis may fail to load images."]
-        return []
+        if caller.expires_at >= self._expiry().timestamp() + margin:
+            return None
+        left = max(0, int(caller.expires_at - self._clock()))
+        return f"The access token expires in {left} s, before the manifest does: Weasis may fail to load images."
 
     def _expiry(self) -> dt.datetime:
         now = dt.datetime.fromtimestamp(int(self._clock()), tz=dt.UTC)

@@ -32,6 +32,7 @@ SpaceList = Annotated[list[str], _split(" ,")]
 ENVIRONMENT: Final = {
     "MANIFEST_BUCKET": "manifest_bucket",
     "MANIFEST_PREFIX": "manifest_prefix",
+    "MANIFEST_KMS_KEY_ARN": "manifest_kms_key_arn",
     "MANIFEST_TTL_SECONDS": "manifest_ttl_seconds",
     "PRESIGN_EXPIRES_SECONDS": "presign_expires_seconds",
     "OAUTH_ISSUER": "oauth_issuer",
@@ -57,6 +58,9 @@ class ServiceSettings(BaseModel):
 
     manifest_bucket: str = Field(min_length=3, max_length=63)
     manifest_prefix: str = Field(default="manifests/", pattern=r"^([A-Za-z0-9._-]+/)+$")
+    manifest_kms_key_arn: str | None = Field(
+        default=None, pattern=r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[0-9a-f-]+$"
+    )
     manifest_ttl_seconds: int = Field(default=300, ge=30, le=86400)
     presign_expires_seconds: int = Field(default=300, ge=10, le=3600)
     oauth_issuer: str = Field(min_length=1)

@@ -28,6 +28,7 @@ EXPIRES_METADATA: Final = "expires-at"
 DELETE_BATCH: Final = 1000  # DeleteObjects' limit
 MANIFEST_ID: Final = re.compile(r"^(\d{10})-([A-Za-z0-9_-]{32})$")
 CONTENT_TYPE: Final = "application/gzip"
+_MISSING: Final = frozenset({"404", "NoSuchKey", "NotFound"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,10 +64,17 @@ def s3_client(region: str, endpoint_url: str | None = None) -> S3Client:
 
 
 class ManifestStore:
-    def __init__(self, client: S3Client, bucket: str, prefix: str = "manifests/") -> None:
+    def __init__(
+        self, client: S3Client, bucket: str, prefix: str = "manifests/", kms_key_arn: str | None = None
+    ) -> None:
         self._s3 = client
         self.bucket = bucket
         self.prefix = prefix
+        # SSE-KMS like the bucket's default: the AWS-managed key aws/s3, or the deployment's own key. Naming it on
+        # each write keeps objects encrypted the same way even in a bucket configured otherwise.
+        self._encryption: dict[str, Any] = {"ServerSideEncryption": "aws:kms", "BucketKeyEnabled": True}
+        if kms_key_arn:
+            self._encryption["SSEKMSKeyId"] = kms_key_arn
 
     def key_for(self, manifest_id: str) -> str:
         if not MANIFEST_ID.match(manifest_id):
@@ -83,8 +91,8 @@ class ManifestStore:
                 Body=body,
                 ContentType=CONTENT_TYPE,
                 CacheControl="no-store, private",
-                ServerSideEncryption="AES256",
                 Metadata={EXPIRES_METADATA: str(int(expires_at.timestamp()))},
+                **self._encryption,
             )
         except Exception as exc:
             raise StorageError(f"The manifest could not be stored ({_error_code(exc)}).") from None
@@ -101,7 +109,7 @@ class ManifestStore:
         try:
             self._s3.head_object(Bucket=self.bucket, Key=self.key_for(manifest_id))
         except Exception as exc:
-            if _error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+            if _error_code(exc) in _MISSING:
                 return False
             raise StorageError(f"The manifest store cannot be read ({_error_code(exc)}).") from None
         return True
@@ -111,7 +119,7 @@ class ManifestStore:
             answer: Any = self._s3.get_object(Bucket=self.bucket, Key=self.key_for(manifest_id))
             return bytes(answer["Body"].read())
         except Exception as exc:
-            if _error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+            if _error_code(exc) in _MISSING:
                 raise ManifestNotFound("This manifest does not exist or has expired.") from None
             raise StorageError(f"The manifest store cannot be read ({_error_code(exc)}).") from None
 
@@ -134,23 +142,40 @@ class ManifestStore:
         return report
 
     def _expired_keys(self, now: float, report: CleanupReport) -> Iterator[str]:
+        """Our keys sort by expiry, so listing stops at the first live one; a second listing resumes after every
+        key of ours (any epoch, then '~', which sorts after the random part) for objects named otherwise."""
         paginator = self._s3.get_paginator("list_objects_v2")
+        resume_after: str | None = None
         for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
             for obj in page.get("Contents", []):
                 key = obj["Key"]
                 report.scanned += 1
-                name = key[len(self.prefix) :].removesuffix(MANIFEST_SUFFIX)
-                m = MANIFEST_ID.match(name)
-                expiry = float(m[1]) if m else self._metadata_expiry(key)
-                if expiry is None:
-                    report.skipped += 1  # not ours; the bucket's lifecycle rule is the backstop
-                    continue
-                if expiry > now:
-                    if m:
-                        return  # keys sort by expiry: everything after this one is live too
-                    report.live += 1
-                    continue
-                yield key
+                m = MANIFEST_ID.match(key[len(self.prefix) :].removesuffix(MANIFEST_SUFFIX))
+                if m is None:
+                    if self._foreign_expired(key, now, report):
+                        yield key
+                elif float(m[1]) <= now:
+                    yield key
+                else:
+                    resume_after = f"{self.prefix}9999999999~"
+                    break
+            if resume_after is not None:
+                break
+        if resume_after is None:
+            return
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix, StartAfter=resume_after):
+            for obj in page.get("Contents", []):
+                report.scanned += 1
+                if self._foreign_expired(obj["Key"], now, report):
+                    yield obj["Key"]
+
+    def _foreign_expired(self, key: str, now: float, report: CleanupReport) -> bool:
+        """An object we did not name: its `expires-at` metadata decides; without it, the lifecycle rule will."""
+        expiry = self._metadata_expiry(key)
+        if expiry is None:
+            report.skipped += 1
+            return False
+        return expiry <= now
 
     def _metadata_expiry(self, key: str) -> float | None:
         try:
@@ -177,7 +202,6 @@ class CleanupReport:
     scanned: int = 0
     deleted: int = 0
     failed: int = 0
-    live: int = 0
     skipped: int = 0
 
 

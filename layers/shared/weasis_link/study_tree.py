@@ -116,7 +116,8 @@ SKIP_SERIES_UID: Final = "invalid SeriesInstanceUID"
 SKIP_SOP_UID: Final = "invalid SOPInstanceUID"
 SKIP_PATIENT_ID: Final = "PatientID missing or not representable"
 SKIP_DUPLICATE: Final = "duplicate SOPInstanceUID"
-SKIP_CONFLICT: Final = "series or study UID reused under another parent"
+SKIP_CONFLICT: Final = "series UID reused under another study"
+SKIP_PATIENT_CONFLICT: Final = "study UID reused under another patient"
 
 
 class StudyTreeBuilder:
@@ -129,31 +130,31 @@ class StudyTreeBuilder:
         self.skipped: Counter[str] = Counter()
 
     def add_study(self, attrs: Mapping[str, object]) -> Study | None:
-        """Add (or find) the study described by patient + study attributes; None when it cannot be represented."""
+        """Add (or find) the study described by patient + study attributes; None when it cannot be represented,
+        or when it names a study we already hold under another patient (never attach one patient's images to
+        another's study)."""
         study_uid = dv.uid(attrs.get("StudyInstanceUID"))
         if study_uid is None:
             self.skipped[SKIP_STUDY_UID] += 1
             return None
-        study = self._studies.get(study_uid)
-        if study is not None:
-            _fill_study(study, attrs)
-            return study
-        patient_id = dv.identifier(attrs.get("PatientID"))
-        if patient_id is None:
+        key = _patient_key(attrs)
+        if key is None:
             self.skipped[SKIP_PATIENT_ID] += 1
             return None
-        issuer = attrs.get("IssuerOfPatientID")
+        study = self._studies.get(study_uid)
+        if study is not None:
+            if study.patient.key != key:
+                self.skipped[SKIP_PATIENT_CONFLICT] += 1
+                return None
+            _fill_study(study, attrs)
+            return study
         patient = Patient(
-            key=PatientKey(patient_id, dv.identifier(issuer) if issuer not in (None, "") else None),
+            key=key,
             name=dv.text(attrs.get("PatientName")),
             birth_date=dv.date(attrs.get("PatientBirthDate")),
             birth_time=dv.time(attrs.get("PatientBirthTime")),
             sex=dv.patient_sex(attrs.get("PatientSex")),
         )
-        if issuer not in (None, "") and patient.key.issuer is None:
-            # An issuer we cannot represent would silently merge this patient with another: refuse the study.
-            self.skipped[SKIP_PATIENT_ID] += 1
-            return None
         study = Study(study_instance_uid=study_uid, patient=patient)
         _fill_study(study, attrs)
         self._studies[study_uid] = study
@@ -204,6 +205,19 @@ class StudyTreeBuilder:
 
     def study(self, study_uid: str) -> Study | None:
         return self._studies.get(study_uid)
+
+
+def _patient_key(attrs: Mapping[str, object]) -> PatientKey | None:
+    """(PatientID, IssuerOfPatientID), or None when either cannot be represented exactly: an issuer we dropped
+    would silently merge this patient with another."""
+    patient_id = dv.identifier(attrs.get("PatientID"))
+    if patient_id is None:
+        return None
+    raw_issuer = attrs.get("IssuerOfPatientID")
+    if raw_issuer is None or str(raw_issuer).strip(" \x00") == "":
+        return PatientKey(patient_id, None)
+    issuer = dv.identifier(raw_issuer)
+    return PatientKey(patient_id, issuer) if issuer is not None else None
 
 
 def _fill_study(study: Study, attrs: Mapping[str, object]) -> None:

@@ -15,7 +15,6 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final, cast
 
@@ -82,20 +81,40 @@ def sqlalchemy_url(db: cfg.DbConnector) -> URL:
     return url
 
 
+class SelectColumns:
+    """The configured select's output columns and the DICOM keyword each one carries."""
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.names = names
+        self.keywords: dict[str, str] = {}
+        seen: set[str] = set()
+        for name in names:
+            keyword = _COLUMN_KEYWORDS.get(_fold(name))
+            if keyword is not None and keyword not in seen:
+                self.keywords[name] = keyword
+                seen.add(keyword)
+
+    def find(self, config_name: str | None) -> str | None:
+        """The output column a key-column setting names (matched case- and underscore-insensitively)."""
+        if config_name is None:
+            return None
+        return next((n for n in self.names if _fold(n) == _fold(config_name)), None)
+
+
 class DatabaseConnector:
     def __init__(self, connector_id: str, settings: cfg.DbConnector) -> None:
         self.connector_id = connector_id
         self._settings = settings
         self._url = sqlalchemy_url(settings)
         self._engine: Engine | None = None
-        self._columns: dict[str, str] | None = None  # DICOM keyword -> actual output column
+        self._columns: SelectColumns | None = None
         self._lock = threading.Lock()
 
     # --- the query ------------------------------------------------------------------------------------------
     def find(self, criteria: QueryCriteria, context: QueryContext, builder: StudyTreeBuilder) -> None:
         engine, columns = self._prepare()
         statement = self.statement(criteria, columns)
-        keyword_by_column = {actual: kw for kw, actual in columns.items()}
+        keyword_by_column = columns.keywords
         timeout = max(0.5, min(self._settings.query_timeout_seconds, context.deadline - time.monotonic()))
         try:
             with engine.connect() as conn:
@@ -107,13 +126,13 @@ class DatabaseConnector:
         except SQLAlchemyError as exc:
             raise _archive_error(exc) from None
 
-    def statement(self, criteria: QueryCriteria, columns: Mapping[str, str]) -> sa.Select[Any]:
+    def statement(self, criteria: QueryCriteria, columns: SelectColumns) -> sa.Select[Any]:
         """SELECT * FROM (<configured select>) AS weasis_q WHERE <criteria as bound parameters>."""
         q = self._settings.query
-        subquery = sa.text(q.select).columns(*(sa.column(c) for c in columns.values())).subquery("weasis_q")
+        subquery = sa.text(q.select).columns(*(sa.column(c) for c in columns.names)).subquery("weasis_q")
 
         def col(config_name: str | None) -> sa.ColumnElement[Any] | None:
-            name = self._actual(config_name, columns)
+            name = columns.find(config_name)
             return subquery.c[name] if name is not None else None
 
         conditions: list[sa.ColumnElement[bool]] = []
@@ -136,7 +155,7 @@ class DatabaseConnector:
         return sa.select(subquery).where(sa.and_(*conditions))
 
     # --- engine and column discovery --------------------------------------------------------------------------
-    def _prepare(self) -> tuple[Engine, dict[str, str]]:
+    def _prepare(self) -> tuple[Engine, SelectColumns]:
         with self._lock:
             if self._engine is None:
                 self._engine = self._create_engine()
@@ -175,21 +194,19 @@ class DatabaseConnector:
             raw = cast(sqlite3.Connection, conn.connection.dbapi_connection)
             raw.executescript(sql)
 
-    def _discover_columns(self, engine: Engine) -> dict[str, str]:
+    def _discover_columns(self, engine: Engine) -> SelectColumns:
         """The select's real output column names (drivers fold unquoted aliases differently), once per container."""
         probe = sa.select(sa.text("*")).select_from(sa.text(f"({self._settings.query.select}) AS weasis_probe"))
         try:
             with engine.connect() as conn:
-                names = list(conn.execute(probe.where(sa.false())).keys())
+                names = tuple(conn.execute(probe.where(sa.false())).keys())
         except SQLAlchemyError as exc:
             raise _archive_error(exc) from None
-        columns: dict[str, str] = {}
-        for name in names:
-            keyword = _COLUMN_KEYWORDS.get(_fold(name))
-            if keyword is not None and keyword not in columns:
-                columns[keyword] = name
+        columns = SelectColumns(names)
         missing = [
-            k for k in ("PatientID", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID") if k not in columns
+            k
+            for k in ("PatientID", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
+            if k not in columns.keywords.values()
         ]
         if missing:
             raise ArchiveError(f"the configured select returns no column for {', '.join(missing)}", "bad-response")
@@ -200,16 +217,9 @@ class DatabaseConnector:
             q.serie_instance_uid_column,
             q.sop_instance_uid_column,
         ):
-            if self._actual(config_name, columns) is None:
+            if columns.find(config_name) is None:
                 raise ArchiveError(f"the configured select has no column '{config_name}'", "bad-response")
         return columns
-
-    @staticmethod
-    def _actual(config_name: str | None, columns: Mapping[str, str]) -> str | None:
-        """The output column a key-column setting names (matched case- and underscore-insensitively)."""
-        if config_name is None:
-            return None
-        return next((actual for actual in columns.values() if _fold(actual) == _fold(config_name)), None)
 
     @staticmethod
     def _apply_timeout(conn: sa.Connection, seconds: float) -> None:

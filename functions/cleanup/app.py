@@ -1,0 +1,32 @@
+"""Scheduled cleaner (EventBridge, every 5 minutes by default): deletes manifests whose expiry has passed.
+
+Imports nothing heavier than boto3, so its cold start stays small; logs through the standard library (the
+function's LoggingConfig writes JSON). Idempotent: a second run right after the first deletes nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from typing import Any
+
+from weasis_link.storage import ManifestStore, s3_client
+
+logger = logging.getLogger("weasis_link.cleanup")
+_level = os.environ.get("AWS_LAMBDA_LOG_LEVEL", "INFO")  # set by the function's LoggingConfig; Lambda says WARN
+logger.setLevel("WARNING" if _level == "WARN" else _level)
+
+store = ManifestStore(
+    s3_client(os.environ.get("AWS_REGION", "us-east-1"), os.environ.get("AWS_ENDPOINT_URL_S3") or None),
+    os.environ["MANIFEST_BUCKET"],
+    os.environ.get("MANIFEST_PREFIX", "manifests/"),
+)
+
+
+def lambda_handler(_event: dict[str, Any], _context: Any) -> dict[str, int]:
+    report = dataclasses.asdict(store.delete_expired())
+    logger.info("expired manifests deleted", extra=report)
+    if report["failed"]:
+        logger.warning("some expired manifests could not be deleted; the next run retries", extra=report)
+    return report

@@ -1,0 +1,166 @@
+"""The API function's lambda_handler fed with the events/ files (S3 faked in-process by moto)."""
+
+from __future__ import annotations
+
+import gzip
+import importlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from weasis_link.service import ManifestService
+from weasis_link.storage import ManifestStore, s3_client
+from weasis_link_dev.dev_keys import SigningKey, access_token_claims
+from weasis_link_dev.local_api import LambdaContext
+from weasis_link_dev.weasis_client import manifest_url_of, read_manifest, validate
+
+EVENTS = Path(__file__).resolve().parents[2] / "events"
+
+
+@pytest.fixture(scope="module")
+def api(service_env: dict[str, str]) -> Iterator[ModuleType]:
+    saved = dict(os.environ)
+    os.environ.update(service_env)
+    try:
+        yield importlib.import_module("functions.api.app")
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@pytest.fixture
+def store(api: ModuleType, monkeypatch: pytest.MonkeyPatch) -> Iterator[ManifestStore]:
+    with mock_aws():
+        client = s3_client("eu-central-1")
+        client.create_bucket(
+            Bucket="weasis-link-test", CreateBucketConfiguration={"LocationConstraint": "eu-central-1"}
+        )
+        store = ManifestStore(client, "weasis-link-test")
+        monkeypatch.setattr(api, "service", ManifestService(api.settings, api.config, store))
+        yield store
+
+
+def event(name: str, token: str | None, **changes: Any) -> dict[str, Any]:
+    e: dict[str, Any] = json.loads((EVENTS / name).read_text())
+    if token is None:
+        e["headers"].pop("authorization")
+    else:
+        e["headers"]["authorization"] = f"Bearer {token}"
+    e.update(changes)
+    return e
+
+
+def invoke(api: ModuleType, e: dict[str, Any]) -> dict[str, Any]:
+    response: dict[str, Any] = api.lambda_handler(e, LambdaContext(aws_request_id="test"))
+    return response
+
+
+def objects() -> int:
+    return len(
+        boto3.client("s3", region_name="eu-central-1").list_objects_v2(Bucket="weasis-link-test").get("Contents", [])
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "instances"),
+    [
+        ("get_manifests_by_study.json", 14),
+        ("get_manifests_by_patient.json", 4),
+        ("get_manifests_by_accession.json", 14),
+    ],
+)
+def test_manifest_routes_answer_json_and_store_a_valid_manifest(
+    api: ModuleType, store: ManifestStore, signing_key: SigningKey, name: str, instances: int
+) -> None:
+    token = signing_key.sign(access_token_claims())
+    response = invoke(api, event(name, token))
+    assert response["statusCode"] == 200, response["body"]
+    assert response["headers"]["Cache-Control"] == "no-store"
+    body = json.loads(response["body"])
+    assert set(body) >= {"manifestUrl", "weasisUrl", "expiresAt", "patients", "studies", "series", "instances"}
+    assert body["instances"] == instances and body["expiresAt"].endswith("Z")
+    assert manifest_url_of(body["weasisUrl"]) == body["manifestUrl"]
+    manifest_id = body["manifestUrl"].split("/manifests/", 1)[1].split(".xml.gz", 1)[0]
+    xml = gzip.decompress(store.read(manifest_id))
+    assert validate(xml) == []
+    [archive] = read_manifest(xml)
+    assert archive.http_tags == {"Authorization": f"Bearer {token}"}
+    assert len(archive.instances) == instances
+
+
+def test_launch_route_redirects_to_weasis(api: ModuleType, store: ManifestStore, signing_key: SigningKey) -> None:
+    response = invoke(api, event("get_weasis.json", signing_key.sign(access_token_claims())))
+    assert response["statusCode"] == 302
+    assert response["headers"]["Location"].startswith("weasis://?%24dicom%3Aget+-w+")
+    assert "pro%3D%22weasis.aet+WEASISLINK%22" in response["headers"]["Location"]
+
+
+@pytest.mark.parametrize(
+    ("token_claims", "status", "challenge"),
+    [
+        (None, 401, 'Bearer realm="weasis-link"'),
+        ({"lifetime": -600}, 401, 'error="invalid_token"'),
+        ({"audience": "other"}, 401, 'error="invalid_token"'),
+        ({"scope": "openid"}, 403, 'error="insufficient_scope", scope="weasis.launch"'),
+    ],
+)
+def test_bad_tokens_are_refused_with_a_challenge_and_nothing_is_stored(
+    api: ModuleType,
+    store: ManifestStore,
+    signing_key: SigningKey,
+    token_claims: dict[str, Any] | None,
+    status: int,
+    challenge: str,
+) -> None:
+    token = None if token_claims is None else signing_key.sign(access_token_claims(**token_claims))
+    response = invoke(api, event("get_manifests_by_study.json", token))
+    assert response["statusCode"] == status
+    assert challenge in response["headers"]["WWW-Authenticate"]
+    assert response["headers"]["Content-Type"] == "application/problem+json"
+    problem = json.loads(response["body"])
+    assert problem["status"] == status and problem["detail"]
+    assert objects() == 0
+
+
+def test_forged_token_is_refused(api: ModuleType, store: ManifestStore) -> None:
+    forged = SigningKey.generate("test-key-1").sign(access_token_claims())
+    response = invoke(api, event("get_manifests_by_study.json", forged))
+    assert response["statusCode"] == 401
+    assert objects() == 0
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("studyUID=1.2.abc", "studyUID[0]"),
+        ("", "query"),
+        ("modalitiesInStudy=CT", "query"),
+        ("patientID=x&mostRecentResults=abc", "mostRecentResults"),
+    ],
+)
+def test_bad_criteria_are_400_problems_and_nothing_is_stored(
+    api: ModuleType, store: ManifestStore, signing_key: SigningKey, query: str, field: str
+) -> None:
+    e = event("get_manifests_by_study.json", signing_key.sign(access_token_claims()), rawQueryString=query)
+    e.pop("queryStringParameters", None)
+    response = invoke(api, e)
+    assert response["statusCode"] == 400
+    problem = json.loads(response["body"])
+    assert problem["type"] == "urn:weasis-link:problem:invalid-request"
+    assert field in [p["field"] for p in problem["errors"]]
+    assert objects() == 0
+
+
+def test_unknown_route_is_a_404_problem(api: ModuleType, store: ManifestStore) -> None:
+    e = event("get_manifests_by_study.json", None, rawPath="/nope")
+    e["requestContext"]["http"]["path"] = "/nope"
+    response = invoke(api, e)
+    assert response["statusCode"] == 404
+    assert response["headers"]["Content-Type"] == "application/problem+json"

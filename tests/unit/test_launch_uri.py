@@ -1,0 +1,60 @@
+"""The weasis:// URI, read back the way the Weasis launcher reads it."""
+
+from __future__ import annotations
+
+import pytest
+
+from weasis_link.errors import InvalidRequest
+from weasis_link.launch_uri import LaunchOptions, launch_options_from_pairs, weasis_uri
+from weasis_link_dev.weasis_client import manifest_url_of, parse_launch_uri
+
+PRESIGNED = (
+    "https://b.s3.eu-central-1.amazonaws.com/manifests/1795342530-abc.xml.gz?X-Amz-Algorithm=AWS4-HMAC-SHA256"
+    "&X-Amz-Credential=AKIA%2F20261122%2Feu-central-1%2Fs3%2Faws4_request&X-Amz-Signature=00ff"
+)
+
+
+def test_uri_is_form_encoded_dicom_get_with_the_manifest_url() -> None:
+    uri = weasis_uri(PRESIGNED)
+    assert uri.startswith("weasis://?%24dicom%3Aget+-w+%22https%3A%2F%2F")
+    assert manifest_url_of(uri) == PRESIGNED
+
+
+def test_config_arguments_survive_the_launchers_decode_and_split() -> None:
+    options = LaunchOptions(cdb="https://viewer.example/weasis", properties=(("weasis.aet", "MY AET"),), args=("x",))
+    commands = parse_launch_uri(weasis_uri(PRESIGNED, options))
+    assert commands["dicom:get"] == [["-w", PRESIGNED]]
+    assert commands["weasis:config"] == [["cdb=https://viewer.example/weasis", "pro=weasis.aet MY AET", "arg=x"]]
+
+
+@pytest.mark.parametrize("bad", ['https://x/a"b', "https://x/$y", "https://x/a b", "https://x/\n"])
+def test_unsafe_manifest_urls_are_refused(bad: str) -> None:
+    with pytest.raises(ValueError, match="cannot contain"):
+        weasis_uri(bad)
+
+
+@pytest.mark.parametrize(
+    ("pairs", "field"),
+    [
+        ([("pro", "weasis.path /etc")], "pro"),
+        ([("pro", "java.home /x")], "pro"),
+        ([("pro", "user.dir x")], "pro"),
+        ([("pro", "weasis.user ../../admin")], "pro"),
+        ([("pro", "justakey")], "pro"),
+        ([("pro", "weasis.aet $dicom:close")], "pro"),
+        ([("arg", 'x" $dicom:close --all "')], "arg"),
+        ([("cdb", "file:///etc/passwd")], "cdb"),
+        ([("cdb", "https://a"), ("cdb", "https://b")], "cdb"),
+    ],
+)
+def test_unsafe_or_protected_launch_options_are_refused(pairs: list[tuple[str, str]], field: str) -> None:
+    with pytest.raises(InvalidRequest) as err:
+        launch_options_from_pairs(pairs)
+    assert [p.field for p in err.value.problems] == [field]
+
+
+def test_allowed_launch_options_are_passed_through() -> None:
+    options = launch_options_from_pairs(
+        [("pro", "weasis.aet WEASISLINK"), ("cdb", ""), ("arg", "dicom:close --all"), ("patientID", "x")]
+    )
+    assert options == LaunchOptions(cdb=None, properties=(("weasis.aet", "WEASISLINK"),), args=("dicom:close --all",))
