@@ -9,6 +9,13 @@ from pathlib import Path
 import pytest
 
 from weasis_link_dev.dev_keys import DEV_AUDIENCE, DEV_ISSUER, DEV_SCOPE, JwksServer, SigningKey
+from weasis_link_dev.pytest_orthanc import (  # noqa: F401 - fixtures
+    _orthanc_servers,
+    orthanc,
+    orthanc_basic_auth,
+    orthanc_bearer_factory,
+    orthanc_large,
+)
 from weasis_link_dev.pytest_postgres import (  # noqa: F401 - fixtures
     postgres_database_factory,
     postgres_large_study,

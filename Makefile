@@ -1,0 +1,89 @@
+# weasis-link: `make run` serves the API locally; `make test` runs every test and check.
+# Both set up what they need on a fresh Debian machine (we run as root): Python packages in .venv, Debian
+# packages through tools/ensure-debian-packages, the lint/IaC tools in their own virtualenvs (tools/check-iac).
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# The Lambda runtime's Python (3.12) when the machine has one (pyenv or PATH), else python3.
+PYTHON312 := $(shell tools/find-python312 2>/dev/null)
+PYTHON ?= $(if $(PYTHON312),$(PYTHON312),python3)
+VENV := .venv
+BIN := $(VENV)/bin
+# Reinstall when pyproject.toml changes.
+STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
+# Everything the tests, the local stack and the benchmarks start: Orthanc (+ DICOMweb, Python plugin and the
+# token filter's PyJWT), dcmtk (findscu), PostgreSQL, Chromium for the launch-page test.
+DEBIAN_PACKAGES := orthanc orthanc-dicomweb orthanc-python python3-jwt python3-cryptography dcmtk postgresql \
+	chromium chromium-driver
+
+.PHONY: help run token test test-unit test-integration test-e2e lint typecheck iac build deploy bench \
+	system-packages venv sample-archive openapi clean
+
+help:
+	@echo "make run      serve the API on http://127.0.0.1:$${PORT:-3000} (embedded sample archive, S3 on moto)"
+	@echo "              ARCHIVE=orthanc: serve from a local Orthanc seeded with synthetic studies"
+	@echo "make token    print a development access token for that stack"
+	@echo "make test     every test and check (lint, types, IaC, unit, integration, end-to-end)"
+	@echo "make bench    the benchmark table"
+	@echo "make build    sam build (arm64, no Docker)   make deploy   sam deploy --guided"
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) >&2
+	@$(BIN)/python -m pip install -q --upgrade pip >&2
+	@$(BIN)/python -m pip install -q -e '.[dev]' >&2
+	@rm -f $(VENV)/.installed-* && touch $@
+
+venv: $(STAMP)
+
+system-packages:
+	@tools/ensure-debian-packages $(DEBIAN_PACKAGES)
+
+# ARCHIVE=orthanc serves from a local Orthanc (installed and seeded with synthetic studies) instead of the
+# embedded sample archive.
+run: venv $(if $(filter orthanc,$(ARCHIVE)),system-packages)
+	@$(BIN)/python -m weasis_link_dev.local_stack $(if $(ARCHIVE),--archive $(ARCHIVE)) $(RUN_ARGS)
+
+token: venv
+	@$(BIN)/python -m weasis_link_dev.dev_keys
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: venv
+	$(BIN)/mypy
+
+iac:
+	tools/check-iac
+
+test-unit: venv
+	$(BIN)/pytest tests/unit -q
+
+test-integration: venv system-packages
+	$(BIN)/pytest tests/integration -q
+
+test-e2e: venv system-packages
+	$(BIN)/pytest tests/e2e -q
+
+test: venv system-packages lint typecheck iac
+	$(BIN)/pytest tests/unit -q
+	$(BIN)/pytest tests/integration tests/e2e -q
+
+bench: venv system-packages
+	$(BIN)/python -m weasis_link_dev.bench $(BENCH_ARGS)
+
+build:
+	tools/sam-build
+
+deploy: build
+	.venv-tools/bin/sam deploy --guided
+
+sample-archive: venv
+	$(BIN)/python tools/make_sample_archive.py
+
+openapi: venv
+	$(BIN)/python -m weasis_link_dev.openapi --write
+
+clean:
+	rm -rf .aws-sam .mypy_cache .ruff_cache .pytest_cache .hypothesis
