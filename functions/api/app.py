@@ -142,14 +142,21 @@ def launch_weasis(caller: CallerDep, criteria: CriteriaDep, launch: LaunchDep) -
 # --- errors -------------------------------------------------------------------------------------------------
 
 
+def _refused(code: str) -> None:
+    logger.info("request refused", extra={"code": code})
+    metrics.add_dimension(name="code", value=code)
+    metrics.add_metric(name="RequestsRefused", unit=MetricUnit.Count, value=1)
+
+
 @app.exception_handler(WeasisLinkError)
 def _domain_error(error: WeasisLinkError) -> Response[str]:
-    logger.info("request refused", extra={"code": error.code})
+    _refused(error.code)
     return problem_for(error)
 
 
 @app.exception_handler(RequestValidationError)
 def _validation_error(error: RequestValidationError) -> Response[str]:
+    _refused("validation-error")
     errors = [
         {"field": ".".join(str(p) for p in e.get("loc", ())), "message": str(e.get("msg", e.get("type")))}
         for e in error.errors()
@@ -161,12 +168,14 @@ def _validation_error(error: RequestValidationError) -> Response[str]:
 
 @app.not_found
 def _not_found(_: NotFoundError) -> Response[str]:
+    _refused("not-found")
     return problem(404, "Not found", "No such route.", "not-found")
 
 
 @app.exception_handler(Exception)
 def _unexpected(_: Exception) -> Response[str]:
     logger.exception("unexpected error")
+    _refused("internal-error")
     return problem(500, "Internal error", "The request failed unexpectedly; it has been logged.", "internal-error")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -213,14 +214,22 @@ def test_a_crashing_connector_is_contained(config: AppConfig, s3: ManifestStore)
 
 
 def test_a_slow_archive_is_cut_at_the_deadline(config: AppConfig, s3: ManifestStore) -> None:
+    release = threading.Event()
+
     def slow(builder: StudyTreeBuilder) -> None:
-        time.sleep(3)
+        release.wait(5)
 
     service, _ = make_service(config, s3, {"a": instances("1.1"), "b": slow}, archive_deadline_seconds=0.2)
     started = time.monotonic()
-    result = service.create_manifest(criteria_from_query_string("studyUID=1.1"), CALLER)
-    assert time.monotonic() - started < 2.5
-    assert [(f.archive_id, f.kind) for f in result.failed_archives] == [("b", "timeout")]
+    try:
+        result = service.create_manifest(criteria_from_query_string("studyUID=1.1"), CALLER)
+        assert time.monotonic() - started < 2.5
+        assert [(f.archive_id, f.kind) for f in result.failed_archives] == [("b", "timeout")]
+    finally:
+        release.set()  # let the abandoned query finish (and log) inside the test
+        for thread in threading.enumerate():
+            if thread.name.startswith("archive"):
+                thread.join(5)
 
 
 def test_answers_are_rechecked_against_the_criteria(config: AppConfig, s3: ManifestStore) -> None:

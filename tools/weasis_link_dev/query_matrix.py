@@ -141,64 +141,132 @@ def standard_cases(records: list[InstanceRecord] | None = None) -> list[MatrixCa
     def d(text: str) -> dt.datetime:
         return dt.datetime.fromisoformat(text)
 
-    cases = [
+    return [
         MatrixCase("patient", _q(patientID="WLK-0001"), Selection(patients=(("WLK-0001", None),))),
-        MatrixCase("patient with issuer A", _q(patientID="WLK-0002^^^HOSP-A"), Selection(patients=(("WLK-0002", "HOSP-A"),))),
-        MatrixCase("patient with issuer B", _q(patientID="WLK-0002^^^HOSP-B"), Selection(patients=(("WLK-0002", "HOSP-B"),))),
+        MatrixCase(
+            "patient with issuer A", _q(patientID="WLK-0002^^^HOSP-A"), Selection(patients=(("WLK-0002", "HOSP-A"),))
+        ),
+        MatrixCase(
+            "patient with issuer B", _q(patientID="WLK-0002^^^HOSP-B"), Selection(patients=(("WLK-0002", "HOSP-B"),))
+        ),
         MatrixCase("one PatientID, two issuers", _q(patientID="WLK-0002"), Selection(patients=(("WLK-0002", None),))),
         MatrixCase("patient without issuer", _q(patientID="WLK-0003"), Selection(patients=(("WLK-0003", None),))),
-        MatrixCase("patient, unknown issuer", _q(patientID="WLK-0002^^^HOSP-C"),
-                   Selection(patients=(("WLK-0002", "HOSP-C"),)), must_match_something=False),
-        MatrixCase("patient, other case (IDs are case-sensitive)", _q(patientID="wlk-0001"),
-                   Selection(patients=(("wlk-0001", None),)), must_match_something=False),
+        MatrixCase(
+            "patient, unknown issuer",
+            _q(patientID="WLK-0002^^^HOSP-C"),
+            Selection(patients=(("WLK-0002", "HOSP-C"),)),
+            must_match_something=False,
+        ),
+        MatrixCase(
+            "patient, other case (IDs are case-sensitive)",
+            _q(patientID="wlk-0001"),
+            Selection(patients=(("wlk-0001", None),)),
+            must_match_something=False,
+        ),
         MatrixCase("patient wildcard *", _q(patientID="WLK-000*"), Selection(patients=(("WLK-000*", None),))),
         MatrixCase("patient wildcard ?", _q(patientID="WLK-000?"), Selection(patients=(("WLK-000?", None),))),
-        MatrixCase("two patients", _q(patientID=["WLK-0001", "WLK-0003"]),
-                   Selection(patients=(("WLK-0001", None), ("WLK-0003", None)))),
-        MatrixCase("unknown patient", _q(patientID="NOBODY-1"), Selection(patients=(("NOBODY-1", None),)),
-                   must_match_something=False),
-        MatrixCase("study", _q(studyUID=dupont_ct.study_instance_uid),
-                   Selection(study_uids=(dupont_ct.study_instance_uid,))),
-        MatrixCase("two studies", _q(studyUID=f"{dupont_ct.study_instance_uid},{martin_us.study_instance_uid}"),
-                   Selection(study_uids=(dupont_ct.study_instance_uid, martin_us.study_instance_uid))),
-        MatrixCase("accession, two studies of one patient", _q(accessionNumber=SHARED_ACCESSION_SAME_PATIENT),
-                   Selection(accessions=(SHARED_ACCESSION_SAME_PATIENT,))),
-        MatrixCase("accession shared by two patients", _q(accessionNumber=SHARED_ACCESSION_TWO_PATIENTS),
-                   Selection(accessions=(SHARED_ACCESSION_TWO_PATIENTS,))),
+        MatrixCase(
+            "two patients",
+            _q(patientID=["WLK-0001", "WLK-0003"]),
+            Selection(patients=(("WLK-0001", None), ("WLK-0003", None))),
+        ),
+        MatrixCase(
+            "unknown patient",
+            _q(patientID="NOBODY-1"),
+            Selection(patients=(("NOBODY-1", None),)),
+            must_match_something=False,
+        ),
+        MatrixCase(
+            "study", _q(studyUID=dupont_ct.study_instance_uid), Selection(study_uids=(dupont_ct.study_instance_uid,))
+        ),
+        MatrixCase(
+            "two studies",
+            _q(studyUID=f"{dupont_ct.study_instance_uid},{martin_us.study_instance_uid}"),
+            Selection(study_uids=(dupont_ct.study_instance_uid, martin_us.study_instance_uid)),
+        ),
+        MatrixCase(
+            "accession, two studies of one patient",
+            _q(accessionNumber=SHARED_ACCESSION_SAME_PATIENT),
+            Selection(accessions=(SHARED_ACCESSION_SAME_PATIENT,)),
+        ),
+        MatrixCase(
+            "accession shared by two patients",
+            _q(accessionNumber=SHARED_ACCESSION_TWO_PATIENTS),
+            Selection(accessions=(SHARED_ACCESSION_TWO_PATIENTS,)),
+        ),
         MatrixCase("accession wildcard", _q(accessionNumber="ACC-2023*"), Selection(accessions=("ACC-2023*",))),
-        MatrixCase("series", _q(seriesUID=series_mr.series_instance_uid),
-                   Selection(series_uids=(series_mr.series_instance_uid,))),
+        MatrixCase(
+            "series",
+            _q(seriesUID=series_mr.series_instance_uid),
+            Selection(series_uids=(series_mr.series_instance_uid,)),
+        ),
         MatrixCase("object", _q(objectUID=one_sop.sop_instance_uid), Selection(sop_uids=(one_sop.sop_instance_uid,))),
-        MatrixCase("non-image objects (SR/KO)", _q(studyUID=yamada_ko.study_instance_uid),
-                   Selection(study_uids=(yamada_ko.study_instance_uid,))),
-        MatrixCase("sparse study (no accession, time, description)", _q(studyUID=sparse.study_instance_uid),
-                   Selection(study_uids=(sparse.study_instance_uid,))),
-        MatrixCase("patient + shared accession: only that patient",
-                   _q(patientID="WLK-0003", accessionNumber=SHARED_ACCESSION_TWO_PATIENTS),
-                   Selection(patients=(("WLK-0003", None),), accessions=(SHARED_ACCESSION_TWO_PATIENTS,))),
-        MatrixCase("patient + another patient's study: nothing",
-                   _q(patientID="WLK-0001", studyUID=martin_us.study_instance_uid),
-                   Selection(patients=(("WLK-0001", None),), study_uids=(martin_us.study_instance_uid,)),
-                   must_match_something=False),
-        MatrixCase("study + series", _q(studyUID=odegard_mr.study_instance_uid, seriesUID=series_mr.series_instance_uid),
-                   Selection(study_uids=(odegard_mr.study_instance_uid,), series_uids=(series_mr.series_instance_uid,))),
-        MatrixCase("modalitiesInStudy", _q(patientID="WLK-000*", modalitiesInStudy="MR,US"),
-                   Selection(patients=(("WLK-000*", None),), modalities=("MR", "US"))),
-        MatrixCase("containsInDescription (accent-insensitive)", _q(patientID="WLK-*", containsInDescription="crane,ECHO"),
-                   Selection(patients=(("WLK-*", None),), description_terms=("crane", "echo"))),
-        MatrixCase("lowerDateTime keeps older studies", _q(patientID="WLK-0002", lowerDateTime="2023-06-12T07:45:00"),
-                   Selection(patients=(("WLK-0002", None),), at_or_before=d("2023-06-12T07:45:00"))),
-        MatrixCase("upperDateTime keeps newer studies", _q(patientID="WLK-0002", upperDateTime="2023-06-12"),
-                   Selection(patients=(("WLK-0002", None),), at_or_after=d("2023-06-12T00:00:00"))),
-        MatrixCase("date window", _q(patientID="WLK-*", upperDateTime="2021-01-01", lowerDateTime="2022-12-31"),
-                   Selection(patients=(("WLK-*", None),), at_or_after=d("2021-01-01T00:00:00"),
-                             at_or_before=d("2022-12-31T23:59:59.999999"))),
-        MatrixCase("mostRecentResults per patient", _q(patientID="WLK-0002", mostRecentResults="1"),
-                   Selection(patients=(("WLK-0002", None),), most_recent=1)),
-        MatrixCase("mostRecentResults after a filter", _q(patientID="WLK-0001", modalitiesInStudy="CT,MR", mostRecentResults="1"),
-                   Selection(patients=(("WLK-0001", None),), modalities=("CT", "MR"), most_recent=1)),
+        MatrixCase(
+            "non-image objects (SR/KO)",
+            _q(studyUID=yamada_ko.study_instance_uid),
+            Selection(study_uids=(yamada_ko.study_instance_uid,)),
+        ),
+        MatrixCase(
+            "sparse study (no accession, time, description)",
+            _q(studyUID=sparse.study_instance_uid),
+            Selection(study_uids=(sparse.study_instance_uid,)),
+        ),
+        MatrixCase(
+            "patient + shared accession: only that patient",
+            _q(patientID="WLK-0003", accessionNumber=SHARED_ACCESSION_TWO_PATIENTS),
+            Selection(patients=(("WLK-0003", None),), accessions=(SHARED_ACCESSION_TWO_PATIENTS,)),
+        ),
+        MatrixCase(
+            "patient + another patient's study: nothing",
+            _q(patientID="WLK-0001", studyUID=martin_us.study_instance_uid),
+            Selection(patients=(("WLK-0001", None),), study_uids=(martin_us.study_instance_uid,)),
+            must_match_something=False,
+        ),
+        MatrixCase(
+            "study + series",
+            _q(studyUID=odegard_mr.study_instance_uid, seriesUID=series_mr.series_instance_uid),
+            Selection(study_uids=(odegard_mr.study_instance_uid,), series_uids=(series_mr.series_instance_uid,)),
+        ),
+        MatrixCase(
+            "modalitiesInStudy",
+            _q(patientID="WLK-000*", modalitiesInStudy="MR,US"),
+            Selection(patients=(("WLK-000*", None),), modalities=("MR", "US")),
+        ),
+        MatrixCase(
+            "containsInDescription (accent-insensitive)",
+            _q(patientID="WLK-*", containsInDescription="crane,ECHO"),
+            Selection(patients=(("WLK-*", None),), description_terms=("crane", "echo")),
+        ),
+        MatrixCase(
+            "lowerDateTime keeps older studies",
+            _q(patientID="WLK-0002", lowerDateTime="2023-06-12T07:45:00"),
+            Selection(patients=(("WLK-0002", None),), at_or_before=d("2023-06-12T07:45:00")),
+        ),
+        MatrixCase(
+            "upperDateTime keeps newer studies",
+            _q(patientID="WLK-0002", upperDateTime="2023-06-12"),
+            Selection(patients=(("WLK-0002", None),), at_or_after=d("2023-06-12T00:00:00")),
+        ),
+        MatrixCase(
+            "date window",
+            _q(patientID="WLK-*", upperDateTime="2021-01-01", lowerDateTime="2022-12-31"),
+            Selection(
+                patients=(("WLK-*", None),),
+                at_or_after=d("2021-01-01T00:00:00"),
+                at_or_before=d("2022-12-31T23:59:59.999999"),
+            ),
+        ),
+        MatrixCase(
+            "mostRecentResults per patient",
+            _q(patientID="WLK-0002", mostRecentResults="1"),
+            Selection(patients=(("WLK-0002", None),), most_recent=1),
+        ),
+        MatrixCase(
+            "mostRecentResults after a filter",
+            _q(patientID="WLK-0001", modalitiesInStudy="CT,MR", mostRecentResults="1"),
+            Selection(patients=(("WLK-0001", None),), modalities=("CT", "MR"), most_recent=1),
+        ),
     ]
-    return cases
 
 
 def instance_patients(records: Iterable[InstanceRecord]) -> Mapping[str, tuple[str, str | None]]:
@@ -217,8 +285,9 @@ class CaseResult:
         return not (self.missing or self.extra or self.wrong_patient)
 
 
-def check(answered: Mapping[str, tuple[str, str | None]], expected: set[str],
-          truth: Mapping[str, tuple[str, str | None]]) -> CaseResult:
+def check(
+    answered: Mapping[str, tuple[str, str | None]], expected: set[str], truth: Mapping[str, tuple[str, str | None]]
+) -> CaseResult:
     """answered: SOPInstanceUID -> (PatientID, issuer) as the manifest places it."""
     got = set(answered)
     return CaseResult(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from weasis_link_dev.bench import BenchContext, Figure, interleaved_medians
 from weasis_link_dev.dev_keys import JwksServer, SigningKey, access_token_claims
-from weasis_link_dev.local_stack import BUCKET, create_bucket, moto_s3, service_environment
+from weasis_link_dev.local_stack import create_bucket, moto_s3, service_environment
 
 EVENT = Path(__file__).resolve().parents[3] / "events" / "get_manifests_by_study.json"
 FIRST_REQUEST = r"""
@@ -40,8 +40,9 @@ def run(ctx: BenchContext) -> list[Figure]:
         heavy: list[str] = []
 
         def ours() -> None:
-            done = subprocess.run([sys.executable, "-c", FIRST_REQUEST], env=env, capture_output=True, text=True,
-                                  check=True)
+            done = subprocess.run(
+                [sys.executable, "-c", FIRST_REQUEST], env=env, capture_output=True, text=True, check=True
+            )
             heavy[:] = json.loads(done.stderr.strip().splitlines()[-1])["heavy"]
 
         def baseline() -> None:
@@ -51,6 +52,12 @@ def run(ctx: BenchContext) -> list[Figure]:
         ours_s, base_s = interleaved_medians(ours, baseline, repeat)
     ratio = ours_s / base_s
     return [
-        Figure("Cold start: import + first request / boto3 + S3 client", ratio, "x", "≤ 1.5", ratio <= 1.5,
-               f"{ours_s:.3f} s vs {base_s:.3f} s, median of {repeat}; heavy modules loaded: {', '.join(heavy) or 'none'}"),
+        Figure(
+            "Cold start: import + first request / boto3 + S3 client",
+            ratio,
+            "x",
+            "≤ 1.5",
+            ratio <= 1.5,
+            f"{ours_s:.3f} s vs {base_s:.3f} s, median of {repeat}; heavy modules loaded: {', '.join(heavy) or 'none'}",
+        ),
     ]

@@ -48,8 +48,20 @@ def run(ctx: BenchContext) -> list[Figure]:
     best = min(samples, key=lambda s: s["seconds"])
     peak = max(s["peak_mb"] for s in samples)
     return [
-        Figure("100,000-instance manifest build + gzip: time", best["seconds"], "s", "≤ 1 s", best["seconds"] <= 1.0,
-               f"study tree from flat rows, XML, gzip ({best['gzip_bytes'] / 1e6:.2f} MB gzipped); best of {len(samples)}"),
-        Figure("100,000-instance manifest build + gzip: peak memory", peak, "MB", "≤ 100 MB", peak <= 100,
-               "peak RSS of the building process minus its RSS before the build (rows streamed in)"),
+        Figure(
+            "100,000-instance manifest build + gzip: time",
+            best["seconds"],
+            "s",
+            "≤ 1 s",
+            best["seconds"] <= 1.0,
+            f"study tree from flat rows, XML, gzip ({best['gzip_bytes'] / 1e6:.2f} MB gzipped); best of {len(samples)}",
+        ),
+        Figure(
+            "100,000-instance manifest build + gzip: peak memory",
+            peak,
+            "MB",
+            "≤ 100 MB",
+            peak <= 100,
+            "peak RSS of the building process minus its RSS before the build (rows streamed in)",
+        ),
     ]
