@@ -16,6 +16,7 @@ from weasis_link_dev.pytest_orthanc import (  # noqa: F401 - fixtures
     orthanc_bearer_factory,
     orthanc_large,
 )
+from weasis_link_dev.pytest_stack import local_stack, local_stack_factory  # noqa: F401 - fixtures
 from weasis_link_dev.pytest_postgres import (  # noqa: F401 - fixtures
     postgres_database_factory,
     postgres_large_study,

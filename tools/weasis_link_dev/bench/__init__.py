@@ -64,7 +64,8 @@ def median_seconds(fn: Callable[[], object], repeat: int, warmup: int = 0) -> fl
 
 def interleaved_medians(a: Callable[[], object], b: Callable[[], object], repeat: int) -> tuple[float, float]:
     """Median seconds of a and b, alternating so that machine noise hits both alike."""
-    sa, sb = [], []
+    sa: list[float] = []
+    sb: list[float] = []
     for _ in range(repeat):
         for fn, samples in ((a, sa), (b, sb)):
             started = time.perf_counter()

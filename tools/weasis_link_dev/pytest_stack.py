@@ -1,0 +1,171 @@
+"""pytest fixtures: the local stack (`python -m weasis_link_dev.local_stack`) as a subprocess, for end-to-end tests
+over real HTTP. Each stack has its own signing key, moto S3 server and configuration; `local_stack` is the embedded
+default, `local_stack_factory(config=..., env=...)` starts others (Orthanc, several archives...)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from weasis_link_dev.dev_keys import SigningKey, access_token_claims
+from weasis_link_dev.local_stack import REGION
+
+
+@dataclass
+class StackHandle:
+    api_url: str
+    s3_endpoint: str
+    jwks_url: str
+    bucket: str
+    key: SigningKey
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def token(self, **claims: Any) -> str:
+        """A token signed by this stack's key; keyword arguments go to access_token_claims (lifetime=-60...)."""
+        return self.key.sign(access_token_claims(**claims))
+
+    def get(
+        self, path: str, token: str | None = None, headers: dict[str, str] | None = None, timeout: float = 60
+    ) -> tuple[int, dict[str, str], bytes]:
+        """GET without following redirects; returns (status, headers, body)."""
+        return self.request("GET", path, token=token, headers=headers, timeout=timeout)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        token: str | None = None,
+        headers: dict[str, str] | None = None,
+        body: bytes | None = None,
+        timeout: float = 60,
+    ) -> tuple[int, dict[str, str], bytes]:
+        request = urllib.request.Request(self.api_url + path, method=method, data=body, headers=dict(headers or {}))
+        if token is not None:
+            request.add_header("Authorization", f"Bearer {token}")
+        opener = urllib.request.build_opener(_NoRedirect)
+        try:
+            with opener.open(request, timeout=timeout) as response:
+                return response.status, dict(response.headers.items()), response.read()
+        except urllib.error.HTTPError as exc:
+            with exc:
+                return exc.code, dict(exc.headers.items()), exc.read()
+
+    def s3(self) -> Any:
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.s3_endpoint,
+            region_name=REGION,
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+        )  # noqa: S106 - moto
+
+    def object_keys(self) -> list[str]:
+        answer = self.s3().list_objects_v2(Bucket=self.bucket)
+        return [o["Key"] for o in answer.get("Contents", [])]
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
+def start_stack(
+    config: Path | None = None,
+    env: dict[str, str] | None = None,
+    *,
+    startup_timeout: float = 60,
+    args: list[str] | None = None,
+) -> StackHandle:
+    workdir = Path(tempfile.mkdtemp(prefix="weasis-link-stack-"))
+    key_file, ready, log_path = workdir / "key.pem", workdir / "ready.json", workdir / "stack.log"
+    key = SigningKey.load_or_create(key_file)
+    command = [
+        sys.executable,
+        "-m",
+        "weasis_link_dev.local_stack",
+        "--port",
+        "0",
+        "--quiet",
+        "--key-file",
+        str(key_file),
+        "--ready-file",
+        str(ready),
+        *(args or []),
+    ]
+    if config is not None:
+        command += ["--config", str(config)]
+    for name, value in (env or {}).items():
+        command += ["--env", f"{name}={value}"]
+    log = log_path.open("wb")
+    process = subprocess.Popen(
+        command, stdout=log, stderr=subprocess.STDOUT, env=os.environ | {"PYTHONUNBUFFERED": "1"}
+    )
+    deadline = time.monotonic() + startup_timeout
+    while not ready.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"local stack did not start:\n{log_path.read_text(errors='replace')[-4000:]}")
+        time.sleep(0.05)
+    endpoints = json.loads(ready.read_text())
+    return StackHandle(
+        endpoints["api_url"],
+        endpoints["s3_endpoint"],
+        endpoints["jwks_url"],
+        endpoints["bucket"],
+        key,
+        process,
+        log_path,
+        endpoints,
+    )
+
+
+StackFactory = Callable[..., StackHandle]
+
+
+@pytest.fixture(scope="session")
+def local_stack_factory() -> Iterator[StackFactory]:
+    started: list[StackHandle] = []
+
+    def make(config: Path | None = None, env: dict[str, str] | None = None, **kwargs: Any) -> StackHandle:
+        handle = start_stack(config, env, **kwargs)
+        started.append(handle)
+        return handle
+
+    yield make
+    for handle in started:
+        handle.stop()
+
+
+@pytest.fixture(scope="session")
+def local_stack(local_stack_factory: StackFactory) -> StackHandle:
+    """The stack as `make run` serves it: the embedded sample archive."""
+    return local_stack_factory()
