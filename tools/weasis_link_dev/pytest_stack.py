@@ -73,8 +73,8 @@ class StackHandle:
             endpoint_url=self.s3_endpoint,
             region_name=REGION,
             aws_access_key_id="local",
-            aws_secret_access_key="local",
-        )  # noqa: S106 - moto
+            aws_secret_access_key="local",  # noqa: S106 - moto accepts any credentials
+        )
 
     def object_keys(self) -> list[str]:
         answer = self.s3().list_objects_v2(Bucket=self.bucket)
