@@ -21,8 +21,6 @@ from weasis_link.settings import ServiceSettings
 
 MAX_TOKEN_LENGTH: Final = 8192
 JWKS_TIMEOUT_SECONDS: Final = 3  # well inside API Gateway's 29 s, and a dead IdP fails fast
-JWKS_LIFESPAN_SECONDS: Final = 300
-JWKS_COOLDOWN_SECONDS: Final = 30  # at most one forced refetch per cooldown, however many unknown kids arrive
 _BEARER: Final = re.compile(r"^Bearer +([A-Za-z0-9\-._~+/]+=*) *$", re.IGNORECASE)
 _JWS_COMPACT: Final = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
 # Header `typ` values that say "ID token" or anything but a JWT access token (RFC 9068 uses at+jwt).
@@ -63,9 +61,13 @@ def extract_bearer_token(headers: Mapping[str, str], query_pairs: list[tuple[str
     elif header is not None:
         if len(header) > MAX_TOKEN_LENGTH + 7:
             raise AuthenticationError("The bearer token is too large.")
-        m = _BEARER.match(header)
+        scheme, _, credentials = header.strip().partition(" ")
+        if scheme.lower() != "bearer":
+            # Another scheme (Basic...) is no bearer token at all: a bare challenge (RFC 6750 §3.1).
+            raise AuthenticationError("A bearer token is required (Authorization: Bearer <token>).", None)
+        m = _BEARER.match(header.strip())
         if m is None:
-            raise AuthenticationError("The Authorization header must be 'Bearer <token>'.", "invalid_request")
+            raise AuthenticationError("The bearer token is malformed.")
         token = m[1]
     else:
         raise AuthenticationError("A bearer token is required.", None)
@@ -77,16 +79,17 @@ def extract_bearer_token(headers: Mapping[str, str], query_pairs: list[tuple[str
 
 
 @functools.cache
-def jwks_client(url: str) -> PyJWKClient:
+def jwks_client(url: str, lifespan: int = 300, cooldown: int = 30) -> PyJWKClient:
     """One client per JWKS URL for the life of the container, so warm invocations reuse the fetched key set.
-    cache_keys=False: a key removed from the JWKS stops working when the set is refreshed."""
+    cache_keys=False: a key removed from the JWKS stops working when the set is refreshed (after `lifespan`);
+    at most one refetch per `cooldown` however many unknown key ids arrive."""
     return PyJWKClient(
         url,
         cache_jwk_set=True,
-        lifespan=JWKS_LIFESPAN_SECONDS,
+        lifespan=lifespan,
         cache_keys=False,
         timeout=JWKS_TIMEOUT_SECONDS,
-        cooldown_duration=JWKS_COOLDOWN_SECONDS,
+        cooldown_duration=cooldown,
     )
 
 
@@ -97,7 +100,9 @@ class TokenValidator:
         self._algorithms = list(settings.oauth_algorithms)
         self._leeway = settings.oauth_leeway_seconds
         self._required_scopes = tuple(settings.oauth_required_scopes)
-        self._client = client or jwks_client(settings.oauth_jwks_url)
+        self._client = client or jwks_client(
+            settings.oauth_jwks_url, settings.oauth_jwks_cache_seconds, settings.oauth_jwks_cooldown_seconds
+        )
 
     def validate(self, token: str) -> Caller:
         try:

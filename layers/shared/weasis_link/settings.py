@@ -41,6 +41,8 @@ ENVIRONMENT: Final = {
     "OAUTH_REQUIRED_SCOPES": "oauth_required_scopes",
     "OAUTH_ALGORITHMS": "oauth_algorithms",
     "OAUTH_LEEWAY_SECONDS": "oauth_leeway_seconds",
+    "OAUTH_JWKS_CACHE_SECONDS": "oauth_jwks_cache_seconds",
+    "OAUTH_JWKS_COOLDOWN_SECONDS": "oauth_jwks_cooldown_seconds",
     "ALLOW_ACCESS_TOKEN_QUERY": "allow_access_token_query",
     "WEASIS_LINK_CONFIG": "config_file",
     "AWS_REGION": "aws_region",
@@ -69,6 +71,10 @@ class ServiceSettings(BaseModel):
     oauth_required_scopes: SpaceList = Field(default_factory=list)
     oauth_algorithms: Annotated[list[AsymmetricAlgorithm], _split(", ")] = Field(default=["RS256"], min_length=1)
     oauth_leeway_seconds: int = Field(default=30, ge=0, le=300)
+    # How long the fetched key set is trusted (a removed key stops working after this), and the minimum time
+    # between two refetches forced by unknown key ids (a flood of random kids cannot hammer the issuer).
+    oauth_jwks_cache_seconds: int = Field(default=300, ge=1, le=86400)
+    oauth_jwks_cooldown_seconds: int = Field(default=30, ge=0, le=3600)
     allow_access_token_query: bool = True
     config_file: Path | None = None
     aws_region: str = "us-east-1"
