@@ -200,7 +200,7 @@ def test_jwks_outage_is_503_not_500(local_stack_factory: StackFactory, key: Sign
     dead.down = True
     stack = local_stack_factory(env={"OAUTH_JWKS_URL": dead.url})
     try:
-        code, headers, body = stack.get(QUERY, key.sign(claims()))
+        code, _, body = stack.get(QUERY, key.sign(claims()))
         assert code == 503, body
         assert json.loads(body)["type"] == "urn:weasis-link:problem:identity-provider-unavailable"
         dead.stop()  # now the port refuses connections

@@ -61,7 +61,7 @@ def extract_bearer_token(headers: Mapping[str, str], query_pairs: list[tuple[str
     elif header is not None:
         if len(header) > MAX_TOKEN_LENGTH + 7:
             raise AuthenticationError("The bearer token is too large.")
-        scheme, _, credentials = header.strip().partition(" ")
+        scheme = header.strip().partition(" ")[0]
         if scheme.lower() != "bearer":
             # Another scheme (Basic...) is no bearer token at all: a bare challenge (RFC 6750 §3.1).
             raise AuthenticationError("A bearer token is required (Authorization: Bearer <token>).", None)
