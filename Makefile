@@ -66,8 +66,9 @@ test-integration: venv system-packages
 test-e2e: venv system-packages
 	$(BIN)/pytest tests/e2e -q
 
+# The unit layer runs with hypothesis' `full` profile here: 10,000 generated PACS answers per property.
 test: venv system-packages lint typecheck iac
-	$(BIN)/pytest tests/unit -q
+	$(BIN)/pytest tests/unit -q --hypothesis-profile=full
 	$(BIN)/pytest tests/integration tests/e2e -q
 
 bench: venv system-packages

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from weasis_link_dev.dev_keys import DEV_AUDIENCE, DEV_ISSUER, DEV_SCOPE, JwksServer, SigningKey
 from weasis_link_dev.pytest_orthanc import (  # noqa: F401 - fixtures
@@ -55,3 +56,9 @@ def service_env(jwks_server: JwksServer) -> dict[str, str]:
         "POWERTOOLS_SERVICE_NAME": "weasis-link",
         "POWERTOOLS_METRICS_NAMESPACE": "WeasisLink",
     }
+
+
+# Hypothesis: `dev` for everyday runs, `full` (10,000 generated manifests) for `make test`.
+settings.register_profile("dev", max_examples=300, deadline=None)
+settings.register_profile("full", max_examples=10_000, deadline=None)
+settings.load_profile("dev")

@@ -19,6 +19,8 @@ from weasis_link import dicom_values as dv
         (dt.datetime(2024, 1, 31, 23, 59), "20240131"),
         ("20240230", None),  # no such day
         ("2024", None),
+        ("00010101", None),  # xsd:gYear refuses it
+        (dt.date(999, 1, 1), None),
         ("", None),
         ("garbage", None),
         (None, None),

@@ -27,9 +27,11 @@ def test_config_arguments_survive_the_launchers_decode_and_split() -> None:
     assert commands["weasis:config"] == [["cdb=https://viewer.example/weasis", "pro=weasis.aet MY AET", "arg=x"]]
 
 
-@pytest.mark.parametrize("bad", ['https://x/a"b', "https://x/$y", "https://x/a b", "https://x/\n"])
+@pytest.mark.parametrize(
+    "bad", ['https://x/a"b', "https://x/$y", "https://x/a b", "https://x/\n", "https://x/a\\", "https://x/'"]
+)
 def test_unsafe_manifest_urls_are_refused(bad: str) -> None:
-    with pytest.raises(ValueError, match="cannot contain"):
+    with pytest.raises(ValueError, match="cannot contain"):  # noqa: PT011
         weasis_uri(bad)
 
 

@@ -31,7 +31,7 @@ def test_ids_are_unguessable_and_carry_their_expiry() -> None:
     ids = {new_manifest_id(NOW) for _ in range(1000)}
     assert len(ids) == 1000
     some = next(iter(ids))
-    assert MANIFEST_ID.match(some) and len(some.split("-", 1)[1]) == 32  # 192 random bits
+    assert MANIFEST_ID.fullmatch(some) and len(some.split("-", 1)[1]) == 32  # 192 random bits
     assert expiry_of(some) == NOW
 
 

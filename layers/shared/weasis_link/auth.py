@@ -21,8 +21,8 @@ from weasis_link.settings import ServiceSettings
 
 MAX_TOKEN_LENGTH: Final = 8192
 JWKS_TIMEOUT_SECONDS: Final = 3  # well inside API Gateway's 29 s, and a dead IdP fails fast
-_BEARER: Final = re.compile(r"^Bearer +([A-Za-z0-9\-._~+/]+=*) *$", re.IGNORECASE)
-_JWS_COMPACT: Final = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
+_BEARER: Final = re.compile(r"Bearer +([A-Za-z0-9\-._~+/]+=*) *", re.IGNORECASE)
+_JWS_COMPACT: Final = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 # Header `typ` values that say "ID token" or anything but a JWT access token (RFC 9068 uses at+jwt).
 _ACCEPTED_HEADER_TYPES: Final = frozenset({"jwt", "at+jwt", "application/at+jwt", "application/jwt"})
 
@@ -65,7 +65,7 @@ def extract_bearer_token(headers: Mapping[str, str], query_pairs: list[tuple[str
         if scheme.lower() != "bearer":
             # Another scheme (Basic...) is no bearer token at all: a bare challenge (RFC 6750 §3.1).
             raise AuthenticationError("A bearer token is required (Authorization: Bearer <token>).", None)
-        m = _BEARER.match(header.strip())
+        m = _BEARER.fullmatch(header.strip())
         if m is None:
             raise AuthenticationError("The bearer token is malformed.")
         token = m[1]
@@ -73,7 +73,7 @@ def extract_bearer_token(headers: Mapping[str, str], query_pairs: list[tuple[str
         raise AuthenticationError("A bearer token is required.", None)
     if len(token) > MAX_TOKEN_LENGTH:
         raise AuthenticationError("The bearer token is too large.")
-    if not _JWS_COMPACT.match(token):
+    if not _JWS_COMPACT.fullmatch(token):
         raise AuthenticationError("The bearer token is not a signed JWT.")
     return token
 

@@ -49,7 +49,7 @@ HTTP_URL_PATTERN: Final = r"^https?://[^\s\"$<>]+$"
 SECRET_KEYS: Final = frozenset({"password", "client-secret", "login"})
 _ENV_REF: Final = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _SQL_IDENTIFIER: Final = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
-_DICOM_TAG: Final = re.compile(r"^0x[0-9A-F]{8}$")
+_DICOM_TAG: Final = re.compile(r"0x[0-9A-F]{8}")
 
 HttpUrl = Annotated[str, Field(pattern=HTTP_URL_PATTERN, max_length=2048)]
 
@@ -73,8 +73,18 @@ class _Model(BaseModel):
 # --- WADO: how Weasis fetches the images (what goes into the manifest's arcQuery) ----------------------------
 
 
+class ServiceToken(_Model):
+    """Inject the service's own token (client credentials) into the manifest instead of the caller's: Weasis
+    downloads with the injected token for minutes, and callers' tokens may expire before it is done."""
+
+    # when-caller-token-expires: only when the caller's token would expire before the manifest (plus the margin).
+    use: Literal["always", "when-caller-token-expires"] = "when-caller-token-expires"
+    client_credentials: ClientCredentials
+
+
 class OAuth2Wado(_Model):
     url: HttpUrl
+    service_token: ServiceToken | None = None
 
 
 class BasicWado(_Model):
@@ -117,7 +127,7 @@ class ManifestOptions(_Model):
     @classmethod
     def _hex_tags(cls, tags: list[str]) -> list[str]:
         normalised = [t.upper().replace("0X", "0x") for t in tags]
-        bad = [t for t in normalised if not _DICOM_TAG.match(t)]
+        bad = [t for t in normalised if not _DICOM_TAG.fullmatch(t)]
         if bad:
             raise ValueError("tags must be written 0xGGGGEEEE (8 hex digits), e.g. 0x00100010")
         return normalised
@@ -203,10 +213,17 @@ class DicomConnector(_Model):
 
 
 class ClientCredentials(_Model):
-    token_url: HttpUrl
+    """An OAuth2 client-credentials grant (RFC 6749 §4.4): the service's own token, not the caller's."""
+
+    token_url: HttpUrl = Field(description="the authorization server's token endpoint")
     client_id: str = Field(min_length=1)
     client_secret: SecretStr
-    scope: str | None = None
+    scope: str | None = Field(default=None, pattern=r"^[\x21\x23-\x5b\x5d-\x7e]+( [\x21\x23-\x5b\x5d-\x7e]+)*$")
+    # Auth0-style and some Keycloak setups name the API the token is for with an `audience` form parameter.
+    audience: str | None = Field(default=None, min_length=1)
+    # RFC 6749 §2.3.1: every server must accept HTTP Basic; some only accept the secret in the form body.
+    auth_method: Literal["client_secret_basic", "client_secret_post"] = "client_secret_basic"
+    timeout_seconds: float = Field(default=5, gt=0, le=10)
 
 
 class QidoAuthentication(_Model):
@@ -221,21 +238,36 @@ class QidoAuthentication(_Model):
     def _complete(self) -> QidoAuthentication:
         if self.type == "BASIC" and (self.login is None or self.password is None):
             raise ValueError("type BASIC needs login and password")
+        if self.type == "BASIC" and self.login is not None and ":" in self.login:
+            raise ValueError("a BASIC login cannot contain ':' (RFC 7617)")
         if self.type == "CLIENT_CREDENTIALS" and self.client_credentials is None:
             raise ValueError("type CLIENT_CREDENTIALS needs a client-credentials block")
         return self
+
+
+def _without_trailing_slash(url: str | None) -> str | None:
+    # Paths are appended as "/studies/...": a root written with a trailing slash would give "//studies".
+    return url.rstrip("/") if url else url
 
 
 class DicomWebConnector(_Model):
     url: HttpUrl = Field(description="DICOMweb (QIDO-RS) root, e.g. https://pacs.example/dicom-web")
     wado_rs_url: HttpUrl | None = Field(default=None, description="WADO-RS root for WADO_RS manifests, if not url")
     authentication: QidoAuthentication = Field(default_factory=QidoAuthentication)
-    connect_timeout_seconds: float = Field(default=3, gt=0, le=20)
+    connect_timeout_seconds: float = Field(default=3, gt=0, le=10)
     read_timeout_seconds: float = Field(default=15, gt=0, le=25)
     retries: int = Field(default=2, ge=0, le=5)
     max_concurrency: int = Field(default=4, ge=1, le=16)
-    page_size: int = Field(default=1000, ge=10, le=100000)
+    # One instance-level request per study is the goal: the default covers all but exceptional studies, and the
+    # connector pages on (limit/offset) whenever a page comes back full or the PACS caps its answers.
+    page_size: int = Field(default=10000, ge=10, le=100000)
+    max_uids_per_request: int = Field(default=40, ge=1, le=200)
     ca_file: str | None = None
+
+    @field_validator("url", "wado_rs_url")
+    @classmethod
+    def _strip_slash(cls, url: str | None) -> str | None:
+        return _without_trailing_slash(url)
 
 
 class SearchCriteria(_Model):

@@ -107,13 +107,17 @@ def date(value: object) -> str | None:
     if value is None:
         return None
     if isinstance(value, dt.datetime | dt.date):
-        return f"{value.year:04d}{value.month:02d}{value.day:02d}" if value.year >= 1 else None
-    m = _DA_DIGITS.match(str(value).strip())
-    if not m:
-        return None
-    try:
-        d = dt.date(int(m[1]), int(m[2]), int(m[3]))
-    except ValueError:
+        d = value
+    else:
+        m = _DA_DIGITS.match(str(value).strip())
+        if not m:
+            return None
+        try:
+            d = dt.date(int(m[1]), int(m[2]), int(m[3]))
+        except ValueError:
+            return None
+    # The XSD reads DA as xsd:gYear, which refuses a zero-padded year below 1000 ("00010101").
+    if not 1000 <= d.year <= 9999:
         return None
     return f"{d.year:04d}{d.month:02d}{d.day:02d}"
 

@@ -24,9 +24,13 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 MANIFEST_SUFFIX: Final = ".xml.gz"
+# While a launch's manifest is being built, `<id>.pending` says so (and until when the build may run). It carries
+# no patient data and no token; it expires with its manifest and the cleaner deletes it like one.
+PENDING_SUFFIX: Final = ".pending"
 EXPIRES_METADATA: Final = "expires-at"
+BUILD_DEADLINE_METADATA: Final = "build-deadline"
 DELETE_BATCH: Final = 1000  # DeleteObjects' limit
-MANIFEST_ID: Final = re.compile(r"^(\d{10})-([A-Za-z0-9_-]{32})$")
+MANIFEST_ID: Final = re.compile(r"(\d{10})-([A-Za-z0-9_-]{32})")
 CONTENT_TYPE: Final = "application/gzip"
 _MISSING: Final = frozenset({"404", "NoSuchKey", "NotFound"})
 
@@ -43,7 +47,7 @@ def new_manifest_id(expires_at: dt.datetime) -> str:
 
 
 def expiry_of(manifest_id: str) -> dt.datetime | None:
-    m = MANIFEST_ID.match(manifest_id)
+    m = MANIFEST_ID.fullmatch(manifest_id)
     return dt.datetime.fromtimestamp(int(m[1]), tz=dt.UTC) if m else None
 
 
@@ -77,7 +81,7 @@ class ManifestStore:
             self._encryption["SSEKMSKeyId"] = kms_key_arn
 
     def key_for(self, manifest_id: str) -> str:
-        if not MANIFEST_ID.match(manifest_id):
+        if not MANIFEST_ID.fullmatch(manifest_id):
             raise ManifestNotFound("This manifest link is not valid.")
         return f"{self.prefix}{manifest_id}{MANIFEST_SUFFIX}"
 
@@ -97,6 +101,39 @@ class ManifestStore:
         except Exception as exc:
             raise StorageError(f"The manifest could not be stored ({_error_code(exc)}).") from None
         return StoredManifest(manifest_id, key, expires_at)
+
+    def put_pending(self, manifest_id: str, expires_at: dt.datetime, build_deadline: float) -> None:
+        """Mark a manifest as being built: GET /manifests/{id} then waits for it instead of answering 404."""
+        key = self.key_for(manifest_id).removesuffix(MANIFEST_SUFFIX) + PENDING_SUFFIX
+        try:
+            self._s3.put_object(
+                Bucket=self.bucket,
+                Key=key,
+                Body=b'{"state":"building"}',
+                ContentType="application/json",
+                CacheControl="no-store, private",
+                Metadata={
+                    EXPIRES_METADATA: str(int(expires_at.timestamp())),
+                    BUILD_DEADLINE_METADATA: str(int(build_deadline)),
+                },
+                **self._encryption,
+            )
+        except Exception as exc:
+            raise StorageError(f"The manifest build could not be registered ({_error_code(exc)}).") from None
+
+    def build_deadline(self, manifest_id: str) -> float | None:
+        """When the build of a pending manifest must be over (epoch seconds); None when no build was registered."""
+        key = self.key_for(manifest_id).removesuffix(MANIFEST_SUFFIX) + PENDING_SUFFIX
+        try:
+            head: Any = self._s3.head_object(Bucket=self.bucket, Key=key)
+        except Exception as exc:
+            if _error_code(exc) in _MISSING:
+                return None
+            raise StorageError(f"The manifest store cannot be read ({_error_code(exc)}).") from None
+        try:
+            return float(head.get("Metadata", {})[BUILD_DEADLINE_METADATA])
+        except (KeyError, ValueError):
+            return 0.0  # a marker we cannot read: its build is considered over
 
     def presigned_url(self, manifest_id: str, expires_in: int) -> str:
         return self._s3.generate_presigned_url(
@@ -150,7 +187,7 @@ class ManifestStore:
             for obj in page.get("Contents", []):
                 key = obj["Key"]
                 report.scanned += 1
-                m = MANIFEST_ID.match(key[len(self.prefix) :].removesuffix(MANIFEST_SUFFIX))
+                m = MANIFEST_ID.fullmatch(_strip_suffix(key[len(self.prefix) :]))
                 if m is None:
                     if self._foreign_expired(key, now, report):
                         yield key
@@ -203,6 +240,14 @@ class CleanupReport:
     deleted: int = 0
     failed: int = 0
     skipped: int = 0
+
+
+def _strip_suffix(name: str) -> str:
+    """The manifest id a key of ours names, manifest or pending marker (else the name unchanged)."""
+    for suffix in (MANIFEST_SUFFIX, PENDING_SUFFIX):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
 
 
 def _error_code(exc: Exception) -> str:
