@@ -14,6 +14,7 @@ from weasis_link_dev.bench import BenchContext, Figure
 BENCHES = {
     "cold_start": "cold start of the API function",
     "manifest_build": "100,000-instance manifest build",
+    "cleanup": "cleanup at scale",
 }
 
 
