@@ -1,0 +1,63 @@
+"""What the service logs: useful facts, never a token, a password, a patient name or a patient identifier."""
+
+from __future__ import annotations
+
+import base64
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from weasis_link_dev.dev_keys import SigningKey, access_token_claims
+from weasis_link_dev.pytest_stack import StackFactory
+
+pytestmark = pytest.mark.e2e
+BUNDLED = Path(__file__).resolve().parents[2] / "functions" / "api" / "weasis-link.yaml"
+PASSWORD = "Pa55-w0rd!unique"
+NAMES = ["Müller", "Jürgen", "Ødegård", "山田", "太郎", "Dupont", "Élodie", "O'Brien", "Siobhán", "Weber^Anna"]
+PATIENT_IDS = ["WLS-1001", "WLS-1002", "WLS-1003", "WLS-1004"]
+
+
+def test_logs_hold_facts_but_no_secret_or_patient_data(
+    local_stack_factory: StackFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = yaml.safe_load(BUNDLED.read_text())
+    # A second archive with basic authentication: its password must not leak either.
+    config["connector"]["config"]["sample-basic"] = config["connector"]["config"]["sample"] | {
+        "wado": {
+            "authentication": {
+                "force-basic": True,
+                "basic": {
+                    "url": "http://127.0.0.1:3003/wado",
+                    "login": "viewer",
+                    "password": "env:SAMPLE_PACS_PASSWORD",
+                },
+            }
+        }
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config, allow_unicode=True))
+    monkeypatch.setenv("SAMPLE_PACS_PASSWORD", PASSWORD)  # inherited by the stack's process
+    stack = local_stack_factory(config=path)
+    token = stack.token()
+    requests = [
+        ("/manifests?patientID=WLS-1001", token),
+        ("/manifests?patientID=WLS-1003&archive=sample&archive=sample-basic", token),
+        ("/weasis?accessionNumber=ACC-2024-0001&pro=weasis.aet+X", token),
+        (f"/weasis?patientID=WLS-1002&access_token={token}", None),
+        ("/manifests?patientID=WLS-1004", SigningKey.generate("dev-1").sign(access_token_claims())),
+        ("/manifests?patientID=WLS-1001", stack.token(lifetime=-999)),
+        ("/manifests?patientID=WLS-1001&studyUID=x.y", token),
+        ("/manifests?patientID=WLS-1001&archive=nope", token),
+        ("/manifests?patientID=WLS-1001&pro=java.home+/x", token),
+        ("/no-such-route?patientID=WLS-1001", token),
+    ]
+    statuses = [stack.get(path_, tok)[0] for path_, tok in requests]
+    assert statuses[:4] == [200, 200, 302, 302] and all(s >= 400 for s in statuses[4:])
+    log = stack.log()
+    assert "archive answered" in log and "request refused" in log  # the log is not empty: the check means something
+    secrets = [token, PASSWORD, base64.b64encode(f"viewer:{PASSWORD}".encode()).decode()]
+    for needle in secrets + NAMES + PATIENT_IDS:
+        assert needle not in log, f"{needle!r} reached the log"
+    assert not re.search(r"X-Amz-Signature=[0-9a-f]{16}", log), "a presigned URL reached the log"
