@@ -1,12 +1,18 @@
 """HTTP API (API Gateway HTTP API -> Lambda): thin routes over weasis_link.
 
 Each route authenticates the caller, parses the request, calls one domain function and maps the result; domain
-errors become problem responses in problems.py. Everything expensive (settings, configuration, S3 client, JWKS
-client, connectors) is built once per container, at cold start.
+errors become problem responses in problems.py. Everything expensive (settings, configuration, S3 and Lambda
+clients, JWKS client, connectors) is built once per container, at cold start (weasis_link.runtime).
+
+Routes: GET /manifests (build now, JSON), POST /manifests (upload), GET /manifests/{id} (short link -> 302),
+GET /weasis and GET /IHEInvokeImageDisplay (launch while the manifest builds: 302 to weasis://, or the HTML launch
+page for browsers).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,34 +28,35 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from weasis_link.api import schemas
 from weasis_link.api.problems import NO_STORE, problem, problem_for
 from weasis_link.auth import Caller, TokenValidator, extract_bearer_token, query_pairs_without_token
-from weasis_link.config import load_config
 from weasis_link.criteria import QueryCriteria, criteria_from_pairs, parse_query_string
-from weasis_link.errors import WeasisLinkError
+from weasis_link.errors import InvalidRequest, WeasisLinkError
+from weasis_link.iid import iid_criteria_pairs
+from weasis_link.launch import LaunchResult, make_dispatcher
+from weasis_link.launch_page import launch_page, page_headers, wants_html
 from weasis_link.launch_uri import LaunchOptions, launch_options_from_pairs
 from weasis_link.observability import configure_logging
-from weasis_link.service import ManifestResult, ManifestService
-from weasis_link.settings import ServiceSettings
-from weasis_link.storage import ManifestStore, s3_client
+from weasis_link.runtime import build_runtime
+from weasis_link.service import ManifestResult
+from weasis_link.short_links import InlineManifest, api_base_url
 
 logger = Logger()
 metrics = Metrics()
 configure_logging(logger)
 
-settings = ServiceSettings.from_environment()
-_config_path = settings.config_file or Path("weasis-link.yaml")
-if not _config_path.is_absolute():
-    _config_path = Path(os.environ.get("LAMBDA_TASK_ROOT") or Path(__file__).parent) / _config_path
-config = load_config(_config_path)
-store = ManifestStore(
-    s3_client(settings.aws_region, settings.s3_endpoint_url),
-    settings.manifest_bucket,
-    settings.manifest_prefix,
-    settings.manifest_kms_key_arn,
+runtime = build_runtime(Path(__file__).parent)
+settings, config, store = runtime.settings, runtime.config, runtime.store
+service, launcher, links, uploads = runtime.service, runtime.launcher, runtime.links, runtime.uploads
+launcher.dispatcher = make_dispatcher(
+    settings.builder_function_name,
+    settings.aws_region,
+    launcher.run_build,
+    on_lambda="AWS_LAMBDA_FUNCTION_NAME" in os.environ,
 )
-service = ManifestService(settings, config, store)
 validator = TokenValidator(settings)
 
 app = APIGatewayHttpResolver(enable_validation=True)
+# Keep GET /manifests/{id} below API Gateway's 29 s even when the function has less time left than configured.
+RESPONSE_MARGIN_SECONDS = 2.0
 
 
 # --- request parsing shared by the routes (Depends) ---------------------------------------------------------
@@ -57,6 +64,10 @@ app = APIGatewayHttpResolver(enable_validation=True)
 
 def _request_pairs() -> list[tuple[str, str]]:
     return parse_query_string(app.current_event.raw_query_string or "")
+
+
+def _header(name: str) -> str | None:
+    return next((v for k, v in app.current_event.headers.items() if k.lower() == name), None)
 
 
 def authenticated_caller(access_token: schemas.AccessTokenParam = None) -> Caller:  # noqa: ARG001 - documented only
@@ -82,6 +93,24 @@ def search_criteria(  # the parameters document the query interface (see weasis_
     return criteria_from_pairs(query_pairs_without_token(_request_pairs()))
 
 
+def iid_query(  # IHE Invoke Image Display parameters (documented in weasis_link/api/schemas.py)
+    request_type: schemas.RequestTypeParam = None,  # noqa: ARG001
+    patient_id: schemas.IidPatientIdParam = None,  # noqa: ARG001
+    study_uid: schemas.IidStudyUidParam = None,  # noqa: ARG001
+    accession_number: schemas.IidAccessionParam = None,  # noqa: ARG001
+    viewer_type: schemas.ViewerTypeParam = None,  # noqa: ARG001
+    diagnostic_quality: schemas.DiagnosticQualityParam = None,  # noqa: ARG001
+    key_images_only: schemas.KeyImagesOnlyParam = None,  # noqa: ARG001
+    archive: schemas.ArchiveParam = None,  # noqa: ARG001
+    modalities_in_study: schemas.ModalitiesParam = None,  # noqa: ARG001
+    lower_date_time: schemas.LowerDateParam = None,  # noqa: ARG001
+    upper_date_time: schemas.UpperDateParam = None,  # noqa: ARG001
+    most_recent_results: schemas.MostRecentParam = None,  # noqa: ARG001
+) -> list[tuple[str, str]]:
+    """The search-criteria parameters the IID request stands for."""
+    return iid_criteria_pairs(query_pairs_without_token(_request_pairs()), settings.iid_request_types)
+
+
 def launch_options(
     cdb: schemas.CdbParam = None,  # noqa: ARG001
     pro: schemas.ProParam = None,  # noqa: ARG001
@@ -90,9 +119,21 @@ def launch_options(
     return launch_options_from_pairs(_request_pairs())
 
 
+def base_url() -> str:
+    context = app.current_event.request_context
+    return api_base_url(settings.public_base_url, context.domain_name, context.stage)
+
+
+def html_requested(format: schemas.FormatParam = None) -> bool:  # noqa: ARG001 - documented only
+    return wants_html(_header("accept"), [v for k, v in _request_pairs() if k == "format"])
+
+
 CallerDep = Annotated[Caller, Depends(authenticated_caller)]
 CriteriaDep = Annotated[QueryCriteria, Depends(search_criteria)]
+IidQueryDep = Annotated[list[tuple[str, str]], Depends(iid_query)]
 LaunchDep = Annotated[LaunchOptions, Depends(launch_options)]
+BaseUrlDep = Annotated[str, Depends(base_url)]
+HtmlDep = Annotated[bool, Depends(html_requested)]
 
 
 # --- routes -------------------------------------------------------------------------------------------------
@@ -106,11 +147,99 @@ LaunchDep = Annotated[LaunchOptions, Depends(launch_options)]
         **schemas.problem_responses(400, 401, 403, 422, 502, 503, 504),
     },
 )
-def get_manifest_links(caller: CallerDep, criteria: CriteriaDep, launch: LaunchDep) -> Response[str]:
-    result = service.create_manifest(criteria, caller, launch)
+def get_manifest_links(caller: CallerDep, criteria: CriteriaDep, launch: LaunchDep, base: BaseUrlDep) -> Response[str]:
+    result = service.create_manifest(criteria, caller, launch, base_url=base)
     _record_metrics(result)
+    return _manifest_json(200, result)
+
+
+@app.post(
+    "/manifests",
+    summary="Upload a Weasis manifest (XML) or a JSON list of UIDs to resolve; answered like a built manifest",
+    responses={
+        201: {"description": "Manifest stored", "content": {"application/json": {"model": schemas.ManifestResponse}}},
+        **schemas.problem_responses(400, 401, 403, 413, 415, 422, 502, 503, 504),
+    },
+)
+def upload_manifest(
+    caller: CallerDep, launch: LaunchDep, base: BaseUrlDep, inject_token: schemas.InjectTokenParam = False
+) -> Response[str]:
+    result = uploads.upload(
+        _raw_body(),
+        _header("content-type"),
+        _header("content-encoding"),
+        caller,
+        launch,
+        base,
+        inject_token=inject_token,
+    )
+    metrics.add_metric(name="ManifestsUploaded", unit=MetricUnit.Count, value=1)
+    return _manifest_json(201, result, {"Location": result.manifest_link})
+
+
+@app.get(
+    "/manifests/<manifest_id>",
+    summary="Short manifest link: redirect to the stored manifest, waiting while it is being built",
+    responses={
+        302: {"description": "Location: a fresh presigned URL of the gzipped manifest (or this link again)"},
+        200: {"description": "A manifest whose <Message> says why no images can be listed (yet)"},
+        **schemas.problem_responses(404, 422, 503),
+    },
+)
+def open_manifest(manifest_id: str, base: BaseUrlDep, attempt: schemas.AttemptParam = 0) -> Response[str]:
+    wait = settings.manifest_wait_seconds
+    context = app.lambda_context
+    if context is not None:
+        wait = min(wait, context.get_remaining_time_in_millis() / 1000 - RESPONSE_MARGIN_SECONDS)
+    answer = links.open(manifest_id, attempt, base, wait)
+    if isinstance(answer, InlineManifest):
+        logger.warning("manifest not available", extra={"reason": answer.reason})
+        metrics.add_metric(name="ManifestLinksUnavailable", unit=MetricUnit.Count, value=1)
+        return Response(200, "application/xml; charset=utf-8", answer.xml.decode("utf-8"), headers=NO_STORE)
+    metrics.add_metric(name="ManifestLinksOpened", unit=MetricUnit.Count, value=1)
+    return Response(302, "text/plain", "", headers={"Location": answer.location, **NO_STORE})
+
+
+@app.get(
+    "/weasis",
+    summary="Open Weasis: redirect to the weasis:// URI (or a launch page for browsers) while the manifest builds",
+    responses={
+        302: {"description": "Location: weasis://?…"},
+        200: {"description": "HTML launch page (Accept: text/html or format=html)", "content": {"text/html": {}}},
+        **schemas.problem_responses(400, 401, 403, 422, 503),
+    },
+)
+def launch_weasis(
+    caller: CallerDep, criteria: CriteriaDep, launch: LaunchDep, base: BaseUrlDep, html: HtmlDep
+) -> Response[str]:
+    query = query_pairs_without_token(_request_pairs())
+    return _launch_response(launcher.launch(query, criteria, caller, launch, base), html)
+
+
+@app.get(
+    "/IHEInvokeImageDisplay",
+    summary="IHE Invoke Image Display (requestType STUDY or PATIENT): open Weasis while the manifest builds",
+    responses={
+        302: {"description": "Location: weasis://?…"},
+        200: {"description": "HTML launch page (Accept: text/html or format=html)", "content": {"text/html": {}}},
+        **schemas.problem_responses(400, 401, 403, 422, 503),
+    },
+)
+def invoke_image_display(
+    caller: CallerDep, query: IidQueryDep, launch: LaunchDep, base: BaseUrlDep, html: HtmlDep
+) -> Response[str]:
+    criteria = criteria_from_pairs(query)
+    return _launch_response(launcher.launch(query, criteria, caller, launch, base), html)
+
+
+# --- responses ----------------------------------------------------------------------------------------------
+
+
+def _manifest_json(status: int, result: ManifestResult, headers: dict[str, str] | None = None) -> Response[str]:
     body = schemas.ManifestResponse(
+        manifest_id=result.manifest_id,
         manifest_url=result.manifest_url,
+        manifest_link=result.manifest_link,
         weasis_url=result.weasis_url,
         expires_at=result.expires_at,
         patients=result.patients,
@@ -122,21 +251,29 @@ def get_manifest_links(caller: CallerDep, criteria: CriteriaDep, launch: LaunchD
         ],
         warnings=result.warnings,
     )
-    return Response(200, "application/json", body.model_dump_json(by_alias=True), headers=NO_STORE)
+    return Response(
+        status, "application/json", body.model_dump_json(by_alias=True), headers={**NO_STORE, **(headers or {})}
+    )
 
 
-@app.get(
-    "/weasis",
-    summary="Build a Weasis manifest and redirect to the weasis:// URI that opens it",
-    responses={
-        302: {"description": "Location: weasis://?…"},
-        **schemas.problem_responses(400, 401, 403, 422, 502, 503, 504),
-    },
-)
-def launch_weasis(caller: CallerDep, criteria: CriteriaDep, launch: LaunchDep) -> Response[str]:
-    result = service.create_manifest(criteria, caller, launch)
-    _record_metrics(result)
-    return Response(302, "text/plain", "", headers={"Location": result.weasis_url, **NO_STORE})
+def _launch_response(result: LaunchResult, html: bool) -> Response[str]:
+    metrics.add_metric(name="LaunchesStarted", unit=MetricUnit.Count, value=1)
+    if html:
+        page = launch_page(result.weasis_url, result.expires_at, settings.weasis_download_url, result.warnings)
+        return Response(200, "text/html; charset=utf-8", page, headers=page_headers({"Vary": "Accept"}))
+    return Response(302, "text/plain", "", headers={"Location": result.weasis_url, "Vary": "Accept", **NO_STORE})
+
+
+def _raw_body() -> bytes:
+    """The request body as sent: API Gateway passes text bodies as strings and binary ones base64-encoded."""
+    event = app.current_event.raw_event
+    body = event.get("body") or ""
+    if not event.get("isBase64Encoded"):
+        return str(body).encode("utf-8")
+    try:
+        return base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidRequest("The request body is not valid base64.") from None
 
 
 # --- errors -------------------------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ def manifest_for(stack: StackHandle, query: str) -> tuple[dict[str, object], byt
     assert status == 200, body
     assert headers["Content-Type"] == "application/json"
     answer = json.loads(body)
-    assert manifest_url_of(str(answer["weasisUrl"])) == answer["manifestUrl"]
+    assert manifest_url_of(str(answer["weasisUrl"])) == answer["manifestLink"]
     fetched = fetch_manifest(str(answer["manifestUrl"]), rule="extension")
     assert fetched.raw[:2] == b"\x1f\x8b"
     return answer, fetched.xml, token

@@ -15,7 +15,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from weasis_link.service import ManifestService
+from weasis_link.launch import InlineDispatcher
+from weasis_link.runtime import runtime_for
 from weasis_link.storage import ManifestStore, s3_client
 from weasis_link_dev.dev_keys import SigningKey, access_token_claims
 from weasis_link_dev.local_api import LambdaContext
@@ -43,7 +44,11 @@ def store(api: ModuleType, monkeypatch: pytest.MonkeyPatch) -> Iterator[Manifest
             Bucket="weasis-link-test", CreateBucketConfiguration={"LocationConstraint": "eu-central-1"}
         )
         store = ManifestStore(client, "weasis-link-test")
-        monkeypatch.setattr(api, "service", ManifestService(api.settings, api.config, store))
+        runtime = runtime_for(api.settings, api.config, store)
+        # Launches build before answering here: deterministic, and no thread outlives the moto mock.
+        runtime.launcher.dispatcher = InlineDispatcher(runtime.launcher.run_build)
+        for name in ("service", "launcher", "links", "uploads"):
+            monkeypatch.setattr(api, name, getattr(runtime, name))
         yield store
 
 
@@ -86,7 +91,7 @@ def test_manifest_routes_answer_json_and_store_a_valid_manifest(
     body = json.loads(response["body"])
     assert set(body) >= {"manifestUrl", "weasisUrl", "expiresAt", "patients", "studies", "series", "instances"}
     assert body["instances"] == instances and body["expiresAt"].endswith("Z")
-    assert manifest_url_of(body["weasisUrl"]) == body["manifestUrl"]
+    assert manifest_url_of(body["weasisUrl"]) == body["manifestLink"]
     manifest_id = body["manifestUrl"].split("/manifests/", 1)[1].split(".xml.gz", 1)[0]
     xml = gzip.decompress(store.read(manifest_id))
     assert validate(xml) == []

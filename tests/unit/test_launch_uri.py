@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from weasis_link.errors import InvalidRequest
-from weasis_link.launch_uri import LaunchOptions, launch_options_from_pairs, weasis_uri
+from weasis_link.launch_uri import (
+    MAX_LAUNCH_URI,
+    LaunchOptions,
+    bounded_weasis_uri,
+    launch_options_from_pairs,
+    weasis_uri,
+)
 from weasis_link_dev.weasis_client import manifest_url_of, parse_launch_uri
 
 PRESIGNED = (
@@ -60,3 +66,26 @@ def test_allowed_launch_options_are_passed_through() -> None:
         [("pro", "weasis.aet WEASISLINK"), ("cdb", ""), ("arg", "dicom:close --all"), ("patientID", "x")]
     )
     assert options == LaunchOptions(cdb=None, properties=(("weasis.aet", "WEASISLINK"),), args=("dicom:close --all",))
+
+
+@pytest.mark.parametrize(
+    "pro",
+    [
+        "weasis.aet it's",  # a quote of the launcher's argument splitter: could end the value early
+        "weasis.aet a\\",  # a backslash could escape the closing quote
+        "Java.home x",  # protected prefixes are matched case-insensitively
+        "WEASIS.PATH x",
+    ],
+)
+def test_quotes_backslashes_and_protected_keys_in_any_case_are_refused(pro: str) -> None:
+    with pytest.raises(InvalidRequest):
+        launch_options_from_pairs([("pro", pro)])
+
+
+def test_launch_uris_longer_than_windows_browsers_keep_are_refused() -> None:
+    link = "https://abc123.execute-api.eu-central-1.amazonaws.com/manifests/1795342830-" + "a" * 32
+    assert len(bounded_weasis_uri(link, LaunchOptions(properties=(("weasis.aet", "WEASISLINK"),)))) <= MAX_LAUNCH_URI
+    many = LaunchOptions(properties=tuple((f"weasis.p{i}", "x" * 50) for i in range(6)))
+    with pytest.raises(InvalidRequest, match="characters") as err:
+        bounded_weasis_uri(link, many)
+    assert err.value.problems[0].field == "cdb/pro/arg"

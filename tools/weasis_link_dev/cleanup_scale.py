@@ -27,7 +27,8 @@ def run_cleanup_at_scale(endpoint: str, bucket: str, total: int, *, seed: int = 
     store = ManifestStore(client, bucket)
     now = time.time()
     rng = random.Random(seed)  # noqa: S311 - reproducible test data, not a secret
-    expired, live = set(), set()
+    expired: set[str] = set()
+    live: set[str] = set()
     for i in range(total):
         # Expiries spread from a day ago to ten minutes ahead, shuffled: S3 lists them in key (= expiry) order.
         offset = rng.randint(-86400, 600)
@@ -41,7 +42,7 @@ def run_cleanup_at_scale(endpoint: str, bucket: str, total: int, *, seed: int = 
     started = time.perf_counter()
     report = store.delete_expired(now)
     seconds = time.perf_counter() - started
-    left = set()
+    left: set[str] = set()
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
         left.update(o["Key"] for o in page.get("Contents", []))
     return ScaleResult(expired, live, left, report, seconds)

@@ -108,6 +108,10 @@ class LocalApiServer:
     def __init__(self, handler: Handler, host: str = "127.0.0.1", port: int = 3000, timeout: float = 29.0) -> None:
         self.handler = handler
         self.timeout = timeout
+        # One request at a time, as in one Lambda execution environment: Powertools' resolver keeps the current
+        # event on the class (BaseRouter.current_event), so two concurrent calls would read each other's request,
+        # token included. Connections are still accepted concurrently; only the handler calls queue.
+        self._handler_lock = threading.Lock()
         owner = self
 
         class RequestHandler(BaseHTTPRequestHandler):
@@ -126,7 +130,8 @@ class LocalApiServer:
                     aws_request_id=event["requestContext"]["requestId"], deadline=time.monotonic() + owner.timeout
                 )
                 try:
-                    response = owner.handler(event, context)
+                    with owner._handler_lock:
+                        response = owner.handler(event, context)
                 except Exception:  # what API Gateway answers when the function fails
                     response = {
                         "statusCode": 500,

@@ -42,7 +42,7 @@ def validate(xml: bytes, path: Path = XSD_REFERENCE) -> list[str]:
     doc = etree.fromstring(xml)
     if s.validate(doc):
         return []
-    return [f"line {e.line}: {e.message}" for e in s.error_log.filter_from_errors()]
+    return [f"line {e.line}: {e.message}" for e in s.error_log.filter_from_errors()]  # type: ignore[attr-defined]
 
 
 def parse_launch_uri(uri: str) -> dict[str, list[list[str]]]:
@@ -192,3 +192,41 @@ def wado_uri_url(archive: ArchiveView, inst: ManifestInstance, series: dict[str,
         if rate and int(rate) > 0:
             url += f"&imageQuality={rate}"
     return url + archive.attributes.get("additionnalParameters", "")
+
+
+# What Weasis >= 4.7 sends to fetch an instance of a queryMode="DICOM_WEB" arcQuery (weasis-facts §1.4).
+WADO_RS_ACCEPT: Final = 'multipart/related; type="application/dicom"; transfer-syntax=*'
+
+
+def wado_rs_url(archive: ArchiveView, instance_attributes: dict[str, str]) -> str:
+    """The instance URL as Weasis >= 4.7 builds it for a DICOM_WEB arcQuery: baseUrl + DirectDownloadFile +
+    `additionalParameters` (the spelling 4.7 reads; it ignores the XSD's `additionnalParameters`)."""
+    return (
+        archive.base_url
+        + instance_attributes["DirectDownloadFile"]
+        + archive.attributes.get("additionalParameters", "")
+    )
+
+
+def request_headers(archive: ArchiveView) -> dict[str, str]:
+    """The headers Weasis sends with every WADO request of an arcQuery: each httpTag, and webLogin as Basic."""
+    headers = dict(archive.http_tags)
+    login = archive.attributes.get("webLogin")
+    if login:
+        headers["Authorization"] = f"Basic {login}"
+    return headers
+
+
+def multipart_parts(body: bytes, content_type: str) -> list[tuple[str, bytes]]:
+    """(content type, bytes) of each part of a multipart/related answer (a WADO-RS retrieve)."""
+    import email.parser
+    import email.policy
+
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body
+    )
+    parts = []
+    for part in message.iter_parts():
+        payload = part.get_payload(decode=True)
+        parts.append((part.get_content_type(), payload if isinstance(payload, bytes) else b""))
+    return parts

@@ -56,6 +56,24 @@ class PayloadTooLarge(WeasisLinkError):
     code = "payload-too-large"
 
 
+class UnsupportedMediaType(WeasisLinkError):
+    """An upload in a format we do not read (neither a Weasis XML manifest nor a JSON list of UIDs)."""
+
+    code = "unsupported-media-type"
+
+
+class InvalidManifest(InvalidRequest):
+    """An uploaded manifest that is not well-formed XML or not valid against the Weasis manifest schema."""
+
+    code = "invalid-manifest"
+
+
+class RequestTypeNotSupported(InvalidRequest):
+    """IHE Invoke Image Display: a requestType this deployment does not serve (unknown, or not enabled)."""
+
+    code = "request-type-not-supported"
+
+
 class ManifestNotFound(WeasisLinkError):
     """Unknown, malformed or expired manifest id."""
 
@@ -124,6 +142,12 @@ class AllArchivesFailed(WeasisLinkError):
     def __init__(self, failures: list[ArchiveFailure]) -> None:
         super().__init__("; ".join(f"archive '{f.archive_id}': {f.detail}" for f in failures) or "no archive answered")
         self.failures = failures
+
+
+class BuilderUnavailable(WeasisLinkError):
+    """The asynchronous manifest builder could not be started: the launch is refused rather than left hanging."""
+
+    code = "builder-unavailable"
 
 
 class StorageError(WeasisLinkError):

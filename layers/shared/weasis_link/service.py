@@ -20,7 +20,7 @@ from typing import Final
 
 from weasis_link import manifest as mf
 from weasis_link.auth import Caller
-from weasis_link.config import AppConfig, Wado
+from weasis_link.config import AppConfig, OAuth2Wado, Wado
 from weasis_link.connectors import Connector, QueryContext, create_connector
 from weasis_link.criteria import KEY_PARAMETERS, QueryCriteria, SearchKey
 from weasis_link.errors import (
@@ -30,8 +30,10 @@ from weasis_link.errors import (
     CriterionDeactivated,
     UnknownArchive,
 )
-from weasis_link.launch_uri import LaunchOptions, weasis_uri
+from weasis_link.launch_uri import LaunchOptions, bounded_weasis_uri, weasis_uri
+from weasis_link.oauth_client import shared_token_provider
 from weasis_link.settings import ServiceSettings
+from weasis_link.short_links import short_link
 from weasis_link.storage import ManifestStore, new_manifest_id
 from weasis_link.study_tree import Study, StudyTreeBuilder
 
@@ -55,7 +57,7 @@ class ArchiveOutcome:
 @dataclass(frozen=True, slots=True)
 class ManifestResult:
     manifest_id: str
-    manifest_url: str
+    manifest_url: str  # presigned HTTPS URL of the gzipped manifest in S3
     weasis_url: str
     expires_at: dt.datetime
     patients: int
@@ -64,6 +66,8 @@ class ManifestResult:
     instances: int
     archives: list[ArchiveOutcome]
     warnings: list[str]
+    # The short link <api>/manifests/{id} when the API's base URL is known, else the presigned URL.
+    manifest_link: str = ""
 
     @property
     def failed_archives(self) -> list[ArchiveFailure]:
@@ -103,27 +107,59 @@ class ManifestService:
 
     # --- the use case ---------------------------------------------------------------------------------------
     def create_manifest(
-        self, criteria: QueryCriteria, caller: Caller, launch: LaunchOptions | None = None
+        self,
+        criteria: QueryCriteria,
+        caller: Caller,
+        launch: LaunchOptions | None = None,
+        *,
+        base_url: str | None = None,
     ) -> ManifestResult:
+        """Build, store and link a manifest. With the API's `base_url`, the links carry the short manifest link."""
         built = self.build(criteria, caller)
-        expires_at = self._expiry()
+        return self.store_manifest(
+            built.body_gzip,
+            mf.count(built.archive_queries),
+            launch,
+            base_url=base_url,
+            archives=built.outcomes,
+            warnings=built.warnings,
+        )
+
+    def store_manifest(
+        self,
+        body_gzip: bytes,
+        counts: tuple[int, int, int, int],
+        launch: LaunchOptions | None = None,
+        *,
+        base_url: str | None = None,
+        archives: Sequence[ArchiveOutcome] = (),
+        warnings: Sequence[str] = (),
+    ) -> ManifestResult:
+        """Store a gzipped manifest (built or uploaded) under a fresh id, and make its links."""
+        expires_at = self.expiry()
         manifest_id = new_manifest_id(expires_at)
-        # Presign before the write, so that nothing after PutObject can fail and leave an orphan behind.
-        manifest_url = self._store.presigned_url(manifest_id, self._settings.presign_expires_seconds)
-        launch_uri = weasis_uri(manifest_url, launch)
-        self._store.put(manifest_id, built.body_gzip, expires_at)
-        patients, studies, series, instances = mf.count(built.archive_queries)
+        # Presign and make the launch URI before the write, so that nothing after PutObject can fail and leave an
+        # orphan behind (launch options too long for the URI are refused here).
+        presigned = self._store.presigned_url(manifest_id, self._settings.presign_expires_seconds)
+        if base_url is None:
+            link, launch_uri = presigned, weasis_uri(presigned, launch)
+        else:
+            link = short_link(base_url, manifest_id)
+            launch_uri = bounded_weasis_uri(link, launch)
+        self._store.put(manifest_id, body_gzip, expires_at)
+        patients, studies, series, instances = counts
         return ManifestResult(
             manifest_id=manifest_id,
-            manifest_url=manifest_url,
+            manifest_url=presigned,
             weasis_url=launch_uri,
             expires_at=expires_at,
             patients=patients,
             studies=studies,
             series=series,
             instances=instances,
-            archives=built.outcomes,
-            warnings=built.warnings,
+            archives=list(archives),
+            warnings=list(warnings),
+            manifest_link=link,
         )
 
     def build(self, criteria: QueryCriteria, caller: Caller) -> BuiltManifest:
@@ -136,13 +172,9 @@ class ManifestService:
         failures = [o.failure for o in outcomes if o.failure is not None]
         if len(failures) == len(outcomes):
             raise AllArchivesFailed(failures)
-        token_warning = self._token_warning(caller)
-        warnings = [token_warning] if token_warning else []
+        warnings: list[str] = []
         queries = [self._archive_query(o, caller, warnings) for o in outcomes]
-        if token_warning:
-            for query in queries:
-                if any(key == "Authorization" for key, _ in query.http_tags):
-                    query.add_message(mf.Message("Access token expires soon", token_warning, "WARN"))
+        self._warn_short_lived_tokens(queries, caller, warnings)
         body = mf.manifest_gzip(queries, str(uuid.uuid4()))
         return BuiltManifest(body, queries, outcomes, warnings)
 
@@ -165,6 +197,9 @@ class ManifestService:
             names = ", ".join(PARAMETER_BY_KEY[k] for k in refused)
             raise CriterionDeactivated(f"Searching by {names} is deactivated for the selected archives.")
         return allowed
+
+    def default_archive_ids(self) -> list[str]:
+        return self._config.default_connector_ids
 
     def _refused_keys(self, archive_id: str, criteria: QueryCriteria) -> set[SearchKey]:
         deactivated = set(self._config.connector.config[archive_id].search_criteria.deactivated)
@@ -262,7 +297,20 @@ class ManifestService:
             warnings.append(text)
         return query
 
-    def _wado_target(self, archive_id: str, caller: Caller) -> tuple[str, list[tuple[str, str]], str | None]:
+    def _wado_target(self, archive_id: str, caller: Caller | None) -> tuple[str, list[tuple[str, str]], str | None]:
+        """(baseUrl, httpTags, webLogin). For a DICOM_WEB connector in WADO_RS mode the baseUrl is its DICOMweb root
+        (`wado-rs-url`, else `url`): Weasis appends `/studies/…` to it, so a (global) wado block's WADO-URI
+        endpoint would be wrong there; that block still decides the credentials."""
+        base_url, http_tags, login = self._wado_auth_target(archive_id, caller)
+        connector = self._config.connector.config[archive_id]
+        dicomweb = connector.dicom_web_connector
+        if connector.manifest.mode == "WADO_RS" and dicomweb is not None:
+            base_url = dicomweb.wado_rs_url or dicomweb.url
+        return base_url, http_tags, login
+
+    def _wado_auth_target(
+        self, archive_id: str, caller: Caller | None
+    ) -> tuple[str, list[tuple[str, str]], str | None]:
         """(baseUrl, httpTags, webLogin) from wado.authentication: force-basic, else the caller's token (oauth2),
         else basic, else the plain WADO URL. The caller's token goes only where an oauth2 url asks for it."""
         connector = self._config.connector.config[archive_id]
@@ -275,20 +323,110 @@ class ManifestService:
                     login = mf.web_login(auth.basic.login, auth.basic.password.get_secret_value())
                 return auth.basic.url, [], login
             if auth.oauth2 is not None:
-                return auth.oauth2.url, [("Authorization", f"Bearer {caller.token}")], None
+                tags = (
+                    [] if caller is None else [("Authorization", f"Bearer {self._injected_token(auth.oauth2, caller)}")]
+                )
+                return auth.oauth2.url, tags, None
         if wado is not None and wado.url:
             return wado.url, [], None
         dicomweb = connector.dicom_web_connector
         assert dicomweb is not None  # AppConfig guarantees a URL for every other case
         return dicomweb.wado_rs_url or dicomweb.url, [], None
 
-    def _token_warning(self, caller: Caller) -> str | None:
-        """Weasis downloads with the injected token for minutes: say so when it dies before the manifest does."""
-        margin = self._settings.token_expiry_margin_seconds
-        if caller.expires_at >= self._expiry().timestamp() + margin:
+    def token_target(self, archive_id: str, caller: Caller) -> tuple[str, list[tuple[str, str]]] | None:
+        """(WADO baseUrl, httpTags) when the archive's configuration injects a token into its arcQuery; else None."""
+        if archive_id not in self._config.connector.config:
             return None
-        left = max(0, int(caller.expires_at - self._clock()))
-        return f"The access token expires in {left} s, before the manifest does: Weasis may fail to load images."
+        base_url, http_tags, _ = self._wado_target(archive_id, caller)
+        if not any(key == "Authorization" for key, _ in http_tags):
+            return None
+        return base_url, http_tags
+
+    # --- token lifetime -------------------------------------------------------------------------------------
+    # Weasis downloads instance by instance with the injected token, for minutes, and never refreshes it
+    # (weasis-facts takeaway 8): a token that dies before the manifest does is reported, and a connector may inject
+    # a service token obtained by client credentials instead (wado.authentication.oauth2.service-token).
+    def _token_lasts(self, expires_at: float) -> bool:
+        return expires_at >= self.expiry().timestamp() + self._settings.token_expiry_margin_seconds
+
+    def _short_token_text(self, whose: str, expires_at: float) -> str:
+        left = max(0, int(expires_at - self._clock()))
+        return f"The {whose} expires in {left} s, before the manifest does: Weasis may fail to load images."
+
+    def _injected_token(self, oauth2: OAuth2Wado, caller: Caller) -> str:
+        """The caller's token, or the connector's service token when configured to replace it (always, or when the
+        caller's token does not last). A service token that cannot be obtained falls back to the caller's."""
+        service_token = oauth2.service_token
+        if service_token is None or (service_token.use != "always" and self._token_lasts(caller.expires_at)):
+            return caller.token
+        needed = self.expiry().timestamp() + self._settings.token_expiry_margin_seconds - self._clock()
+        try:
+            return shared_token_provider(service_token.client_credentials).token(min_validity_seconds=needed).value
+        except ArchiveError as exc:
+            logger.warning("service token unavailable; the caller's token is injected", extra={"reason": exc.detail})
+            return caller.token
+
+    def _injects_caller_token(self, archive_id: str, caller: Caller) -> bool:
+        """Whether the archive's manifest would carry the caller's own token (decided from configuration only)."""
+        wado = self._config.wado_for(archive_id)
+        auth = wado.authentication if wado else None
+        if auth is None or auth.oauth2 is None or (auth.basic is not None and auth.force_basic):
+            return False
+        service_token = auth.oauth2.service_token
+        return service_token is None or (service_token.use != "always" and self._token_lasts(caller.expires_at))
+
+    def token_warning(self, caller: Caller, archive_ids: Sequence[str] | None = None) -> str | None:
+        """The warning for a caller whose token dies before the manifest, when an archive would inject it."""
+        selected = self.default_archive_ids() if archive_ids is None else archive_ids
+        if self._token_lasts(caller.expires_at) or not any(self._injects_caller_token(a, caller) for a in selected):
+            return None
+        return self._short_token_text("access token", caller.expires_at)
+
+    def _warn_short_lived_tokens(self, queries: Sequence[mf.ArchiveQuery], caller: Caller, warnings: list[str]) -> None:
+        """A WARN <Message> on each arcQuery whose injected token dies before the manifest; the text once in
+        `warnings` (the JSON answer)."""
+        for query in queries:
+            value = next((v for k, v in query.http_tags if k == "Authorization"), None)
+            if value is None:
+                continue
+            if value == f"Bearer {caller.token}":
+                whose, title, expires_at = "access token", "Access token expires soon", float(caller.expires_at)
+            else:
+                service_expiry = self._service_token_expiry(query.arc_id)
+                if service_expiry is None:
+                    continue
+                whose, title, expires_at = "service token", "Service token expires soon", service_expiry
+            if self._token_lasts(expires_at):
+                continue
+            text = self._short_token_text(whose, expires_at)
+            query.add_message(mf.Message(title, text, "WARN"))
+            if text not in warnings:
+                warnings.append(text)
+
+    def _service_token_expiry(self, archive_id: str) -> float | None:
+        wado = self._config.wado_for(archive_id)
+        oauth2 = wado.authentication.oauth2 if wado and wado.authentication else None
+        if oauth2 is None or oauth2.service_token is None:
+            return None
+        try:  # the provider's cached token: the one just injected
+            return shared_token_provider(oauth2.service_token.client_credentials).token().expires_at
+        except ArchiveError:
+            return None
+
+    def failure_manifest(self, archive_ids: Sequence[str], title: str, description: str) -> bytes:
+        """A gzipped manifest that only tells Weasis's user why there are no images (an ERROR <Message> per archive).
+        No httpTag: a manifest without images needs no credentials."""
+        queries = []
+        for archive_id in archive_ids:
+            base_url, _, _ = self._wado_target(archive_id, None)
+            query = mf.ArchiveQuery(arc_id=archive_id, base_url=base_url)
+            query.add_message(mf.Message(title, description, "ERROR"))
+            queries.append(query)
+        return mf.manifest_gzip(queries, str(uuid.uuid4()))
+
+    def expiry(self) -> dt.datetime:
+        """When a manifest created now expires (whole seconds, UTC)."""
+        return self._expiry()
 
     def _expiry(self) -> dt.datetime:
         now = dt.datetime.fromtimestamp(int(self._clock()), tz=dt.UTC)

@@ -51,6 +51,10 @@ ENVIRONMENT: Final = {
     "BUILDER_FUNCTION_NAME": "builder_function_name",
     "ARCHIVE_DEADLINE_SECONDS": "archive_deadline_seconds",
     "TOKEN_EXPIRY_MARGIN_SECONDS": "token_expiry_margin_seconds",
+    "MANIFEST_WAIT_SECONDS": "manifest_wait_seconds",
+    "IID_REQUEST_TYPES": "iid_request_types",
+    "UPLOAD_MAX_BYTES": "upload_max_bytes",
+    "WEASIS_DOWNLOAD_URL": "weasis_download_url",
 }
 _ENV_BY_FIELD: Final = {v: k for k, v in ENVIRONMENT.items()}
 
@@ -84,6 +88,17 @@ class ServiceSettings(BaseModel):
     # The whole query must end well inside API Gateway's 29 s integration limit.
     archive_deadline_seconds: float = Field(default=20.0, gt=0, le=25)
     token_expiry_margin_seconds: int = Field(default=60, ge=0, le=3600)
+    # How long GET /manifests/{id} waits for a manifest still being built before it redirects to itself: below
+    # API Gateway's 29 s and Weasis's 30 s read timeout.
+    manifest_wait_seconds: float = Field(default=25.0, gt=0, le=27)
+    # IHE Invoke Image Display request types this deployment serves.
+    iid_request_types: Annotated[list[Literal["STUDY", "PATIENT"]], _split(", ")] = Field(
+        default=["STUDY", "PATIENT"], min_length=1
+    )
+    # Largest uploaded manifest, in bytes of XML (after gunzip when the upload is compressed).
+    upload_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024)
+    # The "Weasis not installed?" link of the browser launch page.
+    weasis_download_url: str = Field(default="https://weasis.org/en/getting-started/", pattern=r"^https?://[^\s\"<>]+$")
 
     @field_validator("oauth_jwks_url")
     @classmethod

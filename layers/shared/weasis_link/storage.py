@@ -5,6 +5,11 @@ is also in the object metadata (`expires-at`, authoritative for objects we did n
 with it lets the cleaner stop listing at the first live manifest: S3 lists keys in order. The `.gz` extension is
 what Weasis <= 4.7.1 looks at to decide to gunzip (weasis-facts takeaway 4).
 
+A launch registers its manifest before building it: `<prefix><id>.pending` (no patient data, no token; metadata
+`expires-at` and `build-deadline`) tells GET /manifests/{id} to wait rather than answer 404. The marker is never
+deleted by the builder (its role cannot delete): the final key wins when both exist, and the cleaner deletes the
+marker with its manifest, since it sorts by the same expiry.
+
 Imports nothing heavier than boto3: the cleanup function uses this module.
 """
 

@@ -12,13 +12,16 @@ from aws_lambda_powertools.event_handler import Response
 from weasis_link.errors import (
     AllArchivesFailed,
     AuthenticationError,
+    BuilderUnavailable,
     CriterionDeactivated,
     IdentityProviderUnavailable,
     InsufficientScope,
+    InvalidManifest,
     InvalidRequest,
     ManifestNotFound,
     PayloadTooLarge,
     StorageError,
+    UnsupportedMediaType,
     WeasisLinkError,
 )
 
@@ -27,13 +30,18 @@ REALM: Final = "weasis-link"
 NO_STORE: Final = {"Cache-Control": "no-store"}
 
 # Exception class -> (status, title). Subclasses inherit their parent's entry unless listed.
+# The first matching entry wins, so a subclass listed before its parent gets its own status.
 STATUS_BY_ERROR: Final[dict[type[WeasisLinkError], tuple[int, str]]] = {
+    # Well-formed XML that the Weasis schema refuses is unprocessable content, not a malformed request.
+    InvalidManifest: (422, "Invalid manifest"),
     InvalidRequest: (400, "Invalid request"),
     CriterionDeactivated: (403, "Search criterion deactivated"),
     InsufficientScope: (403, "Insufficient scope"),
     ManifestNotFound: (404, "Manifest not found"),
     PayloadTooLarge: (413, "Payload too large"),
+    UnsupportedMediaType: (415, "Unsupported media type"),
     IdentityProviderUnavailable: (503, "Identity provider unavailable"),
+    BuilderUnavailable: (503, "Manifest builder unavailable"),
     StorageError: (503, "Manifest storage unavailable"),
 }
 

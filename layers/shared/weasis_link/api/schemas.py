@@ -20,7 +20,15 @@ class FailedArchive(_Camel):
 
 
 class ManifestResponse(_Camel):
-    manifest_url: str = Field(alias="manifestUrl", description="Presigned HTTPS URL of the gzipped manifest")
+    manifest_id: str = Field(alias="manifestId", description="Unguessable id of the stored manifest")
+    manifest_url: str = Field(
+        alias="manifestUrl", description="Presigned HTTPS URL of the gzipped manifest in S3 (PRESIGN_EXPIRES_SECONDS)"
+    )
+    manifest_link: str = Field(
+        alias="manifestLink",
+        description="Short link <api>/manifests/{id}: answers 302 to a fresh presigned URL until the manifest expires"
+        " (what weasisUrl carries)",
+    )
     weasis_url: str = Field(alias="weasisUrl", description="weasis:// URI that opens the manifest in Weasis")
     expires_at: dt.datetime = Field(alias="expiresAt", description="When the links stop working (UTC)")
     patients: int
@@ -61,8 +69,9 @@ _PROBLEM_DESCRIPTIONS = {
     400: "Invalid search criteria, launch options or token syntax",
     401: "Missing, expired or invalid bearer token",
     403: "Token lacks the required scope, or a search criterion is deactivated",
-    404: "Unknown or expired manifest",
+    404: "Unknown, malformed or expired manifest id",
     413: "Uploaded manifest too large",
+    415: "Upload in a format other than a Weasis XML manifest or a JSON list of UIDs",
     422: "Request validation failed",
     502: "The archive answered with an error",
     503: "An archive, the identity provider or the storage is unavailable",
@@ -105,3 +114,38 @@ AccessTokenParam = Annotated[
 CdbParam = Annotated[str | None, Query(alias="cdb", description="$weasis:config codebase URL")]
 ProParam = Annotated[list[str] | None, Query(alias="pro", description="$weasis:config property 'key value'")]
 ArgParam = Annotated[list[str] | None, Query(alias="arg", description="$weasis:config argument")]
+
+# IHE Invoke Image Display (documentation only; weasis_link.iid parses the raw query string).
+RequestTypeParam = Annotated[
+    str | None, Query(alias="requestType", description="STUDY or PATIENT (those enabled by IID_REQUEST_TYPES)")
+]
+IidPatientIdParam = Annotated[
+    str | None, Query(alias="patientID", description="PATIENT: required; STUDY: optional restriction. ID^^^Issuer")
+]
+IidStudyUidParam = Annotated[
+    str | None, Query(alias="studyUID", description="STUDY: comma-separated StudyInstanceUIDs")
+]
+IidAccessionParam = Annotated[
+    str | None, Query(alias="accessionNumber", description="STUDY: comma-separated accession numbers")
+]
+ViewerTypeParam = Annotated[str | None, Query(alias="viewerType", description="Accepted and ignored (Weasis)")]
+DiagnosticQualityParam = Annotated[
+    str | None, Query(alias="diagnosticQuality", description="true or false; accepted and ignored")
+]
+KeyImagesOnlyParam = Annotated[
+    str | None, Query(alias="keyImagesOnly", description="true or false; accepted and ignored (all images shown)")
+]
+FormatParam = Annotated[
+    str | None,
+    Query(alias="format", description="html: the browser launch page; redirect: 302. Default: by the Accept header"),
+]
+AttemptParam = Annotated[
+    int, Query(alias="attempt", ge=0, le=2, description="Set by the link itself when it redirects to itself")
+]
+InjectTokenParam = Annotated[
+    bool,
+    Query(
+        alias="injectToken",
+        description="XML uploads: inject the caller's token into arcQueries of configured archives (re-serialises)",
+    ),
+]

@@ -1,0 +1,272 @@
+"""Launch while the manifest builds: answer the launch at once, build the manifest in parallel.
+
+The Java connectors start Weasis while they query the PACS (weasis-facts §3.1, §4.4); this is the serverless form:
+
+1. `Launcher.launch` (API function) checks everything that can be checked without the PACS (token, criteria,
+   archive selection, launch options, URI length), writes the pending marker `<id>.pending` (storage.py), hands a
+   `BuildRequest` to the dispatcher and returns the weasis:// URI carrying the short link. Its latency does not
+   depend on the study: no PACS query, one small PutObject, one asynchronous invocation.
+2. `Launcher.run_build` (builder function on AWS, a worker thread locally) queries the archives and stores the
+   manifest under the final key, or, when the build fails, a manifest whose ERROR <Message> says why, so the user
+   reads the reason in Weasis instead of facing an empty viewer.
+3. GET /manifests/{id} (short_links.py) waits for the final key.
+
+Dispatchers: `LambdaDispatcher` (Invoke with InvocationType=Event, when BUILDER_FUNCTION_NAME is set),
+`ThreadDispatcher` (the local stack), `InlineDispatcher` (builds before answering: the safe fallback inside a Lambda
+function that has no builder configured, whose background threads would be frozen after the response).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from weasis_link.auth import Caller
+from weasis_link.criteria import QueryCriteria, criteria_from_pairs
+from weasis_link.errors import AllArchivesFailed, BuilderUnavailable, WeasisLinkError
+from weasis_link.launch_uri import LaunchOptions, bounded_weasis_uri
+from weasis_link.service import ManifestService
+from weasis_link.short_links import short_link
+from weasis_link.storage import MANIFEST_ID, ManifestStore, new_manifest_id
+
+if TYPE_CHECKING:
+    from mypy_boto3_lambda import LambdaClient
+
+logger = logging.getLogger(__name__)
+
+# Time a build may need beyond the archive deadline: the asynchronous invocation's queueing and cold start, the
+# XML and gzip, the PutObject. Past `launched + archive deadline + this`, GET /manifests/{id} stops waiting.
+BUILD_OVERHEAD_SECONDS: Final = 15.0
+BuildOutcome = Literal["built", "failed", "expired"]
+
+
+class BuildRequest(BaseModel):
+    """What the builder needs, as JSON (the asynchronous invocation's payload). It carries the caller's token, to
+    pass it to the PACS and inject it into the manifest: never log it (repr=False keeps it out of reprs)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    version: Literal[1] = 1
+    manifest_id: str = Field(pattern=MANIFEST_ID.pattern)
+    expires_at: int
+    query: list[tuple[str, str]] = Field(max_length=1000)
+    token: str = Field(repr=False, max_length=8192)
+    subject: str
+    scopes: list[str] = Field(default_factory=list)
+    token_expires_at: int
+    launched_at: float
+
+    def caller(self) -> Caller:
+        return Caller(
+            token=self.token,
+            subject=self.subject,
+            scopes=frozenset(self.scopes),
+            expires_at=self.token_expires_at,
+            claims={},
+        )
+
+
+class BuildDispatcher(Protocol):
+    def dispatch(self, request: BuildRequest) -> None:
+        """Start building; raise BuilderUnavailable when the build cannot be started."""
+        ...
+
+
+class LambdaDispatcher:
+    """Invokes the builder function asynchronously (InvocationType=Event): Lambda queues the event and answers 202."""
+
+    def __init__(self, function_name: str, client: LambdaClient) -> None:
+        self._function_name = function_name
+        self._client = client
+
+    def dispatch(self, request: BuildRequest) -> None:
+        try:
+            answer: Any = self._client.invoke(
+                FunctionName=self._function_name,
+                InvocationType="Event",
+                Payload=request.model_dump_json().encode("utf-8"),
+            )
+        except Exception as exc:
+            code = _error_code(exc)
+            logger.error("builder invocation failed", extra={"error": code})
+            raise BuilderUnavailable(f"The manifest builder could not be started ({code}).") from None
+        if answer.get("StatusCode") != 202:
+            raise BuilderUnavailable(f"The manifest builder refused the build (status {answer.get('StatusCode')}).")
+
+
+def lambda_client(region: str) -> LambdaClient:
+    """Short timeouts: an Event invocation only queues the payload, and the launch is waiting for it."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 2, "mode": "standard"})
+    return boto3.client("lambda", region_name=region, config=config)
+
+
+class ThreadDispatcher:
+    """Builds on background threads of this process (the local stack, where the process outlives the request)."""
+
+    def __init__(self, run: Callable[[BuildRequest], object], workers: int = 4) -> None:
+        self._run = run
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="manifest-builder")
+
+    def dispatch(self, request: BuildRequest) -> None:
+        try:
+            self._pool.submit(self._run_logged, request)
+        except RuntimeError as exc:  # the pool is shut down: the process is stopping
+            raise BuilderUnavailable("The manifest builder is stopping.") from exc
+
+    def _run_logged(self, request: BuildRequest) -> None:
+        # A future nobody waits for keeps its exception to itself: log it, as Lambda would for the builder.
+        try:
+            self._run(request)
+        except Exception:
+            logger.exception("build failed", extra={"manifest": request.manifest_id})
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class InlineDispatcher:
+    """Builds before the launch answers: correct anywhere, but the launch then waits for the PACS."""
+
+    def __init__(self, run: Callable[[BuildRequest], object]) -> None:
+        self._run = run
+
+    def dispatch(self, request: BuildRequest) -> None:
+        self._run(request)
+
+
+def make_dispatcher(
+    builder_function_name: str | None, region: str, run: Callable[[BuildRequest], object], *, on_lambda: bool
+) -> BuildDispatcher:
+    """The builder function when one is configured; else threads, except inside Lambda (frozen after the answer)."""
+    if builder_function_name:
+        return LambdaDispatcher(builder_function_name, lambda_client(region))
+    if on_lambda:
+        return InlineDispatcher(run)
+    return ThreadDispatcher(run)
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchResult:
+    manifest_id: str
+    manifest_link: str  # the short link <api>/manifests/{id}
+    weasis_url: str
+    expires_at: dt.datetime
+    warnings: list[str]
+
+
+class Launcher:
+    def __init__(
+        self,
+        service: ManifestService,
+        store: ManifestStore,
+        archive_deadline_seconds: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._service = service
+        self._store = store
+        self._archive_deadline = archive_deadline_seconds
+        self._clock = clock
+        self.dispatcher: BuildDispatcher = InlineDispatcher(self.run_build)
+
+    # --- API side -------------------------------------------------------------------------------------------
+    def launch(
+        self,
+        query: Sequence[tuple[str, str]],
+        criteria: QueryCriteria,
+        caller: Caller,
+        options: LaunchOptions | None,
+        base_url: str,
+    ) -> LaunchResult:
+        """Register the build, start it, and return the launch URI (which works while the build runs).
+
+        `query` holds the criteria parameters the builder parses again (`criteria` is what they parsed to here);
+        it must not hold access_token: the token travels once, in its own field."""
+        # An unknown archive or a deactivated criterion is refused now, not discovered by the builder.
+        archive_ids = self._service.select_archives(criteria)
+        expires_at = self._service.expiry()
+        manifest_id = new_manifest_id(expires_at)
+        link = short_link(base_url, manifest_id)
+        uri = bounded_weasis_uri(link, options)
+        now = self._clock()
+        self._store.put_pending(manifest_id, expires_at, now + self._archive_deadline + BUILD_OVERHEAD_SECONDS)
+        request = BuildRequest(
+            manifest_id=manifest_id,
+            expires_at=int(expires_at.timestamp()),
+            query=[(k, v) for k, v in query if k != "access_token"],
+            token=caller.token,
+            subject=caller.subject,
+            scopes=sorted(caller.scopes),
+            token_expires_at=caller.expires_at,
+            launched_at=now,
+        )
+        self.dispatcher.dispatch(request)
+        warning = self._service.token_warning(caller, archive_ids)
+        return LaunchResult(manifest_id, link, uri, expires_at, [warning] if warning else [])
+
+    # --- builder side ---------------------------------------------------------------------------------------
+    def run_build(self, request: BuildRequest) -> BuildOutcome:
+        """Build and store the manifest of a launch; on failure store one that says why. Never raises for a PACS
+        failure: the user learns about it in Weasis."""
+        started = time.perf_counter()
+        expires_at = dt.datetime.fromtimestamp(request.expires_at, tz=dt.UTC)
+        if request.expires_at <= self._clock():
+            logger.warning("build skipped: its manifest has already expired", extra={"manifest": request.manifest_id})
+            return "expired"
+        outcome: BuildOutcome = "built"
+        archive_ids: list[str] = []
+        try:
+            criteria = criteria_from_pairs(request.query)
+            archive_ids = self._service.select_archives(criteria)
+            body = self._service.build(criteria, request.caller()).body_gzip
+        except AllArchivesFailed as exc:
+            outcome = "failed"
+            details = " ".join(f"{f.archive_id}: {f.detail}." for f in exc.failures)
+            body = self._service.failure_manifest(
+                [f.archive_id for f in exc.failures],
+                "The archive could not be queried",
+                f"No image list could be obtained. {details} Try again in a moment.",
+            )
+        except WeasisLinkError as exc:
+            outcome = "failed"
+            logger.warning("build refused", extra={"manifest": request.manifest_id, "code": exc.code})
+            body = self._service.failure_manifest(
+                archive_ids or self._service.default_archive_ids(), "The images could not be listed", exc.detail
+            )
+        except Exception:
+            outcome = "failed"
+            logger.exception("build crashed", extra={"manifest": request.manifest_id})
+            body = self._service.failure_manifest(
+                archive_ids or self._service.default_archive_ids(),
+                "The images could not be listed",
+                "An unexpected error stopped the preparation of the image list; it has been logged.",
+            )
+        self._store.put(request.manifest_id, body, expires_at)
+        logger.info(
+            "build stored",
+            extra={
+                "manifest": request.manifest_id,
+                "outcome": outcome,
+                "seconds": round(time.perf_counter() - started, 3),
+                "since_launch_seconds": round(max(0.0, self._clock() - request.launched_at), 3),
+            },
+        )
+        return outcome
+
+
+def _error_code(exc: Exception) -> str:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        code = response.get("Error", {}).get("Code")
+        if code:
+            return str(code)
+    return type(exc).__name__
