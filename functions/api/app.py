@@ -70,7 +70,8 @@ def _header(name: str) -> str | None:
     return next((v for k, v in app.current_event.headers.items() if k.lower() == name), None)
 
 
-def authenticated_caller(access_token: schemas.AccessTokenParam = None) -> Caller:  # noqa: ARG001 - documented only
+def authenticated_caller() -> Caller:
+    """The bearer token (header, or access_token= when allowed: the OpenAPI document's security schemes)."""
     token = extract_bearer_token(
         app.current_event.headers, _request_pairs(), allow_query=settings.allow_access_token_query
     )
@@ -181,8 +182,14 @@ def upload_manifest(
     "/manifests/<manifest_id>",
     summary="Short manifest link: redirect to the stored manifest, waiting while it is being built",
     responses={
-        302: {"description": "Location: a fresh presigned URL of the gzipped manifest (or this link again)"},
-        200: {"description": "A manifest whose <Message> says why no images can be listed (yet)"},
+        302: {
+            "description": "Location: a fresh presigned URL of the gzipped manifest (or this link again)",
+            "content": schemas.EMPTY_BODY,
+        },
+        200: {
+            "description": "A manifest whose <Message> says why no images can be listed (yet)",
+            "content": {"application/xml": {"schema": {"type": "string"}}},
+        },
         **schemas.problem_responses(404, 422, 503),
     },
 )
@@ -204,8 +211,11 @@ def open_manifest(manifest_id: str, base: BaseUrlDep, attempt: schemas.AttemptPa
     "/weasis",
     summary="Open Weasis: redirect to the weasis:// URI (or a launch page for browsers) while the manifest builds",
     responses={
-        302: {"description": "Location: weasis://?…"},
-        200: {"description": "HTML launch page (Accept: text/html or format=html)", "content": {"text/html": {}}},
+        302: {"description": "Location: weasis://?…", "content": schemas.EMPTY_BODY},
+        200: {
+            "description": "HTML launch page (Accept: text/html or format=html)",
+            "content": {"text/html": {"schema": {"type": "string"}}},
+        },
         **schemas.problem_responses(400, 401, 403, 422, 503),
     },
 )
@@ -220,8 +230,11 @@ def launch_weasis(
     "/IHEInvokeImageDisplay",
     summary="IHE Invoke Image Display (requestType STUDY or PATIENT): open Weasis while the manifest builds",
     responses={
-        302: {"description": "Location: weasis://?…"},
-        200: {"description": "HTML launch page (Accept: text/html or format=html)", "content": {"text/html": {}}},
+        302: {"description": "Location: weasis://?…", "content": schemas.EMPTY_BODY},
+        200: {
+            "description": "HTML launch page (Accept: text/html or format=html)",
+            "content": {"text/html": {"schema": {"type": "string"}}},
+        },
         **schemas.problem_responses(400, 401, 403, 422, 503),
     },
 )

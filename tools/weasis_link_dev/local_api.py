@@ -157,7 +157,11 @@ class LocalApiServer:
                 if self.command != "HEAD":
                     self.wfile.write(payload)
 
-            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_OPTIONS = do_PATCH = _serve
+            def __getattr__(self, name: str) -> Any:
+                # Every method (QUERY, TRACE, anything) reaches the function, as behind API Gateway.
+                if name.startswith("do_"):
+                    return self._serve
+                raise AttributeError(name)
 
             def log_message(self, format: str, *args: Any) -> None:
                 # Access log without the query string: it may carry an access_token.

@@ -3,6 +3,7 @@
 Starts a JWKS endpoint with the development signing key, moto's S3 server, and the local API server calling the
 real `lambda_handler` (functions/api/app.py) on the embedded sample archive, then prints a ready-to-paste curl and
 the weasis:// URI it got back. Tests start it as a subprocess with `--port 0 --ready-file …`.
+`--archive orthanc` (`make run ARCHIVE=orthanc`) serves from a local Orthanc instead: see `serve_orthanc`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import sys
 import threading
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -73,14 +75,71 @@ def create_bucket(endpoint: str) -> None:
     boto3.client("s3", endpoint_url=endpoint, region_name=REGION).create_bucket(Bucket=BUCKET)
 
 
-def sample_request(api_url: str, token: str) -> dict[str, Any]:
+def sample_request(api_url: str, token: str, query: str = "patientID=WLS-1001%5E%5E%5EWEASIS-DEMO") -> dict[str, Any]:
     request = urllib.request.Request(
-        f"{api_url}/manifests?patientID=WLS-1001%5E%5E%5EWEASIS-DEMO",
+        f"{api_url}/manifests?{query}",
         headers={"Authorization": f"Bearer {token}"},
     )
     with urllib.request.urlopen(request, timeout=30) as response:
         answer: dict[str, Any] = json.load(response)
         return answer
+
+
+@dataclass(frozen=True)
+class ServedArchive:
+    """What the stack serves from: the banner's description, a sample query, extra ready-file fields."""
+
+    description: str = "embedded sample archive"
+    sample_query: str = "patientID=WLS-1001%5E%5E%5EWEASIS-DEMO"
+    config: Path | None = None
+    ready: dict[str, str] = field(default_factory=dict)
+
+
+def serve_orthanc(cleanup: contextlib.ExitStack, jwks_url: str, *, bearer: bool) -> ServedArchive:
+    """`--archive orthanc`: Orthanc (installed from Debian when missing) on loopback with TCP_NODELAY, seeded with
+    the synthetic standard dataset, stopped with the stack; plus a connector configuration for it.
+
+    - default: Orthanc without authentication; the manifest points Weasis at its WADO-URI endpoint.
+    - `--orthanc-auth bearer`: Orthanc accepts only tokens of this stack's identity provider (403 otherwise, the
+      only refusal Orthanc 1.10's filter can give); QIDO passes the caller's token on and the manifest injects it.
+    A second connector, `orthanc-rs` (`archive=orthanc-rs`), serves WADO-RS manifests (Weasis >= 4.7.0).
+    """
+    from weasis_link_dev.orthanc import BearerTokenAuth, OrthancServer
+    from weasis_link_dev.synthetic_studies import standard_dataset
+
+    records = standard_dataset()
+    auth = BearerTokenAuth(jwks_url, DEV_ISSUER, DEV_AUDIENCE) if bearer else None
+    pacs = cleanup.enter_context(OrthancServer(datasets=[records], bearer=auth))
+    qido_auth = "{type: BEARER_PASSTHROUGH}" if bearer else "{type: NONE}"
+    wado = f"authentication: {{oauth2: {{url: '{pacs.wado_url}'}}}}" if bearer else f"url: '{pacs.wado_url}'"
+    config = pacs.workdir / "weasis-link-orthanc.yaml"
+    config.write_text(
+        f"""# Written by `make run ARCHIVE=orthanc`: the local Orthanc as a DICOM_WEB archive.
+wado:
+  {wado}
+connector:
+  default: [orthanc]
+  config:
+    orthanc:
+      type: DICOM_WEB
+      # Orthanc 1.10 refuses Weasis's contentType=application%2Fdicom (it does not decode it) and keeps the last
+      # value of a repeated parameter: this lets Weasis <= 4.6 download; 4.7+ ignores the attribute (use orthanc-rs).
+      manifest: {{additionnal-parameters: '&contentType=application/dicom'}}
+      dicom-web-connector: {{url: '{pacs.dicomweb_url}', authentication: {qido_auth}}}
+    orthanc-rs:
+      type: DICOM_WEB
+      manifest: {{mode: WADO_RS}}
+      dicom-web-connector: {{url: '{pacs.dicomweb_url}', authentication: {qido_auth}}}
+""",
+        encoding="utf-8",
+    )
+    patients = len({(r.patient_id, r.issuer_of_patient_id) for r in records})
+    studies = len({r.study_instance_uid for r in records})
+    description = (
+        f"Orthanc {pacs.http_url} ({'bearer tokens of this stack' if bearer else 'no authentication'}), "
+        f"synthetic standard dataset: {patients} patients, {studies} studies, {len(records)} instances"
+    )
+    return ServedArchive(description, "patientID=WLK-0002", config, {"orthanc_url": pacs.http_url})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,12 +150,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ready-file", type=Path, help="write the endpoints as JSON here once serving")
     parser.add_argument("--env", action="append", default=[], help="extra NAME=VALUE for the function")
     parser.add_argument("--quiet", action="store_true", help="no banner, no sample request")
+    parser.add_argument("--archive", choices=("embedded", "orthanc"), default="embedded", help="what to serve from")
+    parser.add_argument("--orthanc-auth", choices=("none", "bearer"), default="none", help="with --archive orthanc")
     args = parser.parse_args(argv)
 
     key = SigningKey.load_or_create(args.key_file)
     jwks = JwksServer([key]).start()
-    with moto_s3() as s3_endpoint:
+    with moto_s3() as s3_endpoint, contextlib.ExitStack() as cleanup:
         extra = dict(e.split("=", 1) for e in args.env)
+        served = ServedArchive()
+        if args.archive == "orthanc":
+            served = serve_orthanc(cleanup, jwks.url, bearer=args.orthanc_auth == "bearer")
+            extra["WEASIS_LINK_CONFIG"] = str(served.config)
         if args.config:
             extra["WEASIS_LINK_CONFIG"] = str(Path(args.config).resolve())
         os.environ.update(service_environment(jwks.url, s3_endpoint, extra))
@@ -104,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         from functions.api.app import lambda_handler  # reads the environment at import, like a cold start
 
         api = LocalApiServer(lambda_handler, port=args.port)
-        ready = {"api_url": api.url, "s3_endpoint": s3_endpoint, "jwks_url": jwks.url, "bucket": BUCKET}
+        ready = {"api_url": api.url, "s3_endpoint": s3_endpoint, "jwks_url": jwks.url, "bucket": BUCKET, **served.ready}
         if args.ready_file:
             args.ready_file.write_text(json.dumps(ready))
         stop = threading.Event()
@@ -112,24 +177,24 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, lambda *_: stop.set())
         api.start()
         if not args.quiet:
-            _banner(api.url, key)
+            _banner(api.url, key, served)
         stop.wait()
         api.stop()
     jwks.stop()
     return 0
 
 
-def _banner(api_url: str, key: SigningKey) -> None:
-    print(f"\nweasis-link is serving on {api_url} (embedded sample archive, S3 on moto)\n", flush=True)
+def _banner(api_url: str, key: SigningKey, served: ServedArchive) -> None:
+    print(f"\nweasis-link is serving on {api_url} ({served.description}, S3 on moto)\n", flush=True)
     print("Try:", flush=True)
     print(f'  curl -H "Authorization: Bearer $(make -s token)" "{api_url}/manifests?studyUID=<uid>"', flush=True)
-    print(f'  curl -H "Authorization: Bearer $(make -s token)" "{api_url}/manifests?patientID=WLS-1001"', flush=True)
+    print(f'  curl -H "Authorization: Bearer $(make -s token)" "{api_url}/manifests?{served.sample_query}"', flush=True)
     try:
-        answer = sample_request(api_url, key.sign(claims()))
+        answer = sample_request(api_url, key.sign(claims()), served.sample_query)
     except Exception as exc:  # the banner must not kill the stack
         print(f"(sample request failed: {exc})", file=sys.stderr, flush=True)
         return
-    print(f"\nSample: {answer['instances']} instances of patient WLS-1001; open in Weasis with:", flush=True)
+    print(f"\nSample ({served.sample_query}): {answer['instances']} instances; open in Weasis with:", flush=True)
     print(f"  {answer['weasisUrl']}\n", flush=True)
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler.openapi.params import Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 
 class _Camel(BaseModel):
@@ -55,6 +55,10 @@ class Problem(BaseModel):
     failed_archives: list[FailedArchive] | None = Field(default=None, alias="failedArchives")
 
 
+# Redirects answer an empty text/plain body.
+EMPTY_BODY: dict[str, Any] = {"text/plain": {"schema": {"type": "string", "maxLength": 0}}}
+
+
 def problem_responses(*statuses: int) -> dict[int, Any]:
     return {
         status: {
@@ -81,35 +85,67 @@ _PROBLEM_DESCRIPTIONS = {
 # Query parameters, declared once for the OpenAPI document. The values are parsed from the raw query string by
 # weasis_link.criteria (API Gateway joins repeated parameters with commas, which would split a PatientID that
 # contains one), so these declarations describe the interface but do not feed the handlers.
+# The item constraints below are the ones criteria.py enforces; what OpenAPI cannot say (at least one search key,
+# no wildcard-only ID) is in the descriptions.
+_Id64 = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\\\x00-\x1f]+$")]
+_Id16 = Annotated[str, StringConstraints(min_length=1, max_length=16, pattern=r"^[^\\\x00-\x1f]+$")]
+_UidList = Annotated[str, StringConstraints(min_length=1, pattern=r"^[0-9]+(\.[0-9]+)*( *, *[0-9]+(\.[0-9]+)*)*$")]
+_DateTime = Annotated[
+    str,
+    StringConstraints(
+        pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?(Z|[+-][0-9]{2}:[0-9]{2})?)?$"
+    ),
+]
+_KEYS = "At least one of patientID, studyUID, accessionNumber, seriesUID, objectUID is required; "
 PatientIdParam = Annotated[
-    list[str] | None,
-    Query(alias="patientID", description="PatientID, or ID^^^Issuer to match IssuerOfPatientID; repeatable"),
+    list[_Id64] | None,
+    Query(
+        alias="patientID",
+        description=_KEYS + "PatientID, or ID^^^Issuer to match IssuerOfPatientID; "
+        "repeatable; * and ? wildcards (not alone)",
+    ),
 ]
-StudyUidParam = Annotated[list[str] | None, Query(alias="studyUID", description="StudyInstanceUID; repeatable")]
+StudyUidParam = Annotated[
+    list[_UidList] | None, Query(alias="studyUID", description="StudyInstanceUID (or a comma list); repeatable")
+]
 AccessionParam = Annotated[
-    list[str] | None, Query(alias="accessionNumber", description="AccessionNumber; repeatable; * and ? wildcards")
+    list[_Id16] | None, Query(alias="accessionNumber", description="AccessionNumber; repeatable; * and ? wildcards")
 ]
-SeriesUidParam = Annotated[list[str] | None, Query(alias="seriesUID", description="SeriesInstanceUID; repeatable")]
-ObjectUidParam = Annotated[list[str] | None, Query(alias="objectUID", description="SOPInstanceUID; repeatable")]
-ArchiveParam = Annotated[list[str] | None, Query(alias="archive", description="Connector id to query; repeatable")]
+SeriesUidParam = Annotated[
+    list[_UidList] | None, Query(alias="seriesUID", description="SeriesInstanceUID (or a comma list); repeatable")
+]
+ObjectUidParam = Annotated[
+    list[_UidList] | None, Query(alias="objectUID", description="SOPInstanceUID (or a comma list); repeatable")
+]
+ArchiveParam = Annotated[
+    list[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]] | None,
+    Query(alias="archive", description="Connector id to query; repeatable; default: connector.default"),
+]
 ModalitiesParam = Annotated[
-    str | None, Query(alias="modalitiesInStudy", description="Comma-separated modalities; any of them")
+    str | None,
+    Query(
+        alias="modalitiesInStudy",
+        pattern=r"^[A-Za-z0-9 _]{1,16}(,[A-Za-z0-9 _]{1,16})*$",
+        description="Comma-separated modalities; any of them",
+    ),
 ]
 DescriptionParam = Annotated[
     str | None,
-    Query(alias="containsInDescription", description="Comma-separated terms, case/accent-insensitive; any of them"),
+    Query(
+        alias="containsInDescription",
+        max_length=1024,
+        description="Comma-separated terms, case/accent-insensitive; any of them",
+    ),
 ]
 LowerDateParam = Annotated[
-    str | None, Query(alias="lowerDateTime", description="Keep studies at or BEFORE this ISO date-time")
+    _DateTime | None, Query(alias="lowerDateTime", description="Keep studies at or BEFORE this ISO date(-time)")
 ]
 UpperDateParam = Annotated[
-    str | None, Query(alias="upperDateTime", description="Keep studies at or AFTER this ISO date-time")
+    _DateTime | None, Query(alias="upperDateTime", description="Keep studies at or AFTER this ISO date(-time)")
 ]
 MostRecentParam = Annotated[
-    int | None, Query(alias="mostRecentResults", description="Keep each patient's N most recent studies")
-]
-AccessTokenParam = Annotated[
-    str | None, Query(alias="access_token", description="Bearer token for links that cannot send a header")
+    int | None,
+    Query(alias="mostRecentResults", ge=1, le=1000, description="Keep each patient's N most recent studies"),
 ]
 CdbParam = Annotated[str | None, Query(alias="cdb", description="$weasis:config codebase URL")]
 ProParam = Annotated[list[str] | None, Query(alias="pro", description="$weasis:config property 'key value'")]
@@ -117,7 +153,8 @@ ArgParam = Annotated[list[str] | None, Query(alias="arg", description="$weasis:c
 
 # IHE Invoke Image Display (documentation only; weasis_link.iid parses the raw query string).
 RequestTypeParam = Annotated[
-    str | None, Query(alias="requestType", description="STUDY or PATIENT (those enabled by IID_REQUEST_TYPES)")
+    Literal["STUDY", "PATIENT"] | None,
+    Query(alias="requestType", description="STUDY or PATIENT (those enabled by IID_REQUEST_TYPES)"),
 ]
 IidPatientIdParam = Annotated[
     str | None, Query(alias="patientID", description="PATIENT: required; STUDY: optional restriction. ID^^^Issuer")
@@ -130,13 +167,14 @@ IidAccessionParam = Annotated[
 ]
 ViewerTypeParam = Annotated[str | None, Query(alias="viewerType", description="Accepted and ignored (Weasis)")]
 DiagnosticQualityParam = Annotated[
-    str | None, Query(alias="diagnosticQuality", description="true or false; accepted and ignored")
+    Literal["true", "false"] | None, Query(alias="diagnosticQuality", description="accepted and ignored")
 ]
 KeyImagesOnlyParam = Annotated[
-    str | None, Query(alias="keyImagesOnly", description="true or false; accepted and ignored (all images shown)")
+    Literal["true", "false"] | None,
+    Query(alias="keyImagesOnly", description="accepted and ignored (all images shown)"),
 ]
 FormatParam = Annotated[
-    str | None,
+    Literal["html", "redirect"] | None,
     Query(alias="format", description="html: the browser launch page; redirect: 302. Default: by the Accept header"),
 ]
 AttemptParam = Annotated[

@@ -1,0 +1,265 @@
+"""Images retrieved end to end the way Weasis does, from a DICOM_WEB archive (Orthanc):
+
+token -> GET /manifests -> download the manifest as Weasis does (<= 3 redirects, gunzip by the URL's extension) ->
+for every instance, the WADO-URI or WADO-RS URL exactly as Weasis builds it, every httpTag as a header, webLogin as
+Basic -> GET from Orthanc -> a DICOM object whose SOPInstanceUID matches.
+
+- Orthanc with basic auth (the webLogin path), WADO-URI and WADO-RS manifests.
+- Orthanc accepting only bearer tokens of the stack's identity provider: the stack starts it itself
+  (`--archive orthanc --orthanc-auth bearer`), because the stack's configuration is read at its cold start, which
+  needs Orthanc's URL, while Orthanc needs the stack's JWKS URL: only the stack knows both in time. Without the
+  injected header Orthanc refuses with 403 (Orthanc 1.10's request filter cannot answer 401), with it 200.
+- A DICOMweb-only deployment imports none of pydicom, pynetdicom, numpy, SQLAlchemy (fresh process).
+
+Orthanc 1.10 refuses Weasis's `contentType=application%2Fdicom` (it does not percent-decode query values) and keeps
+the last of repeated parameters: the WADO-URI configurations add `&contentType=application/dicom` through
+additionnalParameters, which Weasis <= 4.6 appends (4.7+ reads only `additionalParameters`: use WADO-RS there).
+
+Run: .venv/bin/pytest tests/e2e/test_dicomweb_retrieval.py -q
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pydicom
+import pytest
+import requests
+
+from weasis_link_dev.dev_keys import DEV_AUDIENCE, DEV_ISSUER, DEV_SCOPE
+from weasis_link_dev.local_stack import BUCKET, REGION, moto_s3
+from weasis_link_dev.orthanc import OrthancServer
+from weasis_link_dev.pytest_orthanc import BASIC_AUTH_PASSWORD, BASIC_AUTH_USER
+from weasis_link_dev.pytest_stack import StackFactory, StackHandle
+from weasis_link_dev.synthetic_studies import standard_dataset
+from weasis_link_dev.weasis_client import (
+    WADO_RS_ACCEPT,
+    ArchiveView,
+    fetch_manifest,
+    multipart_parts,
+    read_manifest,
+    request_headers,
+    validate,
+    wado_rs_url,
+    wado_uri_url,
+)
+
+pytestmark = pytest.mark.e2e
+
+STANDARD = standard_dataset()
+ORTHANC_CONTENT_TYPE = "&contentType=application/dicom"
+UrlBuilder = Callable[[ArchiveView, int], str]
+
+
+def manifest_view(stack: StackHandle, query: str) -> tuple[ArchiveView, str]:
+    """The one arcQuery of the manifest the API builds for `query`, downloaded and read as Weasis does."""
+    token = stack.token()
+    status, _, body = stack.get(f"/manifests?{query}", token)
+    assert status == 200, body
+    answer = json.loads(body)
+    fetched = fetch_manifest(answer["manifestUrl"], rule="extension")
+    assert validate(fetched.xml) == []
+    [view] = read_manifest(fetched.xml)
+    assert view.instances and answer["instances"] == len(view.instances)
+    return view, token
+
+
+def uri_builder(view: ArchiveView) -> UrlBuilder:
+    series = {s["SeriesInstanceUID"]: s for s in view.series}
+    return lambda v, i: wado_uri_url(v, v.instances[i], series[v.instances[i].series_uid])
+
+
+def rs_builder(view: ArchiveView, index: int) -> str:
+    return wado_rs_url(view, view.instance_attributes[index])
+
+
+def retrieve_all(view: ArchiveView, url_of: UrlBuilder, *, wado_rs: bool) -> None:
+    """GET every instance as Weasis would and check it is the DICOM object the manifest names."""
+    headers = request_headers(view)
+    if wado_rs:
+        headers["Accept"] = WADO_RS_ACCEPT
+    with requests.Session() as session:
+        for index, instance in enumerate(view.instances):
+            response = session.get(url_of(view, index), headers=headers, timeout=30)
+            assert response.status_code == 200, (response.status_code, response.text[:200])
+            if wado_rs:
+                [(content_type, data)] = multipart_parts(response.content, response.headers["Content-Type"])
+                assert content_type == "application/dicom"
+            else:
+                assert response.headers["Content-Type"].startswith("application/dicom")
+                data = response.content
+            dataset = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+            assert dataset.SOPInstanceUID == instance.sop_uid
+            assert dataset.StudyInstanceUID == instance.study_uid
+            assert dataset.PatientID == instance.patient_id
+
+
+def expected_sops(pid_prefix: str) -> set[str]:
+    return {r.sop_instance_uid for r in STANDARD if r.patient_id.startswith(pid_prefix)}
+
+
+# ----------------------------------------------------------------------------------- basic auth: webLogin
+@pytest.fixture(scope="module")
+def basic_stack(
+    local_stack_factory: StackFactory, orthanc_basic_auth: OrthancServer, tmp_path_factory: pytest.TempPathFactory
+) -> StackHandle:
+    pacs = orthanc_basic_auth
+    credentials = {"login": BASIC_AUTH_USER, "password": BASIC_AUTH_PASSWORD}
+    wado = {"authentication": {"basic": {"url": pacs.wado_url, **credentials}}}
+    qido = {"url": pacs.dicomweb_url, "authentication": {"type": "BASIC", **credentials}}
+    config = {
+        "connector": {
+            "default": ["uri"],
+            "config": {
+                "uri": {
+                    "type": "DICOM_WEB",
+                    "wado": wado,
+                    "manifest": {"additionnal-parameters": ORTHANC_CONTENT_TYPE},
+                    "dicom-web-connector": qido,
+                },
+                "rs": {"type": "DICOM_WEB", "wado": wado, "manifest": {"mode": "WADO_RS"}, "dicom-web-connector": qido},
+            },
+        }
+    }
+    path = tmp_path_factory.mktemp("basic") / "weasis-link.yaml"
+    path.write_text(json.dumps(config))
+    return local_stack_factory(config=path)
+
+
+def test_wado_uri_with_web_login(basic_stack: StackHandle, orthanc_basic_auth: OrthancServer) -> None:
+    view, token = manifest_view(basic_stack, "archive=uri&patientID=WLK-000*")
+    assert {i.sop_uid for i in view.instances} == expected_sops("WLK-000")
+    assert view.base_url == orthanc_basic_auth.wado_url
+    assert "queryMode" not in view.attributes
+    assert view.http_tags == {}  # basic: no token in the manifest
+    assert "webLogin" in view.attributes
+    retrieve_all(view, uri_builder(view), wado_rs=False)
+    # Without webLogin, Orthanc refuses (basic auth answers 401).
+    first = uri_builder(view)(view, 0)
+    assert requests.get(first, timeout=10).status_code == 401
+    assert token not in basic_stack.log()
+
+
+def test_wado_rs_with_web_login(basic_stack: StackHandle, orthanc_basic_auth: OrthancServer) -> None:
+    view, _ = manifest_view(basic_stack, "archive=rs&patientID=WLK-0002")
+    assert {i.sop_uid for i in view.instances} == expected_sops("WLK-0002")
+    assert view.attributes["queryMode"] == "DICOM_WEB"
+    assert view.base_url == orthanc_basic_auth.dicomweb_url  # the DICOMweb root, not the wado block's /wado
+    assert all(a["DirectDownloadFile"].startswith("/studies/") for a in view.instance_attributes)
+    retrieve_all(view, rs_builder, wado_rs=True)
+    unauthenticated = requests.get(rs_builder(view, 0), headers={"Accept": WADO_RS_ACCEPT}, timeout=10)
+    assert unauthenticated.status_code == 401
+
+
+def test_orthanc_1_10_refuses_the_content_type_weasis_4_7_sends(
+    basic_stack: StackHandle, orthanc_basic_auth: OrthancServer
+) -> None:
+    """The trap behind additionnalParameters above: Weasis 4.7+ ignores that attribute, so its WADO-URI requests
+    end with contentType=application%2Fdicom, which Orthanc 1.10 takes literally and refuses (400)."""
+    view, _ = manifest_view(basic_stack, "archive=uri&patientID=WLK-0003")
+    weasis_4_7 = uri_builder(view)(view, 0).removesuffix(ORTHANC_CONTENT_TYPE)
+    assert weasis_4_7.endswith("contentType=application%2Fdicom")
+    assert requests.get(weasis_4_7, headers=request_headers(view), timeout=10).status_code == 400
+
+
+# -------------------------------------------------------------------------------- bearer tokens: httpTag
+@pytest.fixture(scope="module")
+def bearer_stack(local_stack_factory: StackFactory) -> StackHandle:
+    return local_stack_factory(args=["--archive", "orthanc", "--orthanc-auth", "bearer"], startup_timeout=120)
+
+
+@pytest.mark.parametrize(("archive", "wado_rs"), [("orthanc", False), ("orthanc-rs", True)])
+def test_token_protected_orthanc_needs_the_injected_header(
+    bearer_stack: StackHandle, archive: str, wado_rs: bool
+) -> None:
+    view, token = manifest_view(bearer_stack, f"archive={archive}&patientID=WLK-0002")
+    assert {i.sop_uid for i in view.instances} == expected_sops("WLK-0002")
+    assert view.http_tags == {"Authorization": f"Bearer {token}"}
+    assert view.base_url.startswith(bearer_stack.extra["orthanc_url"])
+    url_of = rs_builder if wado_rs else uri_builder(view)
+    accept = {"Accept": WADO_RS_ACCEPT} if wado_rs else {}
+    # Orthanc 1.10's request filter refuses with 403: it cannot produce a 401.
+    assert requests.get(url_of(view, 0), headers=accept, timeout=10).status_code == 403
+    stranger = bearer_stack.token(audience="another-api")
+    refused = requests.get(url_of(view, 0), headers={**accept, "Authorization": f"Bearer {stranger}"}, timeout=10)
+    assert refused.status_code == 403
+    retrieve_all(view, url_of, wado_rs=wado_rs)
+    assert token not in bearer_stack.log()
+
+
+# ------------------------------------------------------------------------------------ what gets imported
+IMPORT_CHECK = r"""
+import json, os, sys
+from weasis_link_dev.dev_keys import JwksServer, SigningKey, access_token_claims
+key = SigningKey.generate("k1")
+jwks = JwksServer([key]).start()
+os.environ["OAUTH_JWKS_URL"] = jwks.url
+from functions.api.app import lambda_handler  # the cold start, with the DICOMweb-only configuration
+from weasis_link_dev.local_api import LambdaContext, http_api_event
+token = key.sign(access_token_claims())
+event = http_api_event("GET", "/manifests?" + sys.argv[1], [("Authorization", "Bearer " + token)], b"")
+response = lambda_handler(event, LambdaContext())
+heavy = [m for m in ("pydicom", "pynetdicom", "numpy", "sqlalchemy", "dicomweb_client", "PIL") if m in sys.modules]
+print(json.dumps({"status": response["statusCode"], "body": response.get("body", ""), "heavy": heavy}))
+jwks.stop()
+"""
+
+
+def test_a_dicomweb_only_deployment_imports_no_dicom_toolkit_numpy_or_sqlalchemy(
+    orthanc: OrthancServer, tmp_path: Path
+) -> None:
+    config = tmp_path / "weasis-link.yaml"
+    config.write_text(
+        json.dumps(
+            {
+                "wado": {"url": orthanc.wado_url},
+                "connector": {
+                    "config": {"pacs": {"type": "DICOM_WEB", "dicom-web-connector": {"url": orthanc.dicomweb_url}}}
+                },
+            }
+        )
+    )
+    with moto_s3() as s3_endpoint:
+        s3 = boto3.client(
+            "s3", endpoint_url=s3_endpoint, region_name=REGION, aws_access_key_id="local", aws_secret_access_key="local"
+        )
+        s3.create_bucket(Bucket=BUCKET)
+        env: dict[str, Any] = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_"))},
+            "WEASIS_LINK_CONFIG": str(config),
+            "MANIFEST_BUCKET": BUCKET,
+            "OAUTH_ISSUER": DEV_ISSUER,
+            "OAUTH_AUDIENCES": DEV_AUDIENCE,
+            "OAUTH_REQUIRED_SCOPES": DEV_SCOPE,
+            "OAUTH_JWKS_URL": "http://127.0.0.1:9/replaced-by-the-child",
+            "AWS_ENDPOINT_URL_S3": s3_endpoint,
+            "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_ACCESS_KEY_ID": "local",
+            "AWS_SECRET_ACCESS_KEY": "local",
+            "POWERTOOLS_SERVICE_NAME": "weasis-link",
+            "POWERTOOLS_METRICS_NAMESPACE": "WeasisLink",
+            "POWERTOOLS_LOG_LEVEL": "WARNING",
+        }
+        study = STANDARD[0].study_instance_uid
+        run = subprocess.run(
+            [sys.executable, "-c", IMPORT_CHECK, f"studyUID={study}"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["status"] == 200, result["body"]
+    assert json.loads(result["body"])["instances"] == sum(r.study_instance_uid == study for r in STANDARD)
+    assert result["heavy"] == []
