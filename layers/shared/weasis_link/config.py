@@ -48,7 +48,8 @@ CONNECTOR_ID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 HTTP_URL_PATTERN: Final = r"^https?://[^\s\"$<>]+$"
 SECRET_KEYS: Final = frozenset({"password", "client-secret", "login"})
 _ENV_REF: Final = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_SQL_IDENTIFIER: Final = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
+# A column of the configured select: its output name, or `table.column` as weasis-pacs-connector configurations say.
+_SQL_COLUMN: Final = r"^(?:[A-Za-z_][A-Za-z0-9_$]{0,62}\.)?[A-Za-z_][A-Za-z0-9_$]{0,62}$"
 _DICOM_TAG: Final = re.compile(r"0x[0-9A-F]{8}")
 
 HttpUrl = Annotated[str, Field(pattern=HTTP_URL_PATTERN, max_length=2048)]
@@ -148,15 +149,16 @@ class ManifestOptions(_Model):
 
 class DbQuery(_Model):
     """`select` returns one row per instance with the standard column names (docs/configuration.md); the key
-    columns name the select's output columns that search criteria are matched against."""
+    columns name what search criteria are matched against: an output column of the select (`patientId`) or the
+    `table.column` it is selected from (`p.pat_id`, as weasis-pacs-connector configurations say)."""
 
     select: str = Field(min_length=10)
-    patient_id_column: str = Field(default="patientId", pattern=_SQL_IDENTIFIER)
-    issuer_of_patient_id_column: str | None = Field(default="issuerOfPatientId", pattern=_SQL_IDENTIFIER)
-    study_instance_uid_column: str = Field(default="studyInstanceUid", pattern=_SQL_IDENTIFIER)
-    accession_number_column: str = Field(default="accessionNumber", pattern=_SQL_IDENTIFIER)
-    serie_instance_uid_column: str = Field(default="seriesInstanceUid", pattern=_SQL_IDENTIFIER)
-    sop_instance_uid_column: str = Field(default="sopInstanceUid", pattern=_SQL_IDENTIFIER)
+    patient_id_column: str = Field(default="patientId", pattern=_SQL_COLUMN)
+    issuer_of_patient_id_column: str | None = Field(default="issuerOfPatientId", pattern=_SQL_COLUMN)
+    study_instance_uid_column: str = Field(default="studyInstanceUid", pattern=_SQL_COLUMN)
+    accession_number_column: str = Field(default="accessionNumber", pattern=_SQL_COLUMN)
+    serie_instance_uid_column: str = Field(default="seriesInstanceUid", pattern=_SQL_COLUMN)
+    sop_instance_uid_column: str = Field(default="sopInstanceUid", pattern=_SQL_COLUMN)
 
     @field_validator("select")
     @classmethod
@@ -187,10 +189,19 @@ class DbConnector(_Model):
 
 
 class DicomTls(_Model):
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
+    """DICOM TLS (PS3.15 Annex B): the PACS certificate is checked against `ca-file` (else the system CAs); a client
+    certificate is presented when the PACS asks for one."""
+
+    ca_file: str | None = Field(default=None, description="PEM bundle of the CAs that sign the PACS certificate")
+    cert_file: str | None = Field(default=None, description="PEM client certificate (with key-file)")
+    key_file: str | None = Field(default=None, description="PEM private key of cert-file (unencrypted)")
     verify_hostname: bool = True
+    server_name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=253,
+        description="name the PACS certificate must carry, when it is not `host` (a PACS reached by IP address)",
+    )
 
     @model_validator(mode="after")
     def _cert_and_key(self) -> DicomTls:
@@ -199,17 +210,32 @@ class DicomTls(_Model):
         return self
 
 
+# An AE title: 1-16 characters of the default repertoire, no backslash or control character (and not only spaces).
+_AE_TITLE: Final = r"^[ -\[\]-~]{1,16}$"
+
+
 class DicomConnector(_Model):
-    calling_aet: str = Field(pattern=r"^[ -~]{1,16}$")
-    aet: str = Field(pattern=r"^[ -~]{1,16}$")
-    host: str = Field(min_length=1)
+    calling_aet: str = Field(pattern=_AE_TITLE, description="our AE title")
+    aet: str = Field(pattern=_AE_TITLE, description="the PACS's (called) AE title")
+    host: str = Field(min_length=1, max_length=253)
     port: int = Field(ge=1, le=65535)
     tls: DicomTls | None = None
-    connect_timeout_seconds: float = Field(default=5, gt=0, le=20)
-    acse_timeout_seconds: float = Field(default=10, gt=0, le=25)
-    dimse_timeout_seconds: float = Field(default=15, gt=0, le=25)
-    network_timeout_seconds: float = Field(default=20, gt=0, le=25)
-    max_concurrency: int = Field(default=4, ge=1, le=16)
+    connect_timeout_seconds: float = Field(default=5, gt=0, le=20, description="TCP (and TLS) connection")
+    acse_timeout_seconds: float = Field(default=10, gt=0, le=25, description="association negotiation")
+    dimse_timeout_seconds: float = Field(default=15, gt=0, le=25, description="longest wait for one C-FIND answer")
+    network_timeout_seconds: float = Field(
+        default=20, gt=0, le=25, description="longest silence on an association (bounds the DIMSE timeout too)"
+    )
+    max_concurrency: int = Field(
+        default=4, ge=1, le=16, description="associations open at once (the IMAGE-level queries of several studies)"
+    )
+
+    @field_validator("calling_aet", "aet")
+    @classmethod
+    def _not_blank(cls, title: str) -> str:
+        if not title.strip():
+            raise ValueError("an AE title cannot be only spaces")
+        return title
 
 
 class ClientCredentials(_Model):

@@ -16,6 +16,7 @@ BENCHES = {
     "manifest_build": "100,000-instance manifest build",
     "qido": "DICOM_WEB on Orthanc: handler vs raw QIDO-RS GET, requests, memory",
     "cleanup": "cleanup at scale",
+    "load": "load test over two archives",
     "launch": "launch latency, 10- vs 5,000-instance study (DICOMweb on Orthanc)",
     "cfind": "DICOM C-FIND on Orthanc, 5,000-instance study: connector vs findscu and the Java strategy",
     "sql": "DB on PostgreSQL, 5,000-instance manifest: handler vs the bare query",

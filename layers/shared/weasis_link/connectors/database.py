@@ -4,6 +4,13 @@ The configured `select` returns one row per instance. It is wrapped as a subquer
 applied to its output columns only as bound parameters (expanding IN lists, LIKE patterns for wildcards): a
 request value never becomes SQL text. weasis-pacs-connector concatenated IDs into SQL; this cannot.
 
+The `*-column` settings name the columns the criteria are matched against: an output column of the select
+(`patientId`), or, as in weasis-pacs-connector and ViewerHub configurations, the table column the select reads
+(`p.pat_id`), which is resolved to the output column it is selected as (`p.pat_id AS patientId`).
+
+SQL DATE / TIME / TIMESTAMP values (pg8000 returns date and time objects) become DICOM DA / TM in the study tree
+(`dicom_values`); DICOM strings stored as text (dcm4chee-arc, SQLite) pass through unchanged.
+
 Drivers are imported by SQLAlchemy when the engine is created: pg8000 for PostgreSQL, PyMySQL for MySQL/MariaDB,
 the standard library's sqlite3 for SQLite. JDBC URLs and driver class names from a weasis-pacs-connector or
 ViewerHub configuration are translated.
@@ -11,23 +18,26 @@ ViewerHub configuration are translated.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import re
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final, cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from weasis_link import config as cfg
 from weasis_link.connectors.base import QueryContext
 from weasis_link.criteria import PatientIdentifier, QueryCriteria
 from weasis_link.errors import ArchiveError, ArchiveTimeout, ArchiveUnavailable, ConfigurationError
-from weasis_link.study_tree import ALL_KEYWORDS, StudyTreeBuilder
+from weasis_link.study_tree import ALL_KEYWORDS, Study, StudyTreeBuilder
 
 # Output column names we recognise, folded (lower case, no underscores) -> DICOM keyword. The seed's names
 # (patientId, serieInstanceUid...) and snake_case variants all fold to these.
@@ -84,8 +94,9 @@ def sqlalchemy_url(db: cfg.DbConnector) -> URL:
 class SelectColumns:
     """The configured select's output columns and the DICOM keyword each one carries."""
 
-    def __init__(self, names: tuple[str, ...]) -> None:
+    def __init__(self, names: tuple[str, ...], select: str = "") -> None:
         self.names = names
+        self._select = select
         self.keywords: dict[str, str] = {}
         seen: set[str] = set()
         for name in names:
@@ -95,10 +106,33 @@ class SelectColumns:
                 seen.add(keyword)
 
     def find(self, config_name: str | None) -> str | None:
-        """The output column a key-column setting names (matched case- and underscore-insensitively)."""
+        """The output column a key-column setting names: an output column (matched case- and
+        underscore-insensitively), or a `table.column` of the select, resolved to the alias it is selected as."""
         if config_name is None:
             return None
+        qualifier, dot, column = config_name.rpartition(".")
+        if dot:
+            alias = self._alias_of(qualifier, column)
+            if alias is not None:
+                return alias
+            config_name = column  # `t.col` selected without an alias comes out as `col`
         return next((n for n in self.names if _fold(n) == _fold(config_name)), None)
+
+    def _alias_of(self, qualifier: str, column: str) -> str | None:
+        # `<qualifier>.<column> [AS] <alias>` in the select's text; only an alias that is a real output column counts
+        # (so `p.pat_id FROM ...` never makes FROM an alias). The text is configuration, never a request value.
+        pattern = re.compile(
+            rf'(?<![\w."`\]]){re.escape(qualifier)}\s*\.\s*"?{re.escape(column)}"?\s+(?:AS\s+)?'
+            r'(?:"([^"]+)"|`([^`]+)`|\[([^\]]+)\]|([A-Za-z_][\w$]*))',
+            re.IGNORECASE,
+        )
+        for match in pattern.finditer(self._select):
+            alias = next(g for g in match.groups() if g is not None)
+            exact = next((n for n in self.names if n == alias), None)
+            found = exact or next((n for n in self.names if n.lower() == alias.lower()), None)
+            if found is not None:
+                return found
+        return None
 
 
 class DatabaseConnector:
@@ -109,20 +143,22 @@ class DatabaseConnector:
         self._engine: Engine | None = None
         self._columns: SelectColumns | None = None
         self._lock = threading.Lock()
+        # An in-memory SQLite database is one connection shared by every thread (StaticPool): queries on it must
+        # take turns (the local stack serves requests concurrently; Lambda never does).
+        self._single_connection: threading.Lock | None = None
 
     # --- the query ------------------------------------------------------------------------------------------
     def find(self, criteria: QueryCriteria, context: QueryContext, builder: StudyTreeBuilder) -> None:
         engine, columns = self._prepare()
         statement = self.statement(criteria, columns)
-        keyword_by_column = columns.keywords
         timeout = max(0.5, min(self._settings.query_timeout_seconds, context.deadline - time.monotonic()))
         try:
-            with engine.connect() as conn:
+            with self._single_connection or contextlib.nullcontext(), engine.connect() as conn:
                 self._apply_timeout(conn, timeout)
                 result = conn.execute(statement)
-                names = list(result.keys())
-                for row in result:
-                    builder.add_instance({keyword_by_column.get(n, n): v for n, v in zip(names, row, strict=True)})
+                names = list(result.keys())  # a result's keys, not a dict's: iterating the result gives rows
+                keywords = [columns.keywords.get(n, n) for n in names]
+                _add_rows(builder, (dict(zip(keywords, row, strict=True)) for row in result))
         except SQLAlchemyError as exc:
             raise _archive_error(exc) from None
 
@@ -172,6 +208,7 @@ class DatabaseConnector:
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": connect_timeout}
             if url.database in (None, "", ":memory:"):
                 kwargs["poolclass"] = StaticPool  # one shared in-memory database for the container's life
+                self._single_connection = threading.Lock()
         elif url.get_backend_name() == "postgresql":
             kwargs["connect_args"] = {"timeout": connect_timeout}
             kwargs |= {"pool_size": 2, "max_overflow": 2}
@@ -182,6 +219,8 @@ class DatabaseConnector:
             engine = sa.create_engine(url, **kwargs)
         except (ArgumentError, ImportError) as exc:
             raise ConfigurationError(f"connector '{self.connector_id}': unsupported database URL ({exc})") from None
+        if url.get_driver_name() == "pg8000":
+            sa.event.listen(engine, "connect", _cache_pg8000_temporal_parsing)
         if self._settings.init_script:
             self._run_init_script(engine, Path(self._settings.init_script))
         return engine
@@ -202,7 +241,7 @@ class DatabaseConnector:
                 names = tuple(conn.execute(probe.where(sa.false())).keys())
         except SQLAlchemyError as exc:
             raise _archive_error(exc) from None
-        columns = SelectColumns(names)
+        columns = SelectColumns(names, self._settings.query.select)
         missing = [
             k
             for k in ("PatientID", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
@@ -229,6 +268,36 @@ class DatabaseConnector:
             conn.execute(sa.text("SELECT set_config('statement_timeout', :ms, true)"), {"ms": str(int(seconds * 1000))})
         elif backend == "mysql":
             conn.execute(sa.text("SET SESSION MAX_EXECUTION_TIME = :ms"), {"ms": int(seconds * 1000)})
+
+
+def _add_rows(builder: StudyTreeBuilder, rows: Iterable[Mapping[str, object]]) -> None:
+    """Rows into the builder, each study (and its patient) read once: a study's rows repeat its attributes, and
+    the builder's add_study is the costly part of add_instance. Rows of one study UID naming another patient go
+    through add_study again, which refuses them (never one patient's images under another's study)."""
+    studies: dict[tuple[object, object, object], Study | None] = {}
+    for row in rows:
+        key = (row.get("StudyInstanceUID"), row.get("PatientID"), row.get("IssuerOfPatientID"))
+        if key in studies:
+            study = studies[key]
+        else:
+            study = studies[key] = builder.add_study(row)
+        if study is None:
+            builder.add_instance(row)  # counts why the row is left out
+        else:
+            builder.add_instance(row, study)
+
+
+# pg8000 parses every DATE / TIME / TIMESTAMP text with strptime (~20 µs each); a study's rows repeat the same few
+# values thousands of times. Its own parsers, memoised per value: same results, a fraction of the time.
+_PG8000_TEMPORAL_OIDS: Final = (1082, 1083, 1114, 1184)  # date, time, timestamp, timestamptz
+
+
+def _cache_pg8000_temporal_parsing(dbapi_connection: Any, _connection_record: Any) -> None:
+    parsers: dict[int, Callable[[str], object]] = dbapi_connection.pg_types
+    for oid in _PG8000_TEMPORAL_OIDS:
+        parser = parsers.get(oid)
+        if parser is not None and not hasattr(parser, "cache_info"):
+            dbapi_connection.register_in_adapter(oid, functools.lru_cache(maxsize=4096)(parser))
 
 
 def _like_pattern(value: str) -> str:
@@ -269,9 +338,42 @@ def _patient_condition(
 def _archive_error(exc: SQLAlchemyError) -> ArchiveError:
     """Database errors as archive errors; the message names the class, never the SQL or its parameters."""
     original = exc.orig if isinstance(exc, DBAPIError) else None
-    text = str(original or "").lower()
-    if "timeout" in text or "canceling statement" in text or "max_execution_time" in text:
+    code = _error_code(original)
+    if code in _TIMEOUT_CODES or _caused_by(original, TimeoutError):
         return ArchiveTimeout("the database query timed out")
-    if isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated):
+    if code in _CREDENTIAL_CODES:
+        return ArchiveError("the database refused the configured credentials")
+    if (
+        isinstance(exc, OperationalError | InterfaceError)
+        or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
+        or _caused_by(original, OSError)
+    ):
         return ArchiveUnavailable(f"the database cannot be reached ({type(original or exc).__name__})")
     return ArchiveError(f"the database refused the query ({type(original or exc).__name__})")
+
+
+# PostgreSQL query_canceled (what statement_timeout raises); MySQL max_execution_time exceeded.
+_TIMEOUT_CODES: Final = frozenset({"57014", 3024})
+# PostgreSQL invalid_password / invalid_authorization_specification; MySQL access denied.
+_CREDENTIAL_CODES: Final = frozenset({"28P01", "28000", 1045})
+
+
+def _error_code(original: BaseException | None) -> object:
+    """The server's error code: SQLSTATE (pg8000 puts the server's fields in a dict) or MySQL's number."""
+    args = getattr(original, "args", ())
+    if args and isinstance(args[0], dict):
+        return args[0].get("C")
+    if args and isinstance(args[0], int):
+        return args[0]
+    return None
+
+
+def _caused_by(error: BaseException | None, kind: type[BaseException]) -> bool:
+    """Whether a socket-level error of `kind` is behind the driver's error (connect or read timeout, refused...)."""
+    seen = 0
+    while error is not None and seen < 5:
+        if isinstance(error, kind):
+            return True
+        error = error.__cause__ or error.__context__
+        seen += 1
+    return False

@@ -1,0 +1,153 @@
+"""Each PACS backend is imported only when a connector of its type is configured (cold-start budget): a fresh
+process serves one real request through `lambda_handler`, then reports which heavy packages it imported.
+
+- DB only (PostgreSQL): SQLAlchemy and pg8000, never pydicom or pynetdicom.
+- DICOM only (Orthanc's DICOM port): pydicom and pynetdicom, never SQLAlchemy or a database driver.
+- DICOM_WEB only: none of them.
+
+Run: .venv/bin/pytest tests/integration/test_lazy_imports.py -q
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from weasis_link_dev.dev_keys import SigningKey, access_token_claims
+from weasis_link_dev.orthanc import OrthancServer
+from weasis_link_dev.pacs_database import DB_QUERY
+from weasis_link_dev.pytest_postgres import PacsDatabase
+
+pytestmark = pytest.mark.integration
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+HEAVY = ("pydicom", "pynetdicom", "sqlalchemy", "pg8000", "pymysql")
+
+# Runs in a fresh interpreter: the function's cold start and one request, then the packages it imported.
+SERVE_ONE_REQUEST = r"""
+import json, os, sys
+import boto3
+boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL_S3"]).create_bucket(Bucket=os.environ["MANIFEST_BUCKET"])
+before = {m.split(".")[0] for m in sys.modules}
+from functions.api.app import lambda_handler
+from weasis_link_dev.local_api import LambdaContext, http_api_event
+event = http_api_event(
+    "GET", "/manifests?" + os.environ["TEST_QUERY"], [("authorization", "Bearer " + os.environ["TEST_TOKEN"])], b""
+)
+answer = lambda_handler(event, LambdaContext())
+heavy = json.loads(os.environ["TEST_HEAVY"])
+print(json.dumps({
+    "status": answer["statusCode"],
+    "body": answer["body"][:500],
+    "imported": sorted(m for m in heavy if m in sys.modules),
+    "before_handler": sorted(m for m in heavy if m in before),
+}))
+"""
+
+
+@pytest.fixture(scope="module")
+def moto_endpoint() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+def serve_one_request(
+    config: dict[str, object],
+    query: str,
+    tmp_path: Path,
+    service_env: dict[str, str],
+    signing_key: SigningKey,
+    moto_endpoint: str,
+) -> dict[str, object]:
+    config_file = tmp_path / "weasis-link.yaml"
+    config_file.write_text(json.dumps(config))  # JSON is YAML
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_", "WEASIS_LINK_"))},
+        **service_env,
+        "WEASIS_LINK_CONFIG": str(config_file),
+        "AWS_ENDPOINT_URL_S3": moto_endpoint,
+        "AWS_REGION": "us-east-1",
+        "POWERTOOLS_LOG_LEVEL": "WARNING",
+        "TEST_QUERY": query,
+        "TEST_TOKEN": signing_key.sign(access_token_claims()),
+        "TEST_HEAVY": json.dumps(HEAVY),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", SERVE_ONE_REQUEST],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["status"] == 200, report
+    assert report["before_handler"] == []  # nothing heavy before the function's own imports
+    return report
+
+
+def wado(orthanc: OrthancServer) -> dict[str, object]:
+    return {"url": orthanc.wado_url}
+
+
+def test_db_only_configuration_never_imports_dicom_libraries(
+    postgres_pacs: PacsDatabase,
+    orthanc: OrthancServer,
+    tmp_path: Path,
+    service_env: dict[str, str],
+    signing_key: SigningKey,
+    moto_endpoint: str,
+) -> None:
+    config = {
+        "wado": wado(orthanc),
+        "connector": {
+            "config": {"sql": {"type": "DB", "db-connector": {"uri": postgres_pacs.sqlalchemy_url, "query": DB_QUERY}}}
+        },
+    }
+    report = serve_one_request(config, "patientID=WLK-0001", tmp_path, service_env, signing_key, moto_endpoint)
+    assert "sqlalchemy" in report["imported"] and "pg8000" in report["imported"]
+    assert not {"pydicom", "pynetdicom", "pymysql"} & set(report["imported"])  # type: ignore[arg-type]
+
+
+def test_dicom_only_configuration_never_imports_sqlalchemy(
+    orthanc: OrthancServer,
+    tmp_path: Path,
+    service_env: dict[str, str],
+    signing_key: SigningKey,
+    moto_endpoint: str,
+) -> None:
+    dicom = {"calling-aet": "WEASIS-LINK", "aet": orthanc.aet, "host": orthanc.dicom_host, "port": orthanc.dicom_port}
+    config = {"wado": wado(orthanc), "connector": {"config": {"dimse": {"type": "DICOM", "dicom-connector": dicom}}}}
+    report = serve_one_request(config, "patientID=WLK-0001", tmp_path, service_env, signing_key, moto_endpoint)
+    assert "pynetdicom" in report["imported"] and "pydicom" in report["imported"]
+    assert not {"sqlalchemy", "pg8000", "pymysql"} & set(report["imported"])  # type: ignore[arg-type]
+
+
+def test_dicomweb_only_configuration_imports_no_pacs_library(
+    orthanc: OrthancServer,
+    tmp_path: Path,
+    service_env: dict[str, str],
+    signing_key: SigningKey,
+    moto_endpoint: str,
+) -> None:
+    config = {
+        "wado": wado(orthanc),
+        "connector": {"config": {"web": {"type": "DICOM_WEB", "dicom-web-connector": {"url": orthanc.dicomweb_url}}}},
+    }
+    report = serve_one_request(config, "patientID=WLK-0001", tmp_path, service_env, signing_key, moto_endpoint)
+    assert not {"sqlalchemy", "pg8000", "pymysql", "pydicom", "pynetdicom"} & set(report["imported"])  # type: ignore[arg-type]

@@ -1,0 +1,273 @@
+"""Several archives in one manifest, with real connectors: SQL on PostgreSQL, C-FIND on Orthanc's DICOM port and
+QIDO-RS on Orthanc's DICOMweb API, all holding the standard dataset. One arcQuery per archive, queried concurrently;
+`connector.default` and `archive=` choose them; a failing archive gets a WARN <Message> while the others are served;
+`search-criteria.deactivated` is enforced per archive; two patients sharing a PatientID under two issuers are never
+one <Patient>. The last tests drive the real API over HTTP (local stack).
+
+Run: .venv/bin/pytest tests/integration/test_several_archives.py -q
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from weasis_link.auth import Caller
+from weasis_link.config import AppConfig, load_config
+from weasis_link.connectors import Connector, QueryContext, create_connector
+from weasis_link.criteria import QueryCriteria, criteria_from_query_string
+from weasis_link.errors import AllArchivesFailed, CriterionDeactivated, UnknownArchive
+from weasis_link.service import ManifestService
+from weasis_link.settings import ServiceSettings
+from weasis_link.storage import ManifestStore, s3_client
+from weasis_link.study_tree import StudyTreeBuilder
+from weasis_link_dev.orthanc import OrthancServer
+from weasis_link_dev.pacs_database import DB_QUERY, ISSUER_OF_PATIENT_ID_COLUMN
+from weasis_link_dev.pytest_postgres import PacsDatabase
+from weasis_link_dev.pytest_stack import StackFactory, StackHandle
+from weasis_link_dev.query_matrix import check, instance_patients, standard_cases
+from weasis_link_dev.synthetic_studies import standard_dataset
+from weasis_link_dev.weasis_client import ArchiveView, fetch_manifest, read_manifest, validate
+
+pytestmark = pytest.mark.integration
+
+STANDARD = standard_dataset()
+TRUTH = dict(instance_patients(STANDARD))
+CASES = {c.name: c for c in standard_cases(STANDARD)}
+TOKEN = "header.payload.signature"
+ARCHIVES = ("sql", "dimse", "web")
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def config_yaml(orthanc: OrthancServer, pacs: PacsDatabase, down_port: int) -> str:
+    db = {**DB_QUERY, "issuer-of-patient-id-column": ISSUER_OF_PATIENT_ID_COLUMN}
+    dicom = {"calling-aet": "WEASIS-LINK", "aet": orthanc.aet, "host": orthanc.dicom_host}
+    config = {
+        "wado": {"authentication": {"oauth2": {"url": orthanc.wado_url}}},
+        "connector": {
+            "default": list(ARCHIVES),
+            "config": {
+                "sql": {"type": "DB", "db-connector": {"uri": pacs.sqlalchemy_url, "query": db}},
+                "dimse": {"type": "DICOM", "dicom-connector": {**dicom, "port": orthanc.dicom_port}},
+                "web": {"type": "DICOM_WEB", "dicom-web-connector": {"url": orthanc.dicomweb_url}},
+                # An archive that is down: nothing listens on its port.
+                "down": {"type": "DICOM", "dicom-connector": {**dicom, "port": down_port}},
+                # The same PACS, but searching it by patient is not allowed.
+                "no-patient-search": {
+                    "type": "DICOM",
+                    "search-criteria": {"deactivated": ["PATIENT_ID"]},
+                    "dicom-connector": {**dicom, "port": orthanc.dicom_port},
+                },
+            },
+        },
+    }
+    return json.dumps(config, indent=2)  # JSON is YAML
+
+
+@pytest.fixture(scope="module")
+def config_file(orthanc: OrthancServer, postgres_pacs: PacsDatabase, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("several") / "weasis-link.yaml"
+    path.write_text(config_yaml(orthanc, postgres_pacs, closed_port()))
+    return path
+
+
+@dataclass
+class Timed:
+    """A real connector that records when each find started and ended (to see that archives overlap)."""
+
+    inner: Connector
+    spans: list[tuple[str, float, float]]
+    connector_id: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.connector_id = self.inner.connector_id
+
+    def find(self, criteria: QueryCriteria, context: QueryContext, builder: StudyTreeBuilder) -> None:
+        started = time.monotonic()
+        try:
+            self.inner.find(criteria, context, builder)
+        finally:
+            self.spans.append((self.connector_id, started, time.monotonic()))
+
+
+@dataclass
+class Service:
+    service: ManifestService
+    config: AppConfig
+    spans: list[tuple[str, float, float]]
+
+    def build(self, query: str) -> list[ArchiveView]:
+        built = self.service.build(criteria_from_query_string(query), caller())
+        xml = gzip.decompress(built.body_gzip)
+        assert validate(xml) == []
+        return read_manifest(xml)
+
+
+def caller() -> Caller:
+    return Caller(TOKEN, "doctor", frozenset({"weasis"}), int(time.time()) + 3600, {})
+
+
+@pytest.fixture(scope="module")
+def service(config_file: Path) -> Service:
+    config = load_config(config_file, environ={}, resolve_secret=lambda ref: ref)
+    settings = ServiceSettings(
+        manifest_bucket="weasis-link-test",
+        oauth_issuer="https://idp.test",
+        oauth_audiences=["weasis-link"],
+        oauth_jwks_url="https://idp.test/jwks",
+    )
+    spans: list[tuple[str, float, float]] = []
+    lock = threading.Lock()
+    made: dict[str, Connector] = {}
+
+    def factory(cid: str) -> Connector:
+        with lock:
+            if cid not in made:
+                made[cid] = Timed(create_connector(cid, config.connector.config[cid]), spans)
+            return made[cid]
+
+    store = ManifestStore(s3_client("eu-central-1"), "weasis-link-test")  # build() never stores
+    return Service(ManifestService(settings, config, store, connector_factory=factory), config, spans)
+
+
+def answered(view: ArchiveView) -> dict[str, tuple[str, str | None]]:
+    return {i.sop_uid: (i.patient_id, i.issuer) for i in view.instances}
+
+
+# ---------------------------------------------------------------------------------------- the service itself
+@pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
+def test_every_archive_answers_the_matrix_in_its_own_arc_query(service: Service, case: str) -> None:
+    matrix_case = CASES[case]
+    views = service.build(matrix_case.query)
+    assert [v.arc_id for v in views] == list(ARCHIVES)  # connector.default, in order, one arcQuery each
+    expected = matrix_case.expected(STANDARD)
+    for view in views:
+        result = check(answered(view), expected, TRUTH)
+        assert result.ok, (view.arc_id, len(result.missing), len(result.extra), len(result.wrong_patient))
+        assert len(view.instances) == len(answered(view))  # no instance twice in an arcQuery
+        if not expected:
+            assert view.message is not None and view.message["title"] == "No images found"
+
+
+def test_same_patient_id_under_two_issuers_is_two_patients(service: Service) -> None:
+    views = service.build("patientID=WLK-0002")
+    for view in views:
+        patients = [(p["PatientID"], p.get("IssuerOfPatientID"), p["PatientName"]) for p in view.patients]
+        assert sorted(patients) == [
+            ("WLK-0002", "HOSP-A", "Müller^Jürgen"),
+            ("WLK-0002", "HOSP-B", "Martin^Claire"),
+        ], view.arc_id
+        for instance in view.instances:
+            assert TRUTH[instance.sop_uid] == (instance.patient_id, instance.issuer)
+            assert instance.patient_name == ("Müller^Jürgen" if instance.issuer == "HOSP-A" else "Martin^Claire")
+
+
+def test_archives_are_queried_concurrently(service: Service) -> None:
+    service.spans.clear()
+    service.build("patientID=WLK-000*")
+    spans = {cid: (start, end) for cid, start, end in service.spans}
+    assert set(spans) == set(ARCHIVES)
+    latest_start = max(start for start, _ in spans.values())
+    earliest_end = min(end for _, end in spans.values())
+    assert latest_start < earliest_end  # all three were running at one moment
+
+
+def test_archive_parameter_chooses_the_archives(service: Service) -> None:
+    assert [v.arc_id for v in service.build("patientID=WLK-0001&archive=dimse")] == ["dimse"]
+    assert [v.arc_id for v in service.build("patientID=WLK-0001&archive=web&archive=sql")] == ["web", "sql"]
+    with pytest.raises(UnknownArchive):
+        service.build("patientID=WLK-0001&archive=nowhere")
+
+
+def test_a_failing_archive_gets_a_warning_while_the_others_are_served(service: Service) -> None:
+    views = service.build("patientID=WLK-0003&archive=sql&archive=down&archive=dimse")
+    by_id = {v.arc_id: v for v in views}
+    assert list(by_id) == ["sql", "down", "dimse"]
+    down = by_id["down"]
+    assert down.instances == [] and down.message is not None
+    assert down.message["severity"] == "WARN"
+    assert "down" in down.message["description"] and "cannot be reached" in down.message["description"]
+    expected = CASES["patient without issuer"].expected(STANDARD)
+    for cid in ("sql", "dimse"):
+        assert set(answered(by_id[cid])) == expected
+        assert by_id[cid].message is None
+
+
+def test_when_every_archive_fails_nothing_is_built(service: Service) -> None:
+    with pytest.raises(AllArchivesFailed) as raised:
+        service.build("patientID=WLK-0003&archive=down")
+    assert [(f.archive_id, f.kind) for f in raised.value.failures] == [("down", "unavailable")]
+
+
+def test_deactivated_criteria_are_enforced_per_archive(service: Service) -> None:
+    # Searching by patient: the archive that forbids it is left out, the others answer.
+    views = service.build("patientID=WLK-0001&archive=no-patient-search&archive=dimse")
+    assert [v.arc_id for v in views] == ["dimse"]
+    with pytest.raises(CriterionDeactivated):
+        service.build("patientID=WLK-0001&archive=no-patient-search")
+    # By study UID it answers.
+    dupont = next(r for r in STANDARD if r.patient_id == "WLK-0001")
+    views = service.build(f"studyUID={dupont.study_instance_uid}&archive=no-patient-search&archive=sql")
+    assert [v.arc_id for v in views] == ["no-patient-search", "sql"]
+    assert answered(views[0]) == answered(views[1]) != {}
+
+
+def test_each_arc_query_carries_the_token_and_its_wado_url(service: Service, orthanc: OrthancServer) -> None:
+    for view in service.build("patientID=WLK-0001"):
+        assert view.base_url == orthanc.wado_url
+        assert view.http_tags == {"Authorization": f"Bearer {TOKEN}"}
+
+
+# ------------------------------------------------------------------------------------------ the API over HTTP
+@pytest.fixture(scope="module")
+def stack(local_stack_factory: StackFactory, config_file: Path) -> StackHandle:
+    return local_stack_factory(config=config_file)
+
+
+def get_manifest(stack: StackHandle, query: str) -> tuple[int, dict[str, Any], list[ArchiveView]]:
+    status, _, body = stack.get(f"/manifests?{query}", stack.token())
+    answer = json.loads(body)
+    if status != 200:
+        return status, answer, []
+    return status, answer, read_manifest(fetch_manifest(str(answer["manifestUrl"])).xml)
+
+
+def test_api_serves_several_archives_in_one_manifest(stack: StackHandle) -> None:
+    status, answer, views = get_manifest(stack, "patientID=WLK-0002&archive=sql&archive=dimse&archive=web&archive=down")
+    assert status == 200, answer
+    assert [v.arc_id for v in views] == ["sql", "dimse", "web", "down"]
+    expected = CASES["one PatientID, two issuers"].expected(STANDARD)
+    for view in views[:3]:
+        assert check(answered(view), expected, TRUTH).ok, view.arc_id
+        assert len(view.patients) == 2
+    assert views[3].message is not None and views[3].message["severity"] == "WARN"
+    assert answer["instances"] == 3 * len(expected)
+    assert [(f["archive"], f["kind"]) for f in answer.get("failedArchives", [])] == [("down", "unavailable")]
+
+
+def test_api_answers_503_and_stores_nothing_when_every_archive_fails(stack: StackHandle) -> None:
+    before = stack.object_keys()
+    status, answer, _ = get_manifest(stack, "patientID=WLK-0002&archive=down")
+    assert status == 503, answer
+    assert answer["status"] == 503
+    assert stack.object_keys() == before
+
+
+def test_api_enforces_deactivated_criteria(stack: StackHandle) -> None:
+    status, answer, _ = get_manifest(stack, "patientID=WLK-0002&archive=no-patient-search")
+    assert status == 403, answer
+    log = stack.log()
+    assert "Müller" not in log and "WLK-0002" not in log  # no patient data in the function's log

@@ -1,0 +1,182 @@
+"""DB on PostgreSQL, a 5,000-instance study: the API handler against the bare query.
+
+In one fresh process, interleaved (medians reported):
+- handler: the real `lambda_handler` in-process for `GET /manifests?studyUID=…` (JWT validation, the DB connector's
+  query through SQLAlchemy + pg8000, study tree, manifest, gzip, S3 PUT to moto in another process, presign);
+- bare query: the same SELECT the connector sends (the configured select wrapped with its bound WHERE), through the
+  same driver (pg8000 via SQLAlchemy Core, the driver's default settings), every row fetched. That is the figure's
+  denominator, as the issue defines it.
+Also reported: the same bare query on the connector's own engine (where pg8000's DATE/TIME parsing is memoised), the
+connector's share of the handler's time, and how much of the handler is spent outside the connector.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from weasis_link_dev.bench import BenchContext, Figure
+
+RATIO_GOAL = 1.5
+
+CHILD = r"""
+import json, os, sys, time
+args = json.loads(sys.argv[1])
+from weasis_link_dev.dev_keys import JwksServer, SigningKey, access_token_claims
+from weasis_link_dev.local_stack import service_environment
+key = SigningKey.generate("bench")
+jwks = JwksServer([key]).start()
+os.environ.update(service_environment(jwks.url, args["s3"], {"WEASIS_LINK_CONFIG": args["config"]}))
+import sqlalchemy as sa
+from functions.api import app
+from functions.api.app import lambda_handler
+from weasis_link.connectors.database import DatabaseConnector
+from weasis_link.criteria import criteria_from_query_string
+from weasis_link_dev.local_api import LambdaContext, http_api_event
+
+find_seconds = [0.0]
+find = DatabaseConnector.find
+def timed_find(self, *a, **kw):
+    started = time.perf_counter()
+    try:
+        return find(self, *a, **kw)
+    finally:
+        find_seconds[0] += time.perf_counter() - started
+DatabaseConnector.find = timed_find
+
+uid = args["uid"]
+token = key.sign(access_token_claims(lifetime=7200))
+def handler():
+    event = http_api_event("GET", "/manifests?studyUID=" + uid, [("Authorization", "Bearer " + token)], b"")
+    response = lambda_handler(event, LambdaContext(deadline=time.monotonic() + 29))
+    assert response["statusCode"] == 200, response
+    return json.loads(response["body"])["instances"]
+
+handler()  # warm: imports, JWKS, the connector's engine and column discovery (what a warm container has)
+connector = app.service._connector("pacs")
+connector_engine, columns = connector._prepare()
+statement = connector.statement(criteria_from_query_string("studyUID=" + uid), columns)
+plain_engine = sa.create_engine(args["url"])  # pg8000 as it comes
+
+def bare(engine):
+    with engine.connect() as conn:
+        return len(conn.execute(statement).fetchall())
+
+assert bare(plain_engine) == bare(connector_engine) == handler() == args["instances"]
+samples = {"handler": [], "find": [], "bare": [], "bare_connector_engine": []}
+for _ in range(args["repeat"]):
+    started = time.perf_counter()
+    bare(plain_engine)
+    samples["bare"].append(time.perf_counter() - started)
+    find_seconds[0] = 0.0
+    started = time.perf_counter()
+    handler()
+    samples["handler"].append(time.perf_counter() - started)
+    samples["find"].append(find_seconds[0])
+    started = time.perf_counter()
+    bare(connector_engine)
+    samples["bare_connector_engine"].append(time.perf_counter() - started)
+jwks.stop()
+print(json.dumps(samples))
+"""
+
+
+def run(ctx: BenchContext) -> list[Figure]:
+    import sqlalchemy as sa
+
+    from weasis_link_dev.local_stack import moto_s3
+    from weasis_link_dev.pacs_database import DB_QUERY, load_records
+    from weasis_link_dev.postgres import PostgresServer
+    from weasis_link_dev.synthetic_studies import large_study
+
+    size = 5000
+    records = large_study(size)
+    server = PostgresServer()
+    server.__enter__()
+
+    def stop_server() -> None:
+        server.__exit__(None, None, None)
+
+    ctx.on_close(stop_server)
+    url = server.create_database("bench_sql")
+    engine = sa.create_engine(url)
+    try:
+        load_records(engine, records)
+    finally:
+        engine.dispose()
+
+    s3 = moto_s3()
+    s3_endpoint = s3.__enter__()
+
+    def stop_s3() -> None:
+        s3.__exit__(None, None, None)
+
+    ctx.on_close(stop_s3)
+    _create_bucket(s3_endpoint)
+
+    config = Path(tempfile.mkdtemp(prefix="weasis-link-bench-sql-")) / "weasis-link.yaml"
+    config.write_text(
+        json.dumps(
+            {
+                "wado": {"authentication": {"oauth2": {"url": "https://pacs.example/wado"}}},
+                "connector": {"config": {"pacs": {"type": "DB", "db-connector": {"uri": url, "query": DB_QUERY}}}},
+            }
+        )
+    )
+    args: dict[str, Any] = {
+        "s3": s3_endpoint,
+        "config": str(config),
+        "url": url,
+        "uid": records[0].study_instance_uid,
+        "instances": size,
+        "repeat": 5 if ctx.quick else 11,
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, json.dumps(args)], capture_output=True, text=True, check=False, timeout=900
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"benchmark process failed:\n{out.stderr[-3000:]}")
+    samples: dict[str, list[float]] = json.loads(out.stdout.strip().splitlines()[-1])
+    median = {name: statistics.median(values) for name, values in samples.items()}
+    outside = statistics.median(h - f for h, f in zip(samples["handler"], samples["find"], strict=True))
+    ratio = median["handler"] / median["bare"]
+    return [
+        Figure(
+            "SQL 5,000-instance manifest on PostgreSQL: handler ÷ bare query",
+            ratio,
+            "x",
+            f"≤ {RATIO_GOAL:.1f}",
+            ratio <= RATIO_GOAL,
+            f"median of {len(samples['handler'])} interleaved: handler {median['handler']:.3f} s (connector "
+            f"{median['find']:.3f} s, the rest {outside * 1000:.0f} ms), bare query {median['bare']:.3f} s "
+            "(same SELECT, pg8000 defaults, all rows fetched)",
+        ),
+        Figure(
+            "SQL 5,000-instance manifest: handler ÷ bare query on the connector's engine",
+            median["handler"] / median["bare_connector_engine"],
+            "x",
+            "",
+            None,
+            f"bare query {median['bare_connector_engine']:.3f} s with pg8000's DATE/TIME parsing memoised as the "
+            "connector configures it: the strictest floor",
+        ),
+    ]
+
+
+def _create_bucket(endpoint: str) -> None:
+    import boto3
+
+    from weasis_link_dev.local_stack import BUCKET, REGION
+
+    boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name=REGION,
+        aws_access_key_id="local",
+        aws_secret_access_key="local",  # noqa: S106 - moto accepts any credentials
+    ).create_bucket(Bucket=BUCKET)
