@@ -1,0 +1,58 @@
+"""The docs stay true to the code: every setting, template parameter and configuration key is documented."""
+
+from __future__ import annotations
+
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+
+from weasis_link.config import AppConfig
+from weasis_link.settings import ENVIRONMENT
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIGURATION = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+
+
+def config_keys(model: type[BaseModel]) -> set[str]:
+    keys: set[str] = set()
+    for name, field in model.model_fields.items():
+        keys.add(field.alias or name.replace("_", "-"))
+        for arg in typing.get_args(field.annotation) or (field.annotation,):
+            for inner in (arg, *typing.get_args(arg)):
+                if isinstance(inner, type) and issubclass(inner, BaseModel):
+                    keys |= config_keys(inner)
+    return keys
+
+
+def template_parameters() -> set[str]:
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
+    template: dict[str, Any] = yaml.load((ROOT / "template.yaml").read_text(), Loader)  # noqa: S506 - SafeLoader
+    return set(template["Parameters"])
+
+
+def test_every_environment_variable_is_documented() -> None:
+    missing = [name for name in ENVIRONMENT if f"`{name}`" not in CONFIGURATION]
+    assert missing == []
+
+
+def test_every_template_parameter_is_documented() -> None:
+    missing = sorted(p for p in template_parameters() if f"`{p}`" not in CONFIGURATION and f"{p}`" not in CONFIGURATION)
+    assert missing == []
+
+
+def test_every_configuration_key_is_documented() -> None:
+    missing = sorted(k for k in config_keys(AppConfig) if k not in CONFIGURATION)
+    assert missing == []
+
+
+def test_readme_starts_with_run_then_test_then_deploy() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    run, test, deploy = readme.index("make run"), readme.index("make test"), readme.index("sam build && sam deploy")
+    assert run < test < deploy
+    assert "docs/configuration.md" in readme
