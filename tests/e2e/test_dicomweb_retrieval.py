@@ -9,7 +9,6 @@ Basic -> GET from Orthanc -> a DICOM object whose SOPInstanceUID matches.
   (`--archive orthanc --orthanc-auth bearer`), because the stack's configuration is read at its cold start, which
   needs Orthanc's URL, while Orthanc needs the stack's JWKS URL: only the stack knows both in time. Without the
   injected header Orthanc refuses with 403 (Orthanc 1.10's request filter cannot answer 401), with it 200.
-- A DICOMweb-only deployment imports none of pydicom, pynetdicom, numpy, SQLAlchemy (fresh process).
 
 Orthanc 1.10 refuses Weasis's `contentType=application%2Fdicom` (it does not percent-decode query values) and keeps
 the last of repeated parameters: the WADO-URI configurations add `&contentType=application/dicom` through
@@ -22,20 +21,12 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
-import boto3
 import pydicom
 import pytest
 import requests
 
-from weasis_link_dev.dev_keys import DEV_AUDIENCE, DEV_ISSUER, DEV_SCOPE
-from weasis_link_dev.local_stack import BUCKET, REGION, moto_s3
 from weasis_link_dev.orthanc import OrthancServer
 from weasis_link_dev.pytest_orthanc import BASIC_AUTH_PASSWORD, BASIC_AUTH_USER
 from weasis_link_dev.pytest_stack import StackFactory, StackHandle
@@ -193,73 +184,3 @@ def test_token_protected_orthanc_needs_the_injected_header(
     assert refused.status_code == 403
     retrieve_all(view, url_of, wado_rs=wado_rs)
     assert token not in bearer_stack.log()
-
-
-# ------------------------------------------------------------------------------------ what gets imported
-IMPORT_CHECK = r"""
-import json, os, sys
-from weasis_link_dev.dev_keys import JwksServer, SigningKey, access_token_claims
-key = SigningKey.generate("k1")
-jwks = JwksServer([key]).start()
-os.environ["OAUTH_JWKS_URL"] = jwks.url
-from functions.api.app import lambda_handler  # the cold start, with the DICOMweb-only configuration
-from weasis_link_dev.local_api import LambdaContext, http_api_event
-token = key.sign(access_token_claims())
-event = http_api_event("GET", "/manifests?" + sys.argv[1], [("Authorization", "Bearer " + token)], b"")
-response = lambda_handler(event, LambdaContext())
-heavy = [m for m in ("pydicom", "pynetdicom", "numpy", "sqlalchemy", "dicomweb_client", "PIL") if m in sys.modules]
-print(json.dumps({"status": response["statusCode"], "body": response.get("body", ""), "heavy": heavy}))
-jwks.stop()
-"""
-
-
-def test_a_dicomweb_only_deployment_imports_no_dicom_toolkit_numpy_or_sqlalchemy(
-    orthanc: OrthancServer, tmp_path: Path
-) -> None:
-    config = tmp_path / "weasis-link.yaml"
-    config.write_text(
-        json.dumps(
-            {
-                "wado": {"url": orthanc.wado_url},
-                "connector": {
-                    "config": {"pacs": {"type": "DICOM_WEB", "dicom-web-connector": {"url": orthanc.dicomweb_url}}}
-                },
-            }
-        )
-    )
-    with moto_s3() as s3_endpoint:
-        s3 = boto3.client(
-            "s3", endpoint_url=s3_endpoint, region_name=REGION, aws_access_key_id="local", aws_secret_access_key="local"
-        )
-        s3.create_bucket(Bucket=BUCKET)
-        env: dict[str, Any] = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_"))},
-            "WEASIS_LINK_CONFIG": str(config),
-            "MANIFEST_BUCKET": BUCKET,
-            "OAUTH_ISSUER": DEV_ISSUER,
-            "OAUTH_AUDIENCES": DEV_AUDIENCE,
-            "OAUTH_REQUIRED_SCOPES": DEV_SCOPE,
-            "OAUTH_JWKS_URL": "http://127.0.0.1:9/replaced-by-the-child",
-            "AWS_ENDPOINT_URL_S3": s3_endpoint,
-            "AWS_REGION": REGION,
-            "AWS_DEFAULT_REGION": REGION,
-            "AWS_ACCESS_KEY_ID": "local",
-            "AWS_SECRET_ACCESS_KEY": "local",
-            "POWERTOOLS_SERVICE_NAME": "weasis-link",
-            "POWERTOOLS_METRICS_NAMESPACE": "WeasisLink",
-            "POWERTOOLS_LOG_LEVEL": "WARNING",
-        }
-        study = STANDARD[0].study_instance_uid
-        run = subprocess.run(
-            [sys.executable, "-c", IMPORT_CHECK, f"studyUID={study}"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-    assert run.returncode == 0, run.stderr[-3000:]
-    result = json.loads(run.stdout.strip().splitlines()[-1])
-    assert result["status"] == 200, result["body"]
-    assert json.loads(result["body"])["instances"] == sum(r.study_instance_uid == study for r in STANDARD)
-    assert result["heavy"] == []

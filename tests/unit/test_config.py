@@ -171,3 +171,19 @@ def test_app_config_model_is_frozen() -> None:
     assert isinstance(config, AppConfig)
     with pytest.raises(Exception, match="frozen"):
         config.wado = None  # type: ignore[misc]
+
+
+def test_files_the_connectors_read_must_exist_at_cold_start(tmp_path: Path) -> None:
+    (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----")
+    text = (
+        "wado: {url: 'https://w'}\nconnector: {config: {a: {type: DICOM, dicom-connector: {calling-aet: A, aet: B, "
+        "host: h, port: 104, tls: {ca-file: ca.pem}}}}}"
+    )
+    config = load_config(write(tmp_path, text), environ={}, resolve_secret=no_secrets)
+    tls = config.connector.config["a"].dicom_connector.tls  # type: ignore[union-attr]
+    assert tls is not None and tls.ca_file == str(tmp_path / "ca.pem")  # resolved next to the configuration
+    missing = text.replace("tls: {ca-file: ca.pem}", "tls: {cert-file: c.pem, key-file: k.pem}")
+    with pytest.raises(
+        ConfigurationError, match=r"connector\.config\.a\.dicom-connector\.tls\.cert-file: file not found"
+    ):
+        load_config(write(tmp_path, missing), environ={}, resolve_secret=no_secrets)

@@ -117,7 +117,7 @@ def make_launcher(
     service = ManifestService(
         settings, config, store, connector_factory=lambda _: FakeConnector(behaviour), clock=lambda: NOW
     )
-    launcher = Launcher(service, store, settings.archive_deadline_seconds, clock=lambda: NOW)
+    launcher = Launcher(service, store, settings.build_deadline_seconds, clock=lambda: NOW)
     recorder = Recorder()
     launcher.dispatcher = recorder
     return launcher, recorder
@@ -144,7 +144,7 @@ def test_launch_registers_the_build_dispatches_it_and_answers_the_short_link(
     assert request.manifest_id == result.manifest_id and request.token == TOKEN
     assert ("access_token", TOKEN) not in request.query  # the token travels once, in its own field
     assert TOKEN not in repr(request) and TOKEN not in str(request)
-    assert store.build_deadline(result.manifest_id) == int(NOW + 20 + 15)
+    assert store.build_deadline(result.manifest_id) == int(NOW + 60 + 15)  # BUILD_DEADLINE_SECONDS + overhead
 
 
 def test_refusals_happen_at_launch_and_register_nothing(config: AppConfig, store: ManifestStore) -> None:

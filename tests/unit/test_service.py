@@ -178,6 +178,7 @@ def test_deactivated_criterion_skips_that_archive_or_refuses_when_none_is_left(
     service, fakes = make_service(config, s3, {"a": instances("1.1"), "b": instances("1.2")})
     result = service.create_manifest(criteria_from_query_string("patientID=P1"), CALLER)
     assert [o.archive_id for o in result.archives] == ["a"] and fakes["b"].calls == []
+    assert result.warnings == ["The archive b was not searched: searching by patientID is deactivated there."]
     before = stored_objects()
     with pytest.raises(CriterionDeactivated, match="patientID"):
         service.create_manifest(criteria_from_query_string("patientID=P1&archive=b"), CALLER)

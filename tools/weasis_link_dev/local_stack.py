@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import signal
 import socket
@@ -41,6 +42,7 @@ def moto_s3() -> Iterator[str]:
     """moto's S3 server on a free loopback port; yields its endpoint URL."""
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per S3 request would drown the stack's log
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
@@ -72,7 +74,9 @@ def service_environment(jwks_url: str, s3_endpoint: str, extra: dict[str, str] |
 def create_bucket(endpoint: str) -> None:
     import boto3
 
-    boto3.client("s3", endpoint_url=endpoint, region_name=REGION).create_bucket(Bucket=BUCKET)
+    client = boto3.client("s3", endpoint_url=endpoint, region_name=REGION)
+    with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
+        client.create_bucket(Bucket=BUCKET)
 
 
 def sample_request(api_url: str, token: str, query: str = "patientID=WLS-1001%5E%5E%5EWEASIS-DEMO") -> dict[str, Any]:
@@ -151,12 +155,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--env", action="append", default=[], help="extra NAME=VALUE for the function")
     parser.add_argument("--quiet", action="store_true", help="no banner, no sample request")
     parser.add_argument("--archive", choices=("embedded", "orthanc"), default="embedded", help="what to serve from")
+    parser.add_argument("--s3-endpoint", help="use this S3 endpoint instead of starting moto's server (fault tests)")
     parser.add_argument("--orthanc-auth", choices=("none", "bearer"), default="none", help="with --archive orthanc")
     args = parser.parse_args(argv)
 
     key = SigningKey.load_or_create(args.key_file)
     jwks = JwksServer([key]).start()
-    with moto_s3() as s3_endpoint, contextlib.ExitStack() as cleanup:
+    s3 = contextlib.nullcontext(args.s3_endpoint) if args.s3_endpoint else moto_s3()
+    with s3 as s3_endpoint, contextlib.ExitStack() as cleanup:
         extra = dict(e.split("=", 1) for e in args.env)
         served = ServedArchive()
         if args.archive == "orthanc":
@@ -165,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.config:
             extra["WEASIS_LINK_CONFIG"] = str(Path(args.config).resolve())
         os.environ.update(service_environment(jwks.url, s3_endpoint, extra))
-        create_bucket(s3_endpoint)
+        if not args.s3_endpoint:  # an external endpoint brings its own bucket (or none: fault tests)
+            create_bucket(s3_endpoint)
         from functions.api.app import lambda_handler  # reads the environment at import, like a cold start
 
         api = LocalApiServer(lambda_handler, port=args.port)

@@ -397,21 +397,44 @@ def load_config(
     except ValidationError as exc:
         problems = "; ".join(_describe(e) for e in exc.errors())
         raise ConfigurationError(f"{path}: {problems}") from None
-    return _resolve_init_scripts(config, path)
+    return _resolve_files(config, path)
 
 
-def _resolve_init_scripts(config: AppConfig, path: Path) -> AppConfig:
-    """A relative init-script is looked up next to the configuration file, then in the weasis_link package."""
-    connectors = dict(config.connector.config)
-    for cid, c in connectors.items():
-        db = c.db_connector
-        if db is None or not db.init_script or Path(db.init_script).is_absolute():
-            continue
-        candidates = [path.parent / db.init_script, Path(__file__).parent / db.init_script]
+def _resolve_files(config: AppConfig, path: Path) -> AppConfig:
+    """Files the connectors read (init-script, TLS certificates and keys, CA bundles) must exist now, at cold start,
+    not at the first request. A relative path is looked up next to the configuration file (then, for init-script,
+    in the weasis_link package, where the sample archive lives)."""
+
+    def find(value: str, key: str, *, package: bool = False) -> str:
+        candidates = [Path(value)] if Path(value).is_absolute() else [path.parent / value]
+        if package and not Path(value).is_absolute():
+            candidates.append(Path(__file__).parent / value)
         found = next((p for p in candidates if p.is_file()), None)
         if found is None:
-            raise ConfigurationError(f"{path}: connector.config.{cid}.db-connector.init-script: file not found")
-        connectors[cid] = c.model_copy(update={"db_connector": db.model_copy(update={"init_script": str(found)})})
+            raise ConfigurationError(f"{path}: {key}: file not found")
+        return str(found)
+
+    connectors = dict(config.connector.config)
+    for cid, c in connectors.items():
+        where = f"connector.config.{cid}"
+        update: dict[str, Any] = {}
+        if c.db_connector is not None and c.db_connector.init_script:
+            script = find(c.db_connector.init_script, f"{where}.db-connector.init-script", package=True)
+            update["db_connector"] = c.db_connector.model_copy(update={"init_script": script})
+        tls = c.dicom_connector.tls if c.dicom_connector is not None else None
+        if c.dicom_connector is not None and tls is not None:
+            files = {
+                name: find(value, f"{where}.dicom-connector.tls.{_kebab(name)}")
+                for name in ("ca_file", "cert_file", "key_file")
+                if (value := getattr(tls, name))
+            }
+            update["dicom_connector"] = c.dicom_connector.model_copy(update={"tls": tls.model_copy(update=files)})
+        web = c.dicom_web_connector
+        if web is not None and web.ca_file:
+            ca = find(web.ca_file, f"{where}.dicom-web-connector.ca-file")
+            update["dicom_web_connector"] = web.model_copy(update={"ca_file": ca})
+        if update:
+            connectors[cid] = c.model_copy(update=update)
     return config.model_copy(update={"connector": config.connector.model_copy(update={"config": connectors})})
 
 

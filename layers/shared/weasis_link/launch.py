@@ -169,12 +169,12 @@ class Launcher:
         self,
         service: ManifestService,
         store: ManifestStore,
-        archive_deadline_seconds: float,
+        build_deadline_seconds: float,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._service = service
         self._store = store
-        self._archive_deadline = archive_deadline_seconds
+        self._build_deadline = build_deadline_seconds
         self._clock = clock
         self.dispatcher: BuildDispatcher = InlineDispatcher(self.run_build)
 
@@ -198,7 +198,7 @@ class Launcher:
         link = short_link(base_url, manifest_id)
         uri = bounded_weasis_uri(link, options)
         now = self._clock()
-        self._store.put_pending(manifest_id, expires_at, now + self._archive_deadline + BUILD_OVERHEAD_SECONDS)
+        self._store.put_pending(manifest_id, expires_at, now + self._build_deadline + BUILD_OVERHEAD_SECONDS)
         request = BuildRequest(
             manifest_id=manifest_id,
             expires_at=int(expires_at.timestamp()),
@@ -211,7 +211,8 @@ class Launcher:
         )
         self.dispatcher.dispatch(request)
         warning = self._service.token_warning(caller, archive_ids)
-        return LaunchResult(manifest_id, link, uri, expires_at, [warning] if warning else [])
+        warnings = self._service.deactivation_warnings(criteria) + ([warning] if warning else [])
+        return LaunchResult(manifest_id, link, uri, expires_at, warnings)
 
     # --- builder side ---------------------------------------------------------------------------------------
     def run_build(self, request: BuildRequest) -> BuildOutcome:
@@ -227,7 +228,7 @@ class Launcher:
         try:
             criteria = criteria_from_pairs(request.query)
             archive_ids = self._service.select_archives(criteria)
-            body = self._service.build(criteria, request.caller()).body_gzip
+            body = self._service.build(criteria, request.caller(), self._build_deadline).body_gzip
         except AllArchivesFailed as exc:
             outcome = "failed"
             details = " ".join(f"{f.archive_id}: {f.detail}." for f in exc.failures)

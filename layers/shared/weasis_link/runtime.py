@@ -58,7 +58,7 @@ def runtime_for(settings: ServiceSettings, config: AppConfig, store: ManifestSto
         config=config,
         store=store,
         service=service,
-        launcher=Launcher(service, store, settings.archive_deadline_seconds),
+        launcher=Launcher(service, store, settings.build_deadline_seconds),
         links=ManifestLinks(store, settings.presign_expires_seconds),
         uploads=ManifestUploads(service, settings.upload_max_bytes),
     )

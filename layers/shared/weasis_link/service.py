@@ -162,17 +162,17 @@ class ManifestService:
             manifest_link=link,
         )
 
-    def build(self, criteria: QueryCriteria, caller: Caller) -> BuiltManifest:
-        """Query the archives and build the gzipped manifest (no storage)."""
+    def build(self, criteria: QueryCriteria, caller: Caller, deadline_seconds: float | None = None) -> BuiltManifest:
+        """Query the archives and build the gzipped manifest (no storage), within `deadline_seconds` (default:
+        ARCHIVE_DEADLINE_SECONDS, inside API Gateway's limit)."""
         archive_ids = self.select_archives(criteria)
-        context = QueryContext(
-            bearer_token=caller.token, deadline=time.monotonic() + self._settings.archive_deadline_seconds
-        )
+        budget = deadline_seconds or self._settings.archive_deadline_seconds
+        context = QueryContext(bearer_token=caller.token, deadline=time.monotonic() + budget)
         outcomes = self._query_all(archive_ids, criteria, context)
         failures = [o.failure for o in outcomes if o.failure is not None]
         if len(failures) == len(outcomes):
             raise AllArchivesFailed(failures)
-        warnings: list[str] = []
+        warnings = self.deactivation_warnings(criteria)
         queries = [self._archive_query(o, caller, warnings) for o in outcomes]
         self._warn_short_lived_tokens(queries, caller, warnings)
         body = mf.manifest_gzip(queries, str(uuid.uuid4()))
@@ -197,6 +197,20 @@ class ManifestService:
             names = ", ".join(PARAMETER_BY_KEY[k] for k in refused)
             raise CriterionDeactivated(f"Searching by {names} is deactivated for the selected archives.")
         return allowed
+
+    def deactivation_warnings(self, criteria: QueryCriteria) -> list[str]:
+        """Archives left out because they refuse a key the request uses (said in the JSON answer only: a Weasis
+        dialog on every launch for a deliberate policy would be noise)."""
+        selected = list(criteria.archives) or self._config.default_connector_ids
+        warnings = []
+        for archive_id in selected:
+            refused = self._refused_keys(archive_id, criteria) if archive_id in self._config.connector.config else set()
+            if refused:
+                names = ", ".join(PARAMETER_BY_KEY[k] for k in sorted(refused))
+                warnings.append(
+                    f"The archive {archive_id} was not searched: searching by {names} is deactivated there."
+                )
+        return warnings
 
     def default_archive_ids(self) -> list[str]:
         return self._config.default_connector_ids

@@ -50,6 +50,7 @@ ENVIRONMENT: Final = {
     "PUBLIC_BASE_URL": "public_base_url",
     "BUILDER_FUNCTION_NAME": "builder_function_name",
     "ARCHIVE_DEADLINE_SECONDS": "archive_deadline_seconds",
+    "BUILD_DEADLINE_SECONDS": "build_deadline_seconds",
     "TOKEN_EXPIRY_MARGIN_SECONDS": "token_expiry_margin_seconds",
     "MANIFEST_WAIT_SECONDS": "manifest_wait_seconds",
     "IID_REQUEST_TYPES": "iid_request_types",
@@ -87,6 +88,9 @@ class ServiceSettings(BaseModel):
     builder_function_name: str | None = None
     # The whole query must end well inside API Gateway's 29 s integration limit.
     archive_deadline_seconds: float = Field(default=20.0, gt=0, le=25)
+    # The asynchronous builder (launch while building) is not behind API Gateway: it may take longer, up to what
+    # Weasis waits for the short link (three self-redirects of MANIFEST_WAIT_SECONDS each).
+    build_deadline_seconds: float = Field(default=60.0, gt=0, le=110)
     token_expiry_margin_seconds: int = Field(default=60, ge=0, le=3600)
     # How long GET /manifests/{id} waits for a manifest still being built before it redirects to itself: below
     # API Gateway's 29 s and Weasis's 30 s read timeout.
