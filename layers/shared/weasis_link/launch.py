@@ -34,7 +34,7 @@ from weasis_link.errors import AllArchivesFailed, BuilderUnavailable, WeasisLink
 from weasis_link.launch_uri import LaunchOptions, bounded_weasis_uri
 from weasis_link.service import ManifestService
 from weasis_link.short_links import short_link
-from weasis_link.storage import MANIFEST_ID, ManifestStore, new_manifest_id
+from weasis_link.storage import MANIFEST_ID, ManifestStore, error_code, new_manifest_id
 
 if TYPE_CHECKING:
     from mypy_boto3_lambda import LambdaClient
@@ -94,7 +94,7 @@ class LambdaDispatcher:
                 Payload=request.model_dump_json().encode("utf-8"),
             )
         except Exception as exc:
-            code = _error_code(exc)
+            code = error_code(exc)
             logger.error("builder invocation failed", extra={"error": code})
             raise BuilderUnavailable(f"The manifest builder could not be started ({code}).") from None
         if answer.get("StatusCode") != 202:
@@ -262,12 +262,3 @@ class Launcher:
             },
         )
         return outcome
-
-
-def _error_code(exc: Exception) -> str:
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        code = response.get("Error", {}).get("Code")
-        if code:
-            return str(code)
-    return type(exc).__name__

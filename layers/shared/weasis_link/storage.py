@@ -104,7 +104,7 @@ class ManifestStore:
                 **self._encryption,
             )
         except Exception as exc:
-            raise StorageError(f"The manifest could not be stored ({_error_code(exc)}).") from None
+            raise StorageError(f"The manifest could not be stored ({error_code(exc)}).") from None
         return StoredManifest(manifest_id, key, expires_at)
 
     def put_pending(self, manifest_id: str, expires_at: dt.datetime, build_deadline: float) -> None:
@@ -124,7 +124,7 @@ class ManifestStore:
                 **self._encryption,
             )
         except Exception as exc:
-            raise StorageError(f"The manifest build could not be registered ({_error_code(exc)}).") from None
+            raise StorageError(f"The manifest build could not be registered ({error_code(exc)}).") from None
 
     def build_deadline(self, manifest_id: str) -> float | None:
         """When the build of a pending manifest must be over (epoch seconds); None when no build was registered."""
@@ -132,9 +132,9 @@ class ManifestStore:
         try:
             head: Any = self._s3.head_object(Bucket=self.bucket, Key=key)
         except Exception as exc:
-            if _error_code(exc) in _MISSING:
+            if error_code(exc) in _MISSING:
                 return None
-            raise StorageError(f"The manifest store cannot be read ({_error_code(exc)}).") from None
+            raise StorageError(f"The manifest store cannot be read ({error_code(exc)}).") from None
         try:
             return float(head.get("Metadata", {})[BUILD_DEADLINE_METADATA])
         except (KeyError, ValueError):
@@ -151,9 +151,9 @@ class ManifestStore:
         try:
             self._s3.head_object(Bucket=self.bucket, Key=self.key_for(manifest_id))
         except Exception as exc:
-            if _error_code(exc) in _MISSING:
+            if error_code(exc) in _MISSING:
                 return False
-            raise StorageError(f"The manifest store cannot be read ({_error_code(exc)}).") from None
+            raise StorageError(f"The manifest store cannot be read ({error_code(exc)}).") from None
         return True
 
     def read(self, manifest_id: str) -> bytes:
@@ -161,9 +161,9 @@ class ManifestStore:
             answer: Any = self._s3.get_object(Bucket=self.bucket, Key=self.key_for(manifest_id))
             return bytes(answer["Body"].read())
         except Exception as exc:
-            if _error_code(exc) in _MISSING:
+            if error_code(exc) in _MISSING:
                 raise ManifestNotFound("This manifest does not exist or has expired.") from None
-            raise StorageError(f"The manifest store cannot be read ({_error_code(exc)}).") from None
+            raise StorageError(f"The manifest store cannot be read ({error_code(exc)}).") from None
 
     def delete(self, manifest_id: str) -> None:
         self._s3.delete_object(Bucket=self.bucket, Key=self.key_for(manifest_id))
@@ -255,7 +255,8 @@ def _strip_suffix(name: str) -> str:
     return name
 
 
-def _error_code(exc: Exception) -> str:
+def error_code(exc: Exception) -> str:
+    """The AWS error code of a botocore ClientError, else the exception's class name (never its message)."""
     response = getattr(exc, "response", None)
     if isinstance(response, dict):
         code = response.get("Error", {}).get("Code")

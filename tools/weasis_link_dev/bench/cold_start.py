@@ -35,7 +35,8 @@ event = json.loads(open(os.environ["BENCH_EVENT"]).read())
 event["headers"]["authorization"] = "Bearer " + os.environ["BENCH_TOKEN"]
 response = lambda_handler(event, Context())
 assert response["statusCode"] == 200, response
-heavy = sorted(m for m in ("numpy", "PIL", "pydicom", "pynetdicom", "pg8000", "pymysql", "sqlalchemy") if m in sys.modules)
+names = ("numpy", "PIL", "pydicom", "pynetdicom", "pg8000", "pymysql", "sqlalchemy")
+heavy = sorted(m for m in names if m in sys.modules)
 print(json.dumps({"heavy": heavy}), file=sys.stderr)
 """
 BASELINE = "import boto3; boto3.client('s3')"
@@ -129,8 +130,8 @@ def run(ctx: BenchContext) -> list[Figure]:
                     "x",
                     "≤ 1.5",
                     ratio <= 1.5,
-                    f"{ours_s:.3f} s vs {base_s:.3f} s, median of {repeat}, Lambda-like sys.path (function, layer, boto3);"
-                    f" heavy modules loaded: {', '.join(heavy) or 'none'}",
+                    f"{ours_s:.3f} s vs {base_s:.3f} s, median of {repeat}, Lambda-like sys.path (function, layer,"
+                    f" boto3); heavy modules loaded: {', '.join(heavy) or 'none'}",
                 )
             )
     return figures

@@ -71,9 +71,7 @@ def raw(uid):
     assert response.status == 200
     return len(response.data)
 
-def rss_kb():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize() // 1024
+from weasis_link_dev.bench.memory import current_rss_mb, peak_rss_mb, reset_peak
 
 out = {}
 warm = args["studies"][0]
@@ -81,9 +79,10 @@ handler(warm["uid"]); raw(warm["uid"])  # imports, connections, JWKS: what a war
 if args["mode"] == "memory":
     big = args["studies"][-1]
     gc.collect()
-    before = rss_kb()
+    reset_peak()
+    before = current_rss_mb()
     handler(big["uid"])
-    out["peak_mb"] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    out["peak_mb"] = peak_rss_mb() - before
 else:
     for study in args["studies"]:
         raw_s, handler_s, find_s, counts = [], [], [], []

@@ -66,7 +66,15 @@ from weasis_link import config as cfg
 from weasis_link.connectors.base import QueryContext
 from weasis_link.criteria import QueryCriteria
 from weasis_link.errors import ArchiveError, ArchiveTimeout, ArchiveUnavailable, ConfigurationError
-from weasis_link.study_tree import SKIP_PATIENT_CONFLICT, Study, StudyTreeBuilder
+from weasis_link.study_tree import (
+    INSTANCE_KEYWORDS,
+    PATIENT_KEYWORDS,
+    SERIES_KEYWORDS,
+    SKIP_PATIENT_CONFLICT,
+    STUDY_KEYWORDS,
+    Study,
+    StudyTreeBuilder,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -82,24 +90,9 @@ STUDY_ROOT_FIND: Final = "1.2.840.10008.5.1.4.1.2.2.1"
 TRANSFER_SYNTAXES: Final = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
 
 # Return keys per query level (the matching keys are added to these).
-STUDY_KEYS: Final = (
-    "PatientID",
-    "IssuerOfPatientID",
-    "PatientName",
-    "PatientBirthDate",
-    "PatientBirthTime",
-    "PatientSex",
-    "StudyInstanceUID",
-    "StudyDate",
-    "StudyTime",
-    "StudyDescription",
-    "AccessionNumber",
-    "StudyID",
-    "ReferringPhysicianName",
-    "ModalitiesInStudy",
-)
-SERIES_KEYS: Final = ("SeriesInstanceUID", "Modality", "SeriesNumber", "SeriesDescription", "SeriesDate", "SeriesTime")
-INSTANCE_KEYS: Final = ("SOPInstanceUID", "SOPClassUID", "InstanceNumber")
+STUDY_KEYS: Final = (*PATIENT_KEYWORDS, *STUDY_KEYWORDS)
+SERIES_KEYS: Final = SERIES_KEYWORDS
+INSTANCE_KEYS: Final = INSTANCE_KEYWORDS
 # An IMAGE-level query of one study: the instances, their series, and the patient each instance names.
 IMAGE_KEYS: Final = ("StudyInstanceUID", *SERIES_KEYS, *INSTANCE_KEYS, "PatientID", "IssuerOfPatientID")
 

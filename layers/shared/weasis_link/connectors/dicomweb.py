@@ -61,7 +61,14 @@ from weasis_link.connectors.base import QueryContext
 from weasis_link.criteria import QueryCriteria
 from weasis_link.errors import ArchiveError, ArchiveTimeout, ArchiveUnavailable
 from weasis_link.oauth_client import QidoCredentials, qido_credentials
-from weasis_link.study_tree import Study, StudyTreeBuilder
+from weasis_link.study_tree import (
+    INSTANCE_KEYWORDS,
+    PATIENT_KEYWORDS,
+    SERIES_KEYWORDS,
+    STUDY_KEYWORDS,
+    Study,
+    StudyTreeBuilder,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -92,23 +99,10 @@ TAGS: Final = {
     "SOPClassUID": "00080016",
     "InstanceNumber": "00200013",
 }
-_PATIENT_STUDY: Final = (
-    "PatientID",
-    "IssuerOfPatientID",
-    "PatientName",
-    "PatientBirthDate",
-    "PatientBirthTime",
-    "PatientSex",
-    "StudyInstanceUID",
-    "StudyDate",
-    "StudyTime",
-    "StudyDescription",
-    "AccessionNumber",
-    "StudyID",
-    "ReferringPhysicianName",
-)
-_SERIES: Final = ("SeriesInstanceUID", "Modality", "SeriesNumber", "SeriesDescription", "SeriesDate", "SeriesTime")
-_INSTANCE: Final = ("SOPInstanceUID", "SOPClassUID", "InstanceNumber")
+# ModalitiesInStudy is asked for separately, at study level only.
+_PATIENT_STUDY: Final = tuple(k for k in (*PATIENT_KEYWORDS, *STUDY_KEYWORDS) if k != "ModalitiesInStudy")
+_SERIES: Final = SERIES_KEYWORDS
+_INSTANCE: Final = INSTANCE_KEYWORDS
 
 
 def _includefield(keywords: Sequence[str]) -> tuple[str, str]:
