@@ -169,3 +169,31 @@ def test_unknown_route_is_a_404_problem(api: ModuleType, store: ManifestStore) -
     response = invoke(api, e)
     assert response["statusCode"] == 404
     assert response["headers"]["Content-Type"] == "application/problem+json"
+
+
+def test_cleanup_function_runs_on_its_scheduled_event(monkeypatch: pytest.MonkeyPatch) -> None:
+    """functions/cleanup/app.py with events/scheduled_cleanup.json: expired manifests go, live ones stay."""
+    import datetime as dt
+
+    from weasis_link.storage import new_manifest_id
+
+    for name, value in {
+        "MANIFEST_BUCKET": "cleanup-test",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": "eu-central-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="eu-central-1")
+        s3.create_bucket(Bucket="cleanup-test", CreateBucketConfiguration={"LocationConstraint": "eu-central-1"})
+        now = dt.datetime.now(dt.UTC)
+        expired = f"manifests/{new_manifest_id(now - dt.timedelta(minutes=1))}.xml.gz"
+        live = f"manifests/{new_manifest_id(now + dt.timedelta(minutes=5))}.xml.gz"
+        for key in (expired, live):
+            s3.put_object(Bucket="cleanup-test", Key=key, Body=b"x")
+        cleanup = importlib.reload(importlib.import_module("functions.cleanup.app"))
+        event = json.loads((EVENTS / "scheduled_cleanup.json").read_text())
+        report = cleanup.lambda_handler(event, LambdaContext(aws_request_id="cleanup"))
+        assert report["deleted"] == 1 and report["failed"] == 0
+        assert [o["Key"] for o in s3.list_objects_v2(Bucket="cleanup-test")["Contents"]] == [live]

@@ -41,10 +41,10 @@ from pydantic import (
     model_validator,
 )
 
-from weasis_link.criteria import SearchKey
+from weasis_link.criteria import CONNECTOR_ID, SearchKey
 from weasis_link.errors import ConfigurationError
 
-CONNECTOR_ID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+CONNECTOR_ID_PATTERN: Final = f"^{CONNECTOR_ID}$"
 HTTP_URL_PATTERN: Final = r"^https?://[^\s\"$<>]+$"
 SECRET_KEYS: Final = frozenset({"password", "client-secret", "login"})
 _ENV_REF: Final = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

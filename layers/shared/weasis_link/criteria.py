@@ -63,6 +63,9 @@ FILTER_PARAMETERS: Final = (
 )
 UID_PARAMETERS: Final = ("studyUID", "seriesUID", "objectUID")
 _WILDCARDS: Final = re.compile(r"[*?]")
+# A connector id: what `archive=` names and the configuration's connector.config keys are.
+CONNECTOR_ID: Final = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
+_ARCHIVE_ID: Final = re.compile(CONNECTOR_ID)
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,6 +274,9 @@ def criteria_from_pairs(pairs: Iterable[tuple[str, str]], *, require_key: bool =
     for i, a in enumerate(accessions):
         _check_identifier("accessionNumber", i, a, dv.MAX_SH, problems)
     archives = many("archive")
+    for i, a in enumerate(archives):
+        if not _ARCHIVE_ID.fullmatch(a):
+            problems.append(FieldProblem(f"archive[{i}]", "is not a connector id (letters, digits, . _ -)"))
 
     modalities: set[str] = set()
     for raw_mods in values.get("modalitiesInStudy", []):

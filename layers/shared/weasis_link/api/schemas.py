@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from weasis_link.criteria import CONNECTOR_ID
+
 
 class _Camel(BaseModel):
     model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
@@ -118,7 +120,7 @@ ObjectUidParam = Annotated[
     list[_UidList] | None, Query(alias="objectUID", description="SOPInstanceUID (or a comma list); repeatable")
 ]
 ArchiveParam = Annotated[
-    list[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]] | None,
+    list[Annotated[str, StringConstraints(pattern=f"^{CONNECTOR_ID}$")]] | None,
     Query(alias="archive", description="Connector id to query; repeatable; default: connector.default"),
 ]
 ModalitiesParam = Annotated[

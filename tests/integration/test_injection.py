@@ -1,0 +1,155 @@
+"""Injection attempts are refused or inert: QIDO parameter smuggling, CRLF towards headers, `$` and quotes towards
+the weasis:// URI. (SQL: tests/integration/test_database_connector_postgres.py and tests/unit/
+test_database_connector.py; XML: tests/unit/test_manifest.py and test_properties.py.)"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, quote, urlsplit
+
+import pytest
+
+from weasis_link.config import DicomWebConnector as DicomWebSettings
+from weasis_link.connectors.base import QueryContext
+from weasis_link.connectors.dicomweb import DicomWebConnector
+from weasis_link.criteria import criteria_from_query_string
+from weasis_link.errors import InvalidRequest
+from weasis_link.study_tree import StudyTreeBuilder
+from weasis_link_dev.orthanc import OrthancServer
+from weasis_link_dev.pytest_stack import StackHandle
+
+pytestmark = pytest.mark.integration
+SMUGGLING = [
+    "WLK-0001&StudyInstanceUID=1.2.3",
+    "WLK-0001&PatientID=WLK-0002",
+    "WLK-0001=WLK-0002",
+    "WLK-0001#fragment",
+    "WLK-0001%26PatientID%3DWLK-0002",
+    "WLK-0001;PatientID=WLK-0002",
+    "WLK-0001+WLK-0002",
+    "WLK-0001/../../studies",
+]
+# What the connector may send; anything else in a request's query string was smuggled in.
+EXPECTED_PARAMETERS = {"PatientID", "AccessionNumber", "StudyInstanceUID", "includefield", "limit", "offset"}
+
+
+class RecordingQido:
+    """A DICOMweb endpoint on 127.0.0.1 that records every request line and answers no matches."""
+
+    def __init__(self) -> None:
+        self.requests: list[str] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                owner.requests.append(self.path)
+                body = b"[]"
+                self.send_response(200)
+                self.send_header("Content-Type", "application/dicom+json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/dicom-web"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture(scope="module")
+def recording() -> Iterator[RecordingQido]:
+    server = RecordingQido()
+    yield server
+    server.server.shutdown()
+    server.server.server_close()
+
+
+def ask(url: str, query: str) -> set[str]:
+    connector = DicomWebConnector("pacs", DicomWebSettings.model_validate({"url": url}))
+    criteria = criteria_from_query_string(query)
+    builder = StudyTreeBuilder()
+    connector.find(criteria, QueryContext(None, time.monotonic() + 15), builder)
+    return {
+        i.sop_instance_uid
+        for s in criteria.restrict(builder.studies())
+        for se in s.series.values()
+        for i in se.instances
+    }
+
+
+@pytest.mark.parametrize("key", ["patientID", "accessionNumber"])
+@pytest.mark.parametrize("value", SMUGGLING)
+def test_qido_values_cannot_smuggle_parameters(recording: RecordingQido, key: str, value: str) -> None:
+    if key == "accessionNumber":
+        value = value[:16]
+    recording.requests.clear()
+    assert ask(recording.url, f"{key}={quote(value, safe='')}") == set()
+    assert recording.requests
+    for request in recording.requests:
+        parts = urlsplit(request)
+        assert "#" not in request and "\r" not in request and "\n" not in request
+        assert parts.path.startswith("/dicom-web/studies")  # no path traversal out of the DICOMweb root
+        names = [name for name, _ in parse_qsl(parts.query, keep_blank_values=True)]
+        assert set(names) <= EXPECTED_PARAMETERS, request
+        assert names.count("PatientID") + names.count("AccessionNumber") <= 1, request
+        assert "StudyInstanceUID" not in names, request
+
+
+@pytest.mark.parametrize("value", SMUGGLING)
+def test_smuggled_values_find_nothing_on_a_real_pacs(orthanc: OrthancServer, value: str) -> None:
+    # The PACS may widen the match (we send wildcards where it cannot decode), never the answer we give.
+    assert ask(orthanc.dicomweb_url, f"patientID={quote(value, safe='')}") == set()
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "patientID=WLK-0001%0D%0ALocation:%20https://evil.example",
+        "patientID=WLK-0001%0ASet-Cookie:%20x=1",
+        "accessionNumber=A%0D%0AB",
+        "archive=x%0D%0Ay&patientID=WLK-0001",
+    ],
+)
+def test_control_characters_in_criteria_are_refused(query: str) -> None:
+    with pytest.raises(InvalidRequest):
+        criteria_from_query_string(query)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        "pro=weasis.aet%20X%0D%0ALocation:%20https://evil.example",
+        "cdb=https://a.example/%0D%0AX:%201",
+        "arg=dicom:close%0D%0A",
+        "pro=weasis.aet%20%24dicom:close%20--all",
+        "arg=%24dicom:get%20-w%20https://evil.example/m.xml",
+        "pro=weasis.aet%20%22x%22",
+        "cdb=https://a.example/%22%20%24weasis:config",
+        "pro=java.class.path%20/tmp",
+    ],
+)
+def test_launch_values_reaching_headers_or_the_weasis_uri_are_refused(local_stack: StackHandle, extra: str) -> None:
+    status, headers, body = local_stack.get(f"/weasis?patientID=WLS-1001&{extra}", local_stack.token())
+    assert status == 400, body
+    assert json.loads(body)["type"] == "urn:weasis-link:problem:invalid-request"
+    assert all("\r" not in v and "\n" not in v for v in headers.values())
+    assert "Location" not in headers
+
+
+def test_accepted_values_cannot_break_out_of_the_launch_uri(local_stack: StackHandle) -> None:
+    status, headers, _ = local_stack.get("/weasis?patientID=WLS-1001&pro=weasis.aet%20A%26B%3DC", local_stack.token())
+    assert status == 302
+    location = headers["Location"]
+    assert location.startswith("weasis://?") and "\r" not in location and "\n" not in location
+    from weasis_link_dev.weasis_client import parse_launch_uri
+
+    commands = parse_launch_uri(location)
+    assert set(commands) == {"dicom:get", "weasis:config"}
+    assert commands["weasis:config"] == [["pro=weasis.aet A&B=C"]]
