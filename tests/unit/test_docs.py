@@ -56,3 +56,10 @@ def test_readme_starts_with_run_then_test_then_deploy() -> None:
     run, test, deploy = readme.index("make run"), readme.index("make test"), readme.index("sam build && sam deploy")
     assert run < test < deploy
     assert "docs/configuration.md" in readme
+
+
+def test_the_architecture_names_every_module_of_the_layer() -> None:
+    architecture = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    package = ROOT / "layers" / "shared" / "weasis_link"
+    modules = {p.name for p in package.rglob("*.py") if p.name != "__init__.py"}
+    assert sorted(m for m in modules if m not in architecture) == []
