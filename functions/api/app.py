@@ -32,8 +32,9 @@ from weasis_link.criteria import QueryCriteria, criteria_from_pairs, parse_query
 from weasis_link.errors import InvalidRequest, WeasisLinkError
 from weasis_link.iid import iid_criteria_pairs
 from weasis_link.launch import LaunchResult, make_dispatcher
+from weasis_link.launch_options import allowed_launch_options
 from weasis_link.launch_page import launch_page, page_headers, wants_html
-from weasis_link.launch_uri import LaunchOptions, launch_options_from_pairs
+from weasis_link.launch_uri import LaunchOptions
 from weasis_link.observability import configure_logging
 from weasis_link.runtime import build_runtime
 from weasis_link.service import ManifestResult
@@ -117,7 +118,7 @@ def launch_options(
     pro: schemas.ProParam = None,  # noqa: ARG001
     arg: schemas.ArgParam = None,  # noqa: ARG001
 ) -> LaunchOptions:
-    return launch_options_from_pairs(_request_pairs())
+    return allowed_launch_options(_request_pairs(), config.launch_options)
 
 
 def base_url() -> str:
@@ -145,7 +146,7 @@ HtmlDep = Annotated[bool, Depends(html_requested)]
     summary="Build a Weasis manifest and return its links as JSON",
     responses={
         200: {"description": "Manifest stored", "content": {"application/json": {"model": schemas.ManifestResponse}}},
-        **schemas.problem_responses(400, 401, 403, 422, 502, 503, 504),
+        **schemas.problem_responses(400, 401, 403, 409, 422, 502, 503, 504),
     },
 )
 def get_manifest_links(caller: CallerDep, criteria: CriteriaDep, launch: LaunchDep, base: BaseUrlDep) -> Response[str]:
@@ -159,7 +160,7 @@ def get_manifest_links(caller: CallerDep, criteria: CriteriaDep, launch: LaunchD
     summary="Upload a Weasis manifest (XML) or a JSON list of UIDs to resolve; answered like a built manifest",
     responses={
         201: {"description": "Manifest stored", "content": {"application/json": {"model": schemas.ManifestResponse}}},
-        **schemas.problem_responses(400, 401, 403, 413, 415, 422, 502, 503, 504),
+        **schemas.problem_responses(400, 401, 403, 409, 413, 415, 422, 502, 503, 504),
     },
 )
 def upload_manifest(
@@ -216,7 +217,7 @@ def open_manifest(manifest_id: str, base: BaseUrlDep, attempt: schemas.AttemptPa
             "description": "HTML launch page (Accept: text/html or format=html)",
             "content": {"text/html": {"schema": {"type": "string"}}},
         },
-        **schemas.problem_responses(400, 401, 403, 422, 503),
+        **schemas.problem_responses(400, 401, 403, 409, 422, 502, 503, 504),
     },
 )
 def launch_weasis(
@@ -235,7 +236,7 @@ def launch_weasis(
             "description": "HTML launch page (Accept: text/html or format=html)",
             "content": {"text/html": {"schema": {"type": "string"}}},
         },
-        **schemas.problem_responses(400, 401, 403, 422, 503),
+        **schemas.problem_responses(400, 401, 403, 409, 422, 502, 503, 504),
     },
 )
 def invoke_image_display(

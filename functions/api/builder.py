@@ -15,6 +15,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
+from weasis_link.fingerprint import manifest_fingerprint
 from weasis_link.launch import BuildRequest
 from weasis_link.observability import configure_logging
 from weasis_link.runtime import build_runtime
@@ -35,6 +36,6 @@ def lambda_handler(event: dict[str, Any], _context: LambdaContext) -> dict[str, 
         fields = sorted({".".join(str(p) for p in e["loc"]) for e in exc.errors()})
         logger.error("malformed build request", extra={"fields": fields})
         return {"outcome": "malformed"}
-    logger.append_keys(manifest=request.manifest_id)
+    logger.append_keys(manifest=manifest_fingerprint(request.manifest_id))
     outcome = launcher.run_build(request)
-    return {"manifestId": request.manifest_id, "outcome": outcome}
+    return {"manifest": manifest_fingerprint(request.manifest_id), "outcome": outcome}

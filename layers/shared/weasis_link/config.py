@@ -43,6 +43,9 @@ from pydantic import (
 
 from weasis_link.criteria import CONNECTOR_ID, SearchKey
 from weasis_link.errors import ConfigurationError
+from weasis_link.launch_options import LaunchOptionsConfig
+
+WildcardKey = Literal["PATIENT_ID", "STUDY_ACCESSION_NUMBER"]
 
 CONNECTOR_ID_PATTERN: Final = f"^{CONNECTOR_ID}$"
 HTTP_URL_PATTERN: Final = r"^https?://[^\s\"$<>]+$"
@@ -298,10 +301,15 @@ class DicomWebConnector(_Model):
 
 class SearchCriteria(_Model):
     deactivated: Annotated[list[SearchKey], BeforeValidator(_comma_list)] = Field(default_factory=list)
+    # Wildcards are opt-in per key and bounded (weasis_link/patient_identity.py, docs/security.md).
+    wildcards: Annotated[list[WildcardKey], BeforeValidator(_comma_list)] = Field(default_factory=list)
+    wildcard_max_patients: int = Field(default=1, ge=1, le=1000)
 
 
 class Connector(_Model):
     type: Literal["DB", "DICOM", "DICOM_WEB"]
+    # The assigning authority applied to a bare patientID in this archive (weasis_link/patient_identity.py).
+    default_issuer: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[^\\\x00-\x1f*?^]+$")
     search_criteria: SearchCriteria = Field(default_factory=SearchCriteria)
     wado: Wado | None = None
     manifest: ManifestOptions = Field(default_factory=ManifestOptions)
@@ -328,12 +336,15 @@ class Connector(_Model):
 
 class Connectors(_Model):
     default: Annotated[list[str], BeforeValidator(_comma_list)] = Field(default_factory=list)
+    # Deployment-wide: a bare patientID matching several patient identities is refused (409) or listed with a warning.
+    ambiguous_patient: Literal["refuse", "warn"] = "refuse"
     config: dict[Annotated[str, Field(pattern=CONNECTOR_ID_PATTERN)], Connector] = Field(min_length=1)
 
 
 class AppConfig(_Model):
     connector: Connectors
     wado: Wado | None = None
+    launch_options: LaunchOptionsConfig = Field(default_factory=LaunchOptionsConfig)
 
     @model_validator(mode="after")
     def _every_connector_has_a_wado_url(self) -> AppConfig:

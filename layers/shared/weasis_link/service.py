@@ -10,6 +10,7 @@ manifest under a fresh random key and presigns it. When every archive fails noth
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import datetime as dt
 import logging
 import time
@@ -23,6 +24,7 @@ from weasis_link.auth import Caller
 from weasis_link.config import AppConfig, OAuth2Wado, Wado
 from weasis_link.connectors import Connector, QueryContext, create_connector
 from weasis_link.criteria import KEY_PARAMETERS, QueryCriteria, SearchKey
+from weasis_link.duplicates import deduplicate, distinct_counts
 from weasis_link.errors import (
     AllArchivesFailed,
     ArchiveError,
@@ -32,6 +34,14 @@ from weasis_link.errors import (
 )
 from weasis_link.launch_uri import LaunchOptions, bounded_weasis_uri, weasis_uri
 from weasis_link.oauth_client import shared_token_provider
+from weasis_link.patient_identity import (
+    AMBIGUOUS_TITLE,
+    archives_for_wildcards,
+    check_identities,
+    needs_result_check,
+    wildcard_warnings,
+    with_default_issuer,
+)
 from weasis_link.settings import ServiceSettings
 from weasis_link.short_links import short_link
 from weasis_link.storage import ManifestStore, new_manifest_id
@@ -118,7 +128,7 @@ class ManifestService:
         built = self.build(criteria, caller)
         return self.store_manifest(
             built.body_gzip,
-            mf.count(built.archive_queries),
+            distinct_counts(q.studies for q in built.archive_queries),
             launch,
             base_url=base_url,
             archives=built.outcomes,
@@ -172,8 +182,16 @@ class ManifestService:
         failures = [o.failure for o in outcomes if o.failure is not None]
         if len(failures) == len(outcomes):
             raise AllArchivesFailed(failures)
-        warnings = self.deactivation_warnings(criteria)
-        queries = [self._archive_query(o, caller, warnings) for o in outcomes]
+        # One patient or a clear answer (409 before anything is stored), then each instance once across archives.
+        answers = [(o.archive_id, o.studies) for o in outcomes if o.failure is None]
+        identity_warnings = check_identities(criteria, answers, self._config)
+        deduped = deduplicate(answers, self.archive_order())
+        outcomes = [dataclasses.replace(o, studies=deduped.studies.get(o.archive_id, o.studies)) for o in outcomes]
+        warnings = self.deactivation_warnings(criteria) + identity_warnings + deduped.warnings
+        queries = [self._archive_query(o, caller, warnings) for o in outcomes if o.archive_id not in deduped.emptied]
+        for query in queries:
+            if query.studies and identity_warnings:
+                query.add_message(mf.Message(AMBIGUOUS_TITLE, identity_warnings[0], "WARN"))
         self._warn_short_lived_tokens(queries, caller, warnings)
         body = mf.manifest_gzip(queries, str(uuid.uuid4()))
         return BuiltManifest(body, queries, outcomes, warnings)
@@ -196,7 +214,16 @@ class ManifestService:
             refused = sorted({k for a in selected for k in self._refused_keys(a, criteria)})
             names = ", ".join(PARAMETER_BY_KEY[k] for k in refused)
             raise CriterionDeactivated(f"Searching by {names} is deactivated for the selected archives.")
-        return allowed
+        return archives_for_wildcards(criteria, allowed, self._config)
+
+    def needs_result_check(self, criteria: QueryCriteria, archive_ids: Sequence[str]) -> bool:
+        """Whether a patient-identity rule can only be decided once the archives have answered."""
+        return needs_result_check(criteria, archive_ids, self._config)
+
+    def archive_order(self) -> list[str]:
+        """The configured order (connector.default, then the rest of connector.config): who lists a duplicate."""
+        first = self._config.default_connector_ids
+        return first + [a for a in self._config.connector.config if a not in first]
 
     def deactivation_warnings(self, criteria: QueryCriteria) -> list[str]:
         """Archives left out because they refuse a key the request uses (said in the JSON answer only: a Weasis
@@ -210,7 +237,8 @@ class ManifestService:
                 warnings.append(
                     f"The archive {archive_id} was not searched: searching by {names} is deactivated there."
                 )
-        return warnings
+        allowed = [a for a in selected if a in self._config.connector.config and not self._refused_keys(a, criteria)]
+        return warnings + wildcard_warnings(criteria, allowed, self._config)
 
     def default_archive_ids(self) -> list[str]:
         return self._config.default_connector_ids
@@ -251,6 +279,7 @@ class ManifestService:
     def _query_one(self, archive_id: str, criteria: QueryCriteria, context: QueryContext) -> ArchiveOutcome:
         started = time.perf_counter()
         builder = StudyTreeBuilder()
+        criteria = with_default_issuer(criteria, self._config.connector.config[archive_id].default_issuer)
         try:
             self._connector(archive_id).find(criteria, context, builder)
         except ArchiveError as exc:

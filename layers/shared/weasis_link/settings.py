@@ -10,6 +10,7 @@ from typing import Annotated, Final, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from weasis_link.errors import ConfigurationError
+from weasis_link.public_url import check_public_base_url
 
 AsymmetricAlgorithm = Literal["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"]
 
@@ -84,7 +85,7 @@ class ServiceSettings(BaseModel):
     config_file: Path | None = None
     aws_region: str = "us-east-1"
     s3_endpoint_url: str | None = None
-    public_base_url: str | None = Field(default=None, pattern=r"^https?://[^\s\"$]+$")
+    public_base_url: str | None = None  # checked by public_url.check_public_base_url
     builder_function_name: str | None = None
     # The whole query must end well inside API Gateway's 29 s integration limit.
     archive_deadline_seconds: float = Field(default=20.0, gt=0, le=25)
@@ -111,6 +112,11 @@ class ServiceSettings(BaseModel):
         if value.startswith("http://") and not value.startswith(("http://127.0.0.1", "http://localhost")):
             raise ValueError("must use https (plain http is accepted only on 127.0.0.1/localhost)")
         return value
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _launchable_base_url(cls, value: str | None) -> str | None:
+        return None if value is None else check_public_base_url(value)
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> ServiceSettings:
