@@ -36,6 +36,7 @@ def deduplicate(answers: Sequence[tuple[str, list[Study]]], order: Sequence[str]
         out: list[Study] = []
         for study in studies:
             series = {}
+            changed = False
             for uid, s in study.series.items():
                 instances = []
                 for instance in s.instances:
@@ -45,12 +46,14 @@ def deduplicate(answers: Sequence[tuple[str, list[Study]]], order: Sequence[str]
                     else:
                         removed += 1
                         overlaps.setdefault(first, set()).add(archive_id)
-                if instances:
-                    series[uid] = (
-                        s if len(instances) == len(s.instances) else dataclasses.replace(s, instances=instances)
-                    )
+                if len(instances) == len(s.instances):
+                    series[uid] = s
+                else:
+                    changed = True
+                    if instances:
+                        series[uid] = dataclasses.replace(s, instances=instances)
             if series:
-                out.append(study if len(series) == len(study.series) else dataclasses.replace(study, series=series))
+                out.append(dataclasses.replace(study, series=series) if changed else study)
         kept[archive_id] = out
         if studies and not out:
             emptied.add(archive_id)
