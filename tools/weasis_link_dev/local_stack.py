@@ -143,7 +143,7 @@ connector:
         f"Orthanc {pacs.http_url} ({'bearer tokens of this stack' if bearer else 'no authentication'}), "
         f"synthetic standard dataset: {patients} patients, {studies} studies, {len(records)} instances"
     )
-    return ServedArchive(description, "patientID=WLK-0002", config, {"orthanc_url": pacs.http_url})
+    return ServedArchive(description, "patientID=WLK-0001", config, {"orthanc_url": pacs.http_url})
 
 
 def main(argv: list[str] | None = None) -> int:
