@@ -124,6 +124,17 @@ def test_control_characters_in_criteria_are_refused(query: str) -> None:
         criteria_from_query_string(query)
 
 
+@pytest.fixture(scope="module")
+def options_stack(local_stack_factory: StackFactory, tmp_path_factory: pytest.TempPathFactory) -> StackHandle:
+    """Launch options allowed (refused by default), so that their syntax checks are what refuses these values."""
+    bundled = pathlib.Path(__file__).resolve().parents[2] / "functions/api/weasis-link.yaml"
+    config = yaml.safe_load(bundled.read_text())
+    config["launch-options"] = {"cdb": ["https://a.example"], "pro": ["weasis.aet"], "arg": ["dicom:close --all"]}
+    path = tmp_path_factory.mktemp("injection") / "weasis-link.yaml"
+    path.write_text(json.dumps(config))
+    return local_stack_factory(config=path)
+
+
 @pytest.mark.parametrize(
     "extra",
     [
@@ -137,17 +148,6 @@ def test_control_characters_in_criteria_are_refused(query: str) -> None:
         "pro=java.class.path%20/tmp",
     ],
 )
-@pytest.fixture(scope="module")
-def options_stack(local_stack_factory: StackFactory, tmp_path_factory: pytest.TempPathFactory) -> StackHandle:
-    """Launch options allowed (refused by default), so that their syntax checks are what refuses these values."""
-    bundled = pathlib.Path(__file__).resolve().parents[2] / "functions/api/weasis-link.yaml"
-    config = yaml.safe_load(bundled.read_text())
-    config["launch-options"] = {"cdb": ["https://a.example"], "pro": ["weasis.aet"], "arg": ["dicom:close --all"]}
-    path = tmp_path_factory.mktemp("injection") / "weasis-link.yaml"
-    path.write_text(json.dumps(config))
-    return local_stack_factory(config=path)
-
-
 def test_launch_values_reaching_headers_or_the_weasis_uri_are_refused(options_stack: StackHandle, extra: str) -> None:
     local_stack = options_stack
     status, headers, body = local_stack.get(f"/weasis?patientID=WLS-1001&{extra}", local_stack.token())

@@ -186,8 +186,10 @@ class LocalApiServer:
 
             def log_message(self, format: str, *args: Any) -> None:
                 # The route, not the path (a manifest id is a capability) nor the query (it may carry access_token).
-                route = route_key(str(self.command), urlsplit(self.path).path)
-                print(f"{self.address_string()} {route} {args[1] if len(args) > 1 else ''}", flush=True)
+                # A malformed request line is logged before it is parsed: no route then, and no echo of it.
+                route = route_key(str(getattr(self, "command", None)), urlsplit(getattr(self, "path", "")).path)
+                status = str(args[1]) if len(args) > 1 and str(args[1]).isdigit() else str(args[0] if args else "")
+                print(f"{self.address_string()} {route} {status if status.isdigit() else '-'}", flush=True)
 
         self._server = ThreadingHTTPServer((host, port), RequestHandler)
         self._server.daemon_threads = True
