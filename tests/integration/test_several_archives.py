@@ -36,7 +36,7 @@ from weasis_link_dev.pacs_database import DB_QUERY, ISSUER_OF_PATIENT_ID_COLUMN
 from weasis_link_dev.pytest_postgres import PacsDatabase
 from weasis_link_dev.pytest_stack import StackFactory, StackHandle
 from weasis_link_dev.query_matrix import check, instance_patients, standard_cases
-from weasis_link_dev.synthetic_studies import standard_dataset
+from weasis_link_dev.synthetic_studies import SHARED_ACCESSION_TWO_PATIENTS, standard_dataset
 from weasis_link_dev.weasis_client import ArchiveView, fetch_manifest, read_manifest, validate
 
 pytestmark = pytest.mark.integration
@@ -304,6 +304,13 @@ def test_api_with_the_defaults_refuses_two_patients_and_wildcards(default_stack:
     status, answer, views = get_manifest(default_stack, "patientID=WLK-0002%5E%5E%5EHOSP-B")
     assert status == 200 and answer["patients"] == 1, answer
     assert [v.arc_id for v in views] == ["sql"]
+    # An accession number two patients share: the same answer, unless a patientID says whose.
+    status, answer, _ = get_manifest(default_stack, f"accessionNumber={SHARED_ACCESSION_TWO_PATIENTS}")
+    assert status == 409 and answer["patients"] == 2, answer
+    assert default_stack.object_keys() == before
+    narrowed = f"accessionNumber={SHARED_ACCESSION_TWO_PATIENTS}&patientID=WLK-0003"
+    status, answer, _ = get_manifest(default_stack, narrowed)
+    assert status == 200 and answer["patients"] == 1, answer
 
 
 def test_api_answers_503_and_stores_nothing_when_every_archive_fails(stack: StackHandle) -> None:
