@@ -305,6 +305,7 @@ def test_api_with_the_defaults_refuses_two_patients_and_wildcards(default_stack:
     assert status == 200 and answer["patients"] == 1, answer
     assert [v.arc_id for v in views] == ["sql"]
     # An accession number two patients share: the same answer, unless a patientID says whose.
+    before = default_stack.object_keys()
     status, answer, _ = get_manifest(default_stack, f"accessionNumber={SHARED_ACCESSION_TWO_PATIENTS}")
     assert status == 409 and answer["patients"] == 2, answer
     assert default_stack.object_keys() == before
