@@ -31,8 +31,8 @@ from pynetdicom.transport import ThreadedAssociationServer
 from weasis_link import config as cfg
 from weasis_link.connectors.base import QueryContext
 from weasis_link.connectors.dicom import DicomConnector
-from weasis_link.criteria import criteria_from_query_string
 from weasis_link.errors import ArchiveError, ArchiveTimeout, ArchiveUnavailable, ConfigurationError
+from weasis_link.http.requests import criteria_from_query_string
 from weasis_link.study_tree import SKIP_PATIENT_CONFLICT, Study, StudyTreeBuilder
 from weasis_link_dev.orthanc import OrthancServer, instance_truth
 from weasis_link_dev.query_matrix import MatrixCase, check, instance_patients, standard_cases
@@ -48,7 +48,7 @@ Answer = dict[str, tuple[str, str | None]]
 
 def connector(port: int, aet: str = "ORTHANC", **settings: Any) -> DicomConnector:
     values = {"calling-aet": "WEASIS-LINK", "aet": aet, "host": "127.0.0.1", "port": port, **settings}
-    return DicomConnector("pacs", cfg.DicomConnector.model_validate(values))
+    return DicomConnector("pacs", cfg.DicomConnectorConfig.model_validate(values))
 
 
 def find(conn: DicomConnector, query: str, seconds: float = 20) -> tuple[Answer, list[Study], StudyTreeBuilder]:
@@ -626,4 +626,4 @@ def test_missing_tls_files_are_a_configuration_error(tmp_path: Path) -> None:
 def test_bad_dicom_settings_are_refused(settings: dict[str, Any]) -> None:
     values = {"calling-aet": "WEASIS-LINK", "aet": "PACS", "host": "pacs.example", "port": 104, **settings}
     with pytest.raises(ValueError, match="validation error"):
-        cfg.DicomConnector.model_validate(values)
+        cfg.DicomConnectorConfig.model_validate(values)

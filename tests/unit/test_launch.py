@@ -7,6 +7,7 @@ import gzip
 import json
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from weasis_link.connectors.base import QueryContext
 from weasis_link.criteria import QueryCriteria, criteria_from_pairs
 from weasis_link.errors import ArchiveUnavailable, BuilderUnavailable, CriterionDeactivated, InvalidRequest
 from weasis_link.launch import (
+    Builder,
     BuildRequest,
     InlineDispatcher,
     LambdaDispatcher,
@@ -108,19 +110,33 @@ class Recorder:
         self.requests.append(request)
 
 
+@dataclass(frozen=True)
+class Launch:
+    """Both sides of a launch: the API's launcher and the builder (the dispatcher between them is recorded)."""
+
+    launcher: Launcher
+    builder: Builder
+
+    def launch(self, *args: Any, **kwargs: Any) -> Any:
+        return self.launcher.launch(*args, **kwargs)
+
+    def run_build(self, request: BuildRequest) -> str:
+        return self.builder.run_build(request)
+
+
 def make_launcher(
     config: AppConfig, store: ManifestStore, behaviour: Callable[[StudyTreeBuilder], None] = two_instances
-) -> tuple[Launcher, Recorder]:
+) -> tuple[Launch, Recorder]:
     settings = ServiceSettings.model_validate(
         {"manifest_bucket": BUCKET, "oauth_issuer": "i", "oauth_audiences": ["a"], "oauth_jwks_url": "https://i/j"}
     )
     service = ManifestService(
         settings, config, store, connector_factory=lambda _: FakeConnector(behaviour), clock=lambda: NOW
     )
-    launcher = Launcher(service, store, settings.build_deadline_seconds, clock=lambda: NOW)
     recorder = Recorder()
-    launcher.dispatcher = recorder
-    return launcher, recorder
+    launcher = Launcher(service, store, recorder, settings.build_deadline_seconds, clock=lambda: NOW)
+    builder = Builder(service, store, settings.build_deadline_seconds, clock=lambda: NOW)
+    return Launch(launcher, builder), recorder
 
 
 def keys() -> list[str]:

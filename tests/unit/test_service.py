@@ -16,8 +16,9 @@ from moto import mock_aws
 from weasis_link.auth import Caller
 from weasis_link.config import AppConfig, load_config
 from weasis_link.connectors.base import Connector, QueryContext
-from weasis_link.criteria import QueryCriteria, criteria_from_query_string
+from weasis_link.criteria import QueryCriteria
 from weasis_link.errors import AllArchivesFailed, ArchiveError, ArchiveTimeout, CriterionDeactivated, UnknownArchive
+from weasis_link.http.requests import criteria_from_query_string
 from weasis_link.service import ManifestService
 from weasis_link.settings import ServiceSettings
 from weasis_link.storage import ManifestStore, s3_client

@@ -6,10 +6,10 @@ The Java connectors start Weasis while they query the PACS (weasis-facts §3.1, 
    archive selection, launch options, URI length), writes the pending marker `<id>.pending` (storage.py), hands a
    `BuildRequest` to the dispatcher and returns the weasis:// URI carrying the short link. Its latency does not
    depend on the study: no PACS query, one small PutObject, one asynchronous invocation.
-2. `Launcher.run_build` (builder function on AWS, a worker thread locally) queries the archives and stores the
+2. `Builder.run_build` (builder function on AWS, a worker thread locally) queries the archives and stores the
    manifest under the final key, or, when the build fails, a manifest whose ERROR <Message> says why, so the user
    reads the reason in Weasis instead of facing an empty viewer.
-3. GET /manifests/{id} (short_links.py) waits for the final key.
+3. GET /manifests/{id} (manifest_links.py) waits for the final key.
 
 Dispatchers: `LambdaDispatcher` (Invoke with InvocationType=Event, when BUILDER_FUNCTION_NAME is set),
 `ThreadDispatcher` (the local stack), `InlineDispatcher` (builds before answering: the safe fallback inside a Lambda
@@ -30,11 +30,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from weasis_link.auth import Caller
 from weasis_link.criteria import QueryCriteria, criteria_from_pairs
-from weasis_link.errors import AllArchivesFailed, BuilderUnavailable, WeasisLinkError
+from weasis_link.errors import AllArchivesFailed, BuilderUnavailable, WeasisLinkError, error_code
 from weasis_link.launch_uri import LaunchOptions, bounded_weasis_uri
+from weasis_link.manifest_links import short_link
 from weasis_link.service import ManifestService
-from weasis_link.short_links import short_link
-from weasis_link.storage import MANIFEST_ID, ManifestStore, error_code, new_manifest_id
+from weasis_link.storage import MANIFEST_ID, ManifestStore, new_manifest_id
 
 if TYPE_CHECKING:
     from mypy_boto3_lambda import LambdaClient
@@ -165,20 +165,22 @@ class LaunchResult:
 
 
 class Launcher:
+    """The API side: register a build, start it, answer the launch URI."""
+
     def __init__(
         self,
         service: ManifestService,
         store: ManifestStore,
+        dispatcher: BuildDispatcher,
         build_deadline_seconds: float,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._service = service
         self._store = store
+        self._dispatcher = dispatcher
         self._build_deadline = build_deadline_seconds
         self._clock = clock
-        self.dispatcher: BuildDispatcher = InlineDispatcher(self.run_build)
 
-    # --- API side -------------------------------------------------------------------------------------------
     def launch(
         self,
         query: Sequence[tuple[str, str]],
@@ -192,7 +194,7 @@ class Launcher:
         `query` holds the criteria parameters the builder parses again (`criteria` is what they parsed to here);
         it must not hold access_token: the token travels once, in its own field."""
         # An unknown archive or a deactivated criterion is refused now, not discovered by the builder.
-        archive_ids = self._service.select_archives(criteria)
+        archive_ids = self._service.archives.select(criteria)
         expires_at = self._service.expiry()
         manifest_id = new_manifest_id(expires_at)
         link = short_link(base_url, manifest_id)
@@ -209,12 +211,27 @@ class Launcher:
             token_expires_at=caller.expires_at,
             launched_at=now,
         )
-        self.dispatcher.dispatch(request)
-        warning = self._service.token_warning(caller, archive_ids)
-        warnings = self._service.deactivation_warnings(criteria) + ([warning] if warning else [])
+        self._dispatcher.dispatch(request)
+        warning = self._service.access.token_warning(caller, archive_ids)
+        warnings = self._service.archives.deactivation_warnings(criteria) + ([warning] if warning else [])
         return LaunchResult(manifest_id, link, uri, expires_at, warnings)
 
-    # --- builder side ---------------------------------------------------------------------------------------
+
+class Builder:
+    """The builder side (the builder function on AWS, a worker thread locally): build a launch's manifest."""
+
+    def __init__(
+        self,
+        service: ManifestService,
+        store: ManifestStore,
+        build_deadline_seconds: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._service = service
+        self._store = store
+        self._build_deadline = build_deadline_seconds
+        self._clock = clock
+
     def run_build(self, request: BuildRequest) -> BuildOutcome:
         """Build and store the manifest of a launch; on failure store one that says why. Never raises for a PACS
         failure: the user learns about it in Weasis."""
@@ -227,7 +244,7 @@ class Launcher:
         archive_ids: list[str] = []
         try:
             criteria = criteria_from_pairs(request.query)
-            archive_ids = self._service.select_archives(criteria)
+            archive_ids = self._service.archives.select(criteria)
             body = self._service.build(criteria, request.caller(), self._build_deadline).body_gzip
         except AllArchivesFailed as exc:
             outcome = "failed"
@@ -241,13 +258,13 @@ class Launcher:
             outcome = "failed"
             logger.warning("build refused", extra={"manifest": request.manifest_id, "code": exc.code})
             body = self._service.failure_manifest(
-                archive_ids or self._service.default_archive_ids(), "The images could not be listed", exc.detail
+                archive_ids or self._service.archives.default_ids(), "The images could not be listed", exc.detail
             )
         except Exception:
             outcome = "failed"
             logger.exception("build crashed", extra={"manifest": request.manifest_id})
             body = self._service.failure_manifest(
-                archive_ids or self._service.default_archive_ids(),
+                archive_ids or self._service.archives.default_ids(),
                 "The images could not be listed",
                 "An unexpected error stopped the preparation of the image list; it has been logged.",
             )

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from weasis_link.errors import ManifestNotFound, StorageError
+from weasis_link.errors import ManifestNotFound, StorageError, error_code
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -49,6 +49,11 @@ class StoredManifest:
 
 def new_manifest_id(expires_at: dt.datetime) -> str:
     return f"{int(expires_at.timestamp()):010d}-{secrets.token_urlsafe(24)}"
+
+
+def manifest_expiry(now: float, ttl_seconds: int) -> dt.datetime:
+    """When a manifest created at `now` (epoch seconds) expires: whole seconds, UTC."""
+    return dt.datetime.fromtimestamp(int(now), tz=dt.UTC) + dt.timedelta(seconds=ttl_seconds)
 
 
 def expiry_of(manifest_id: str) -> dt.datetime | None:
@@ -253,13 +258,3 @@ def _strip_suffix(name: str) -> str:
         if name.endswith(suffix):
             return name[: -len(suffix)]
     return name
-
-
-def error_code(exc: Exception) -> str:
-    """The AWS error code of a botocore ClientError, else the exception's class name (never its message)."""
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        code = response.get("Error", {}).get("Code")
-        if code:
-            return str(code)
-    return type(exc).__name__

@@ -33,11 +33,13 @@ from pynetdicom import AE, _config
 from weasis_link import config as cfg
 from weasis_link.connectors.base import QueryContext
 from weasis_link.connectors.dicom import IMAGE_KEYS, SERIES_KEYS, STUDY_KEYS, STUDY_ROOT_FIND, DicomConnector
-from weasis_link.criteria import criteria_from_query_string
+from weasis_link.http.requests import criteria_from_query_string
 from weasis_link.study_tree import StudyTreeBuilder
 
 uid, port, aet, host = args["uid"], args["port"], args["aet"], args["host"]
-settings = cfg.DicomConnector.model_validate({"calling-aet": "WEASIS-LINK", "aet": aet, "host": host, "port": port})
+settings = cfg.DicomConnectorConfig.model_validate(
+    {"calling-aet": "WEASIS-LINK", "aet": aet, "host": host, "port": port}
+)
 connector = DicomConnector("bench", settings)
 criteria = criteria_from_query_string("studyUID=" + uid)
 

@@ -67,7 +67,7 @@ def _fold(name: str) -> str:
     return name.replace("_", "").lower()
 
 
-def sqlalchemy_url(db: cfg.DbConnector) -> URL:
+def sqlalchemy_url(db: cfg.DbConnectorConfig) -> URL:
     """The SQLAlchemy URL for a configured uri/driver/user/password (JDBC forms accepted)."""
     uri = db.uri.strip()
     if uri.startswith("jdbc:"):
@@ -136,7 +136,7 @@ class SelectColumns:
 
 
 class DatabaseConnector:
-    def __init__(self, connector_id: str, settings: cfg.DbConnector) -> None:
+    def __init__(self, connector_id: str, settings: cfg.DbConnectorConfig) -> None:
         self.connector_id = connector_id
         self._settings = settings
         self._url = sqlalchemy_url(settings)

@@ -422,7 +422,7 @@ class _StudySlot:
 
 
 class DicomConnector:
-    def __init__(self, connector_id: str, settings: cfg.DicomConnector) -> None:
+    def __init__(self, connector_id: str, settings: cfg.DicomConnectorConfig) -> None:
         self.connector_id = connector_id
         self.settings = settings
         self.tls_args = _tls_args(connector_id, settings)
@@ -645,7 +645,7 @@ def _wait(run: _Find, tasks: Iterable[concurrent.futures.Future[int]]) -> None:
             raise _Failed
 
 
-def _tls_args(connector_id: str, settings: cfg.DicomConnector) -> tuple[ssl.SSLContext, str] | None:
+def _tls_args(connector_id: str, settings: cfg.DicomConnectorConfig) -> tuple[ssl.SSLContext, str] | None:
     """The TLS context for every association of this connector, built once (at cold start)."""
     tls = settings.tls
     if tls is None:

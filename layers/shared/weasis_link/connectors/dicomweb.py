@@ -58,9 +58,9 @@ from urllib3.util import Retry
 
 from weasis_link import config as cfg
 from weasis_link.connectors.base import QueryContext
+from weasis_link.connectors.qido_credentials import QidoCredentials, qido_credentials
 from weasis_link.criteria import QueryCriteria
 from weasis_link.errors import ArchiveError, ArchiveTimeout, ArchiveUnavailable
-from weasis_link.oauth_client import QidoCredentials, qido_credentials
 from weasis_link.study_tree import (
     INSTANCE_KEYWORDS,
     PATIENT_KEYWORDS,
@@ -286,7 +286,7 @@ class _Query:
 
 class DicomWebConnector:
     def __init__(
-        self, connector_id: str, settings: cfg.DicomWebConnector, *, http: urllib3.PoolManager | None = None
+        self, connector_id: str, settings: cfg.DicomWebConnectorConfig, *, http: urllib3.PoolManager | None = None
     ) -> None:
         self.connector_id = connector_id
         self._settings = settings
