@@ -112,7 +112,7 @@ def test_query_matrix(database_url: str, query: dict[str, str]) -> None:
 
 def test_key_columns_resolve_to_the_selects_output_columns(pg: DatabaseConnector) -> None:
     _, columns = pg._prepare()
-    q = pg._settings.query
+    q = pg.settings.query
     resolved = [
         columns.find(c)
         for c in (

@@ -24,7 +24,8 @@ import pytest
 
 from weasis_link import config as cfg
 from weasis_link.connectors.base import QueryContext
-from weasis_link.connectors.dicomweb import TAGS, DicomWebConnector, matching_value, query_string
+from weasis_link.connectors.dicom_json import TAGS, matching_value, query_string
+from weasis_link.connectors.dicomweb import DicomWebConnector
 from weasis_link.errors import ArchiveError
 from weasis_link.http.requests import criteria_from_query_string
 from weasis_link.oauth_client import AccessToken, ClientCredentialsTokenProvider

@@ -16,6 +16,7 @@ from weasis_link.runtime import Runtime
 from weasis_link.storage import ManifestStore
 from weasis_link_dev.dev_keys import SigningKey, access_token_claims
 from weasis_link_dev.local_api import Handler, LambdaContext
+from weasis_link_dev.stored import stored_manifest
 from weasis_link_dev.weasis_client import manifest_url_of, read_manifest, validate
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
@@ -72,7 +73,7 @@ def test_manifest_routes_answer_json_and_store_a_valid_manifest(
     assert body["instances"] == instances and body["expiresAt"].endswith("Z")
     assert manifest_url_of(body["weasisUrl"]) == body["manifestLink"]
     manifest_id = body["manifestUrl"].split("/manifests/", 1)[1].split(".xml.gz", 1)[0]
-    xml = gzip.decompress(store.read(manifest_id))
+    xml = gzip.decompress(stored_manifest(store, manifest_id))
     assert validate(xml) == []
     [archive] = read_manifest(xml)
     assert archive.http_tags == {"Authorization": f"Bearer {token}"}

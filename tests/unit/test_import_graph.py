@@ -1,5 +1,6 @@
-"""The layer's import graph: acyclic, HTTP kept in `weasis_link.http`, and data flowing one way:
-function -> http -> use cases (service, launch, upload, links, runtime) -> archives -> connectors -> model.
+"""The layer's structure: an acyclic import graph, HTTP kept in `weasis_link.http`, data flowing one way (function
+-> http -> use cases: service, launch, upload, links, runtime -> archives -> connectors -> model), and modules
+small enough to read.
 
 Every import counts, including the lazy ones inside functions (they would still make a cycle at run time)."""
 
@@ -81,3 +82,9 @@ def test_only_the_http_package_knows_http() -> None:
 def test_data_flows_one_way() -> None:
     upward = sorted(f"{name} -> {m}" for name, targets in GRAPH.items() for m in targets if rank(m) > rank(name))
     assert upward == []
+
+
+def test_modules_stay_readable() -> None:
+    lengths = {name: len(path.read_text(encoding="utf-8").splitlines()) for name, path in MODULES.items()}
+    assert sorted(name for name, n in lengths.items() if n > 600) == []
+    assert lengths["weasis_link.service"] <= 260

@@ -35,6 +35,7 @@ from weasis_link.service import ManifestService
 from weasis_link.settings import ServiceSettings
 from weasis_link.storage import ManifestStore, s3_client
 from weasis_link.study_tree import StudyTreeBuilder
+from weasis_link_dev.stored import stored_manifest
 from weasis_link_dev.weasis_client import manifest_url_of, parse_launch_uri, read_manifest, validate
 
 BUCKET = "weasis-link-test"
@@ -177,7 +178,7 @@ def test_the_build_stores_the_manifest_under_the_launched_id(config: AppConfig, 
     launcher, recorder = make_launcher(config, store)
     result = launcher.launch(QUERY, criteria_from_pairs(QUERY), CALLER, None, BASE)
     assert launcher.run_build(recorder.requests[0]) == "built"
-    xml = gzip.decompress(store.read(result.manifest_id))
+    xml = gzip.decompress(stored_manifest(store, result.manifest_id))
     assert validate(xml) == []
     [view] = read_manifest(xml)
     assert len(view.instances) == 2 and view.http_tags == {"Authorization": f"Bearer {TOKEN}"}
@@ -187,7 +188,7 @@ def test_a_failed_build_stores_an_error_manifest(config: AppConfig, store: Manif
     launcher, recorder = make_launcher(config, store, unreachable)
     result = launcher.launch(QUERY, criteria_from_pairs(QUERY), CALLER, None, BASE)
     assert launcher.run_build(recorder.requests[0]) == "failed"
-    xml = gzip.decompress(store.read(result.manifest_id))
+    xml = gzip.decompress(stored_manifest(store, result.manifest_id))
     assert validate(xml) == []
     [view] = read_manifest(xml)
     assert view.message is not None and view.message["severity"] == "ERROR"
@@ -202,7 +203,7 @@ def test_a_crashing_build_still_stores_an_error_manifest(config: AppConfig, stor
     launcher, recorder = make_launcher(config, store, crash)
     result = launcher.launch(QUERY, criteria_from_pairs(QUERY), CALLER, None, BASE)
     launcher.run_build(recorder.requests[0])
-    [view] = read_manifest(gzip.decompress(store.read(result.manifest_id)))
+    [view] = read_manifest(gzip.decompress(stored_manifest(store, result.manifest_id)))
     assert view.message is not None and view.message["severity"] == "ERROR"
 
 

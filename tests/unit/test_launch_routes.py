@@ -17,6 +17,7 @@ from weasis_link.runtime import Runtime
 from weasis_link.storage import ManifestStore
 from weasis_link_dev.dev_keys import SigningKey, access_token_claims
 from weasis_link_dev.local_api import Handler, LambdaContext
+from weasis_link_dev.stored import stored_manifest
 from weasis_link_dev.weasis_client import manifest_url_of, read_manifest, validate
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
@@ -71,7 +72,7 @@ def follow_short_link(api: Handler, store: ManifestStore, link: str) -> bytes:
     assert response["headers"]["Cache-Control"] == "no-store"
     location = urlsplit(response["headers"]["Location"])
     assert location.path == f"{path}.xml.gz" and "X-Amz-Signature=" in location.query
-    return gzip.decompress(store.read(path.rsplit("/", 1)[1]))
+    return gzip.decompress(stored_manifest(store, path.rsplit("/", 1)[1]))
 
 
 def test_launch_answers_a_short_link_that_redirects_to_the_built_manifest(
@@ -194,7 +195,9 @@ def test_invalid_oversized_and_unsupported_uploads(
 def test_uid_list_upload(api: Handler, store: ManifestStore, token: str) -> None:
     study = read_manifest(
         gzip.decompress(
-            store.read(json.loads(invoke(api, event("get_manifests_by_study.json", token))["body"])["manifestId"])
+            stored_manifest(
+                store, json.loads(invoke(api, event("get_manifests_by_study.json", token))["body"])["manifestId"]
+            )
         )
     )[0].studies[0]["StudyInstanceUID"]
     e = event("post_manifests_uids.json", token)
@@ -225,7 +228,7 @@ def test_builder_function_builds_the_requested_manifest(
     request.update(manifest_id=manifest_id, expires_at=int(2e9), token=token, token_expires_at=int(2e9))
     answer = builder_handler(request, LambdaContext(aws_request_id="b"))
     assert answer == {"manifestId": manifest_id, "outcome": "built"}
-    [view] = read_manifest(gzip.decompress(store.read(manifest_id)))
+    [view] = read_manifest(gzip.decompress(stored_manifest(store, manifest_id)))
     assert view.http_tags == {"Authorization": f"Bearer {token}"}
     assert builder_handler({"token": token}, LambdaContext(aws_request_id="c")) == {"outcome": "malformed"}
     assert token not in capsys.readouterr().out

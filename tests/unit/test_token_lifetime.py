@@ -23,6 +23,7 @@ from weasis_link.service import ManifestService
 from weasis_link.settings import ServiceSettings
 from weasis_link.storage import ManifestStore, s3_client
 from weasis_link.study_tree import StudyTreeBuilder
+from weasis_link_dev.stored import stored_manifest
 from weasis_link_dev.weasis_client import read_manifest
 
 BUCKET = "weasis-link-test"
@@ -115,7 +116,7 @@ def caller(lifetime: int) -> Caller:
 
 
 def tokens_by_archive(store: ManifestStore, manifest_id: str) -> dict[str, tuple[str, str | None]]:
-    views = read_manifest(gzip.decompress(store.read(manifest_id)))
+    views = read_manifest(gzip.decompress(stored_manifest(store, manifest_id)))
     return {v.arc_id: (v.http_tags.get("Authorization", ""), v.message["title"] if v.message else None) for v in views}
 
 

@@ -22,6 +22,7 @@ from weasis_link.settings import ServiceSettings
 from weasis_link.storage import ManifestStore, s3_client
 from weasis_link.study_tree import StudyTreeBuilder
 from weasis_link.upload import XSD_PATH, ManifestUploads, uid_list_pairs, validate_manifest
+from weasis_link_dev.stored import stored_manifest
 from weasis_link_dev.weasis_client import XSD_REFERENCE, read_manifest, validate
 
 BUCKET = "weasis-link-test"
@@ -120,17 +121,19 @@ def uploads(config: AppConfig, monkeypatch: pytest.MonkeyPatch) -> Iterator[tupl
 def test_valid_xml_is_stored_byte_equal_and_linked(uploads: tuple[Uploader, ManifestStore]) -> None:
     up, store = uploads
     result = up.upload(VALID, "application/xml", None, CALLER, None, BASE)
-    assert gzip.decompress(store.read(result.manifest_id)) == VALID
+    assert gzip.decompress(stored_manifest(store, result.manifest_id)) == VALID
     assert result.manifest_link == f"{BASE}/manifests/{result.manifest_id}"
     assert (result.patients, result.studies, result.series, result.instances) == (1, 1, 1, 2)
-    assert TOKEN.encode() not in gzip.decompress(store.read(result.manifest_id))  # nothing injected by default
+    assert TOKEN.encode() not in gzip.decompress(
+        stored_manifest(store, result.manifest_id)
+    )  # nothing injected by default
 
 
 def test_gzipped_uploads_are_read_either_way(uploads: tuple[Uploader, ManifestStore]) -> None:
     up, store = uploads
     for content_type, encoding in (("application/xml", "gzip"), ("application/gzip", None)):
         result = up.upload(gzip.compress(VALID), content_type, encoding, CALLER, None, BASE)
-        assert gzip.decompress(store.read(result.manifest_id)) == VALID
+        assert gzip.decompress(stored_manifest(store, result.manifest_id)) == VALID
 
 
 def test_schema_errors_are_reported(uploads: tuple[Uploader, ManifestStore]) -> None:
@@ -198,7 +201,7 @@ def test_json_uid_lists() -> None:
 def test_json_uploads_are_resolved_with_the_callers_token(uploads: tuple[Uploader, ManifestStore]) -> None:
     up, store = uploads
     result = up.upload(b'{"studyUID": ["1.2.3"]}', "application/json", None, CALLER, None, BASE)
-    xml = gzip.decompress(store.read(result.manifest_id))
+    xml = gzip.decompress(stored_manifest(store, result.manifest_id))
     assert validate(xml) == []
     [view] = read_manifest(xml)
     assert view.http_tags == {"Authorization": f"Bearer {TOKEN}"} and result.instances == 1
@@ -209,7 +212,7 @@ def test_token_injection_is_opt_in_and_only_for_configured_wado_urls(
 ) -> None:
     up, store = uploads
     result = up.upload(VALID, "application/xml", None, CALLER, None, BASE, inject_token=True)
-    xml = gzip.decompress(store.read(result.manifest_id))
+    xml = gzip.decompress(stored_manifest(store, result.manifest_id))
     assert validate(xml) == []
     pacs, elsewhere = read_manifest(xml)
     assert pacs.http_tags == {"Authorization": f"Bearer {TOKEN}"}

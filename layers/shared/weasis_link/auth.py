@@ -121,10 +121,6 @@ class TokenValidator:
             claims=claims,
         )
 
-    @property
-    def required_scopes(self) -> tuple[str, ...]:
-        return self._required_scopes
-
 
 def _refuse_id_tokens(claims: Mapping[str, Any]) -> None:
     """ID tokens prove a login to a client; they are not credentials for an API (OIDC Core §2, RFC 9068)."""

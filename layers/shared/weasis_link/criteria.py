@@ -73,10 +73,6 @@ class PatientIdentifier:
     patient_id: str
     issuer: str | None = None
 
-    @property
-    def has_wildcard(self) -> bool:
-        return _WILDCARDS.search(self.patient_id) is not None
-
     def matches(self, key: PatientKey) -> bool:
         if self.issuer is not None and key.issuer != self.issuer:
             return False

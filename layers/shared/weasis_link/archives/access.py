@@ -56,19 +56,14 @@ class WadoTarget:
         return any(key == "Authorization" for key, _ in self.http_tags)
 
 
+@dataclass(frozen=True, slots=True)
 class WadoAccess:
-    def __init__(
-        self,
-        settings: ServiceSettings,
-        config: AppConfig,
-        *,
-        clock: Callable[[], float] = time.time,
-        token_providers: TokenProviders = shared_token_provider,
-    ) -> None:
-        self._settings = settings
-        self._config = config
-        self._clock = clock
-        self._providers = token_providers
+    """What each archive's arcQuery carries for Weasis, and whether the tokens injected there last."""
+
+    settings: ServiceSettings
+    config: AppConfig
+    clock: Callable[[], float] = time.time
+    token_providers: TokenProviders = shared_token_provider
 
     # --- the arcQuery's target ------------------------------------------------------------------------------
     def target(self, archive_id: str, caller: Caller | None) -> WadoTarget:
@@ -77,7 +72,7 @@ class WadoAccess:
         Weasis appends `/studies/…` to it, so a (global) wado block's WADO-URI endpoint would be wrong there; that
         block still decides the credentials."""
         target = self._auth_target(archive_id, caller)
-        connector = self._config.connector.config[archive_id]
+        connector = self.config.connector.config[archive_id]
         dicomweb = connector.dicom_web_connector
         if connector.manifest.mode == "WADO_RS" and dicomweb is not None:
             return WadoTarget(dicomweb.wado_rs_url or dicomweb.url, target.http_tags, target.web_login)
@@ -85,14 +80,14 @@ class WadoAccess:
 
     def token_target(self, archive_id: str, caller: Caller) -> WadoTarget | None:
         """The target when the archive's configuration injects a token into its arcQuery; else None."""
-        if archive_id not in self._config.connector.config:
+        if archive_id not in self.config.connector.config:
             return None
         target = self.target(archive_id, caller)
         return target if target.injects_token else None
 
     def _auth_target(self, archive_id: str, caller: Caller | None) -> WadoTarget:
-        connector = self._config.connector.config[archive_id]
-        wado = self._config.wado_for(archive_id)
+        connector = self.config.connector.config[archive_id]
+        wado = self.config.wado_for(archive_id)
         auth = wado.authentication if wado else None
         if auth is not None:
             if auth.basic is not None and (auth.force_basic or auth.oauth2 is None):
@@ -118,9 +113,9 @@ class WadoAccess:
         service_token = oauth2.service_token
         if service_token is None or (service_token.use != "always" and self.token_lasts(caller.expires_at)):
             return caller.token
-        needed = self._horizon() - self._clock()
+        needed = self._horizon() - self.clock()
         try:
-            return self._providers(service_token.client_credentials).token(min_validity_seconds=needed).value
+            return self.token_providers(service_token.client_credentials).token(min_validity_seconds=needed).value
         except ArchiveError as exc:
             logger.warning("service token unavailable; the caller's token is injected", extra={"reason": exc.detail})
             return caller.token
@@ -128,19 +123,19 @@ class WadoAccess:
     # --- the token-lifetime rule ----------------------------------------------------------------------------
     def _horizon(self) -> float:
         """What an injected token must outlive: a manifest created now, plus the margin."""
-        expires_at = manifest_expiry(self._clock(), self._settings.manifest_ttl_seconds)
-        return expires_at.timestamp() + self._settings.token_expiry_margin_seconds
+        expires_at = manifest_expiry(self.clock(), self.settings.manifest_ttl_seconds)
+        return expires_at.timestamp() + self.settings.token_expiry_margin_seconds
 
     def token_lasts(self, expires_at: float) -> bool:
         return expires_at >= self._horizon()
 
     def _short_token_text(self, whose: str, expires_at: float) -> str:
-        left = max(0, int(expires_at - self._clock()))
+        left = max(0, int(expires_at - self.clock()))
         return f"The {whose} expires in {left} s, before the manifest does: Weasis may fail to load images."
 
     def _injects_caller_token(self, archive_id: str, caller: Caller) -> bool:
         """Whether the archive's manifest would carry the caller's own token (decided from configuration only)."""
-        wado = self._config.wado_for(archive_id)
+        wado = self.config.wado_for(archive_id)
         auth = wado.authentication if wado else None
         if auth is None or auth.oauth2 is None or (auth.basic is not None and auth.force_basic):
             return False
@@ -175,11 +170,11 @@ class WadoAccess:
                 warnings.append(text)
 
     def _service_token_expiry(self, archive_id: str) -> float | None:
-        wado = self._config.wado_for(archive_id)
+        wado = self.config.wado_for(archive_id)
         oauth2 = wado.authentication.oauth2 if wado and wado.authentication else None
         if oauth2 is None or oauth2.service_token is None:
             return None
         try:  # the provider's cached token: the one just injected
-            return self._providers(oauth2.service_token.client_credentials).token().expires_at
+            return self.token_providers(oauth2.service_token.client_credentials).token().expires_at
         except ArchiveError:
             return None
