@@ -1,8 +1,8 @@
-"""Cross-archive duplicates (weasis_link/duplicates.py): each SOPInstanceUID once, in the first configured archive."""
+"""Cross-archive duplicates (weasis_link/archives/duplicates.py): each SOPInstanceUID once, in the first configured archive."""
 
 from __future__ import annotations
 
-from weasis_link.duplicates import deduplicate, distinct_counts
+from weasis_link.archives.duplicates import deduplicate, distinct_counts
 from weasis_link.study_tree import Instance, Patient, PatientKey, Series, Study
 
 

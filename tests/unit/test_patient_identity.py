@@ -1,4 +1,4 @@
-"""One patient or a clear answer (weasis_link/patient_identity.py): issuers, default issuer, bounded wildcards."""
+"""One patient or a clear answer (weasis_link/archives/patient_identity.py): issuers, default issuer, bounded wildcards."""
 
 from __future__ import annotations
 
@@ -6,16 +6,16 @@ from typing import Any
 
 import pytest
 
-from weasis_link.config import AppConfig
-from weasis_link.criteria import criteria_from_query_string
-from weasis_link.errors import AmbiguousPatient, TooManyPatients, WildcardNotAllowed
-from weasis_link.patient_identity import (
+from weasis_link.archives.patient_identity import (
     archives_for_wildcards,
     check_identities,
     needs_result_check,
     wildcard_warnings,
     with_default_issuer,
 )
+from weasis_link.config import AppConfig
+from weasis_link.errors import AmbiguousPatient, TooManyPatients, WildcardNotAllowed
+from weasis_link.http.requests import criteria_from_query_string
 from weasis_link.study_tree import Instance, Patient, PatientKey, Series, Study
 
 

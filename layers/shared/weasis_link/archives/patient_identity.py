@@ -48,7 +48,7 @@ def _has_wildcard(value: str) -> bool:
 def wildcard_keys(criteria: QueryCriteria) -> set[SearchKey]:
     """The search keys the criteria use with a wildcard."""
     keys: set[SearchKey] = set()
-    if any(p.has_wildcard for p in criteria.patients):
+    if any(_has_wildcard(p.patient_id) for p in criteria.patients):
         keys.add(SearchKey.PATIENT_ID)
     if any(_has_wildcard(a) for a in criteria.accession_numbers):
         keys.add(SearchKey.STUDY_ACCESSION_NUMBER)
@@ -151,7 +151,7 @@ def check_identities(
             )
     ambiguous: dict[str, set[PatientKey]] = {}
     for p in criteria.patients:
-        if p.issuer is None and not p.has_wildcard:
+        if p.issuer is None and not _has_wildcard(p.patient_id):
             keys = {s.patient.key for s in studies if s.patient.key.patient_id == p.patient_id}
             if len(keys) > 1:
                 ambiguous[f"patientID {p.patient_id}"] = keys
