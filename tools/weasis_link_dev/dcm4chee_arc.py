@@ -303,10 +303,7 @@ def load_dataset(engine_or_conn: Engine | Connection, dataset: ArcDataset) -> Ar
     _set_rejection_states(t, series_state, series_study)
     for name in _TABLES:  # parents first: the DDL's foreign keys are checked row by row
         table = t.tables[name]
-        columns = {k for row in t.rows[name] for k in row}  # one multi-row VALUES needs the same keys in each row
-        rows = [{k: row.get(k) for k in columns} for row in t.rows[name]]
-        for chunk in _chunks(rows, _ROWS_PER_INSERT):
-            conn.execute(table.insert().values(list(chunk)))
+        _insert(conn, table, t.rows[name])
     if conn.dialect.name == "postgresql":
         for name in _TABLES:  # keys were given explicitly: move the archive's sequences past them
             conn.execute(sa.text(f"SELECT setval('{name}_pk_seq', {t.next_pk[name]})"))
@@ -317,6 +314,19 @@ def load_dataset(engine_or_conn: Engine | Connection, dataset: ArcDataset) -> Ar
         instances=instance_count,
         rejected=len(rejected_uids),
     )
+
+
+def _insert(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Multi-row INSERTs written at the driver level: SQLAlchemy's multi-values compilation costs more than the
+    round trips it saves, at 50,000 rows. Both drivers (pg8000, PyMySQL) take `%s` placeholders."""
+    if not rows:
+        return
+    columns = sorted({k for row in rows for k in row})  # reflected names, never request values
+    placeholders = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    head = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES "  # noqa: S608 - reflected names
+    for chunk in _chunks(rows, _ROWS_PER_INSERT):
+        values = tuple(row.get(c) for row in chunk for c in columns)
+        conn.exec_driver_sql(head + ", ".join([placeholders] * len(chunk)), values)
 
 
 def _set_rejection_states(t: _Tables, series_state: dict[int, list[bool]], series_study: dict[int, int]) -> None:
@@ -433,5 +443,7 @@ def large_arc_dataset(instance_count: int, *, studies: int = 1) -> ArcDataset:
     per_study, extra = divmod(instance_count, studies)
     records: list[InstanceRecord] = []
     for index in range(studies):
-        records += large_study(per_study + (1 if index < extra else 0), seed=f"arc-{index}")
+        study = large_study(per_study + (1 if index < extra else 0), seed=f"arc-{index}")
+        # One accession per study, as in a real archive (large_study names it after its size only).
+        records += [dataclasses.replace(r, accession_number=f"ACC-{index:08d}") for r in study]
     return ArcDataset(records=records)

@@ -390,6 +390,10 @@ def _archive_error(exc: SQLAlchemyError) -> ArchiveError:
         return ArchiveTimeout("the database query timed out")
     if code in _CREDENTIAL_CODES:
         return ArchiveError("the database refused the configured credentials")
+    if isinstance(code, int) and code < _MYSQL_CLIENT_ERRORS and code not in _MYSQL_SERVER_BUSY:
+        # PyMySQL raises OperationalError for most server errors (1054 unknown column...): the select is at fault,
+        # not the network (client-side errors, 2000 and up, are).
+        return ArchiveError(f"the configured select failed ({type(original or exc).__name__})")
     if (
         isinstance(exc, OperationalError | InterfaceError)
         or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
@@ -444,6 +448,10 @@ def _bound_values(params: object) -> Iterable[object]:
 # PostgreSQL query_canceled (what statement_timeout raises); MySQL max_execution_time exceeded; MariaDB
 # max_statement_time exceeded.
 _TIMEOUT_CODES: Final = frozenset({"57014", 3024, 1969})
+# MySQL/MariaDB: client errors (can't connect, lost connection) from 2000 on; server errors that mean "busy or going
+# away" rather than "this select is wrong" (too many connections, shutdown, lock wait timeout).
+_MYSQL_CLIENT_ERRORS: Final = 2000
+_MYSQL_SERVER_BUSY: Final = frozenset({1040, 1053, 1077, 1205, 1213})
 # PostgreSQL invalid_password / invalid_authorization_specification; MySQL access denied.
 _CREDENTIAL_CODES: Final = frozenset({"28P01", "28000", 1045})
 
