@@ -19,12 +19,13 @@ DEBIAN_PACKAGES := orthanc orthanc-dicomweb orthanc-python python3-jwt python3-c
 	mariadb-server chromium chromium-driver
 
 .PHONY: help run token test test-unit test-integration test-e2e lint typecheck iac build deploy bench \
-	system-packages venv sample-archive openapi clean
+	system-packages venv sample-archive openapi clean check-config
 
 help:
 	@echo "make run      serve the API on http://127.0.0.1:$${PORT:-3000} (embedded sample archive, S3 on moto)"
 	@echo "              ARCHIVE=orthanc: serve from a local Orthanc seeded with synthetic studies"
 	@echo "make token    print a development access token for that stack"
+	@echo "make check-config CONFIG=file.yaml   validate a configuration and probe every archive it names"
 	@echo "make test     every test and check (lint, types, IaC, unit, integration, end-to-end)"
 	@echo "make bench    the benchmark table"
 	@echo "make build    sam build (arm64, no Docker)   make deploy   sam deploy --guided"
@@ -47,6 +48,10 @@ run: venv $(if $(filter orthanc,$(ARCHIVE)),system-packages)
 
 token: venv
 	@$(BIN)/python -m weasis_link_dev.dev_keys
+
+# CONFIG defaults to $$WEASIS_LINK_CONFIG; CHECK_ARGS e.g. "--timeout 5 --archive pacs". Exit 1 if an archive fails.
+check-config: venv
+	@$(BIN)/python -m weasis_link.check_config $(CONFIG) $(CHECK_ARGS)
 
 lint: venv
 	$(BIN)/ruff check .

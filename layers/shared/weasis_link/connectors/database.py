@@ -255,6 +255,9 @@ class DatabaseConnector:
                 names = tuple(conn.execute(probe.where(sa.false())).keys())
         except SQLAlchemyError as exc:
             raise self._archive_error(exc) from None
+        return self._checked_columns(names)
+
+    def _checked_columns(self, names: tuple[str, ...]) -> SelectColumns:
         columns = SelectColumns(names, self._settings.query.select)
         missing = [
             k
@@ -273,6 +276,32 @@ class DatabaseConnector:
             if columns.find(config_name) is None:
                 raise ArchiveError(f"the configured select has no column '{config_name}'", "bad-response")
         return columns
+
+    def probe(self, seconds: float) -> int:
+        """For check-config: connect, run the configured select with LIMIT 1 (bounded by `seconds`), check its
+        columns; the number of rows answered (0 or 1). The error says what the driver said (safe for a terminal:
+        no bound value, no password)."""
+        select = sa.select(sa.text("*")).select_from(sa.text(f"({self._settings.query.select}) AS weasis_probe"))
+        try:
+            with self._lock:
+                if self._engine is None:
+                    self._engine = self._create_engine()
+            with self._engine.connect() as conn:
+                self._apply_timeout(conn, seconds)
+                result = conn.execute(select.limit(1))
+                names = tuple(result.keys())
+                rows = len(result.all())
+        except SQLAlchemyError as exc:
+            error = _archive_error(exc)
+            password = self._settings.password.get_secret_value() if self._settings.password else None
+            detail = f"{error.detail}: {driver_message(exc, password)}"
+            if isinstance(error, ArchiveTimeout):
+                raise ArchiveTimeout(detail) from None
+            if isinstance(error, ArchiveUnavailable):
+                raise ArchiveUnavailable(detail) from None
+            raise ArchiveError(detail, error.kind) from None
+        self._checked_columns(names)
+        return rows
 
     def _archive_error(self, exc: SQLAlchemyError) -> ArchiveError:
         """The error for the caller (no schema detail), after logging what the integrator needs to fix it."""
@@ -422,6 +451,9 @@ def driver_message(exc: SQLAlchemyError, password: str | None = None) -> str:
         text = f"error {args[0]}: {args[1]}"
     else:
         text = str(original or exc).split("\n", 1)[0]  # SQLAlchemy appends the SQL on later lines
+    cause = original.__cause__ if original is not None else None
+    if isinstance(cause, OSError):  # pg8000 hides "Connection refused" behind "Can't create a connection"
+        text += f" ({cause.strerror or type(cause).__name__})"
     secrets = [password] if password else []
     params = exc.params if isinstance(exc, DBAPIError) else None
     secrets.extend(str(v) for v in _bound_values(params))
