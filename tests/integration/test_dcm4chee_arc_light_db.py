@@ -430,3 +430,45 @@ def test_example_files_take_the_database_from_the_environment_only() -> None:
             "${PACS_DB_PASSWORD}",
         )
         assert "driver" not in block
+
+
+# ------------------------------------------------------------------------------------------------- make run
+def test_make_run_serves_your_own_configuration(arc_db: ArcDatabase, tmp_path: Path) -> None:
+    """The README's `WEASIS_LINK_CONFIG=… make run`, on the example file and this database."""
+    import os
+    import signal
+    import subprocess
+    import urllib.request
+
+    from weasis_link_dev.dev_keys import SigningKey, access_token_claims
+
+    key_file, ready = tmp_path / "key.pem", tmp_path / "ready.json"
+    key = SigningKey.load_or_create(key_file)
+    repo = EXAMPLES.parents[1]
+    env = os.environ | arc_db.environ() | {"WEASIS_LINK_CONFIG": f"docs/examples/{EXAMPLE_FILE[arc_db.backend]}"}
+    run_args = f"--port 0 --quiet --ready-file {ready} --key-file {key_file}"
+    process = subprocess.Popen(
+        ["make", "-s", "run", f"RUN_ARGS={run_args}"],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # make and the stack in their own group, stopped together below
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not ready.exists():
+            assert process.poll() is None and time.monotonic() < deadline, process.stderr and process.stderr.read()
+            time.sleep(0.1)
+        api_url = json.loads(ready.read_text())["api_url"]
+        request = urllib.request.Request(
+            f"{api_url}/manifests?patientID=WLK-0010",
+            headers={"Authorization": f"Bearer {key.sign(access_token_claims())}"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            answer = json.loads(response.read())
+        assert answer["instances"] == sum(1 for r in TRUTH_RECORDS if r.patient_id == "WLK-0010")
+        assert answer["failedArchives"] == []
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
