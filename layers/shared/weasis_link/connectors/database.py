@@ -333,17 +333,26 @@ def _one_identity_per_record(rows: Iterable[dict[str, Any]], record_column: str)
     """Rows of one patient record under several identifiers (one row per identifier and instance) down to the
     rows of one identifier: the first in (PatientID, issuer) order, the same whatever order the rows came in."""
     materialised = list(rows)
-    chosen: dict[object, tuple[str, str]] = {}
-    for row in materialised:
-        identity = (str(row.get("PatientID") or ""), str(row.get("IssuerOfPatientID") or ""))
+    chosen: dict[object, tuple[object, object]] = {}
+    several = False
+    for row in materialised:  # one pass, cheap: most answers have one identifier per record
+        identity = (row.get("PatientID"), row.get("IssuerOfPatientID"))
         key = row.get(record_column)
-        if key not in chosen or identity < chosen[key]:
-            chosen[key] = identity
+        previous = chosen.setdefault(key, identity)
+        if previous != identity:
+            several = True
+            chosen[key] = min(previous, identity, key=_identity_order)
+    if not several:
+        return materialised
     return [
         row
         for row in materialised
-        if (str(row.get("PatientID") or ""), str(row.get("IssuerOfPatientID") or "")) == chosen[row.get(record_column)]
+        if (row.get("PatientID"), row.get("IssuerOfPatientID")) == chosen[row.get(record_column)]
     ]
+
+
+def _identity_order(identity: tuple[object, object]) -> tuple[str, str]:
+    return (str(identity[0] or ""), str(identity[1] or ""))
 
 
 def _add_rows(builder: StudyTreeBuilder, rows: Iterable[Mapping[str, object]]) -> None:
