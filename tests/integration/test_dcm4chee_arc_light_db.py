@@ -472,3 +472,28 @@ def test_make_run_serves_your_own_configuration(arc_db: ArcDatabase, tmp_path: P
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=30)
+
+
+def test_a_slow_select_is_cancelled_by_the_server_within_the_query_timeout(arc_db: ArcDatabase, tmp_path: Path) -> None:
+    """PostgreSQL's statement_timeout, MariaDB's max_statement_time (MariaDB has no MAX_EXECUTION_TIME): 504."""
+    from weasis_link.connectors.base import QueryContext
+    from weasis_link.errors import ArchiveTimeout
+    from weasis_link.study_tree import StudyTreeBuilder
+
+    sleep = "pg_sleep(3)" if arc_db.backend == "postgresql" else "SLEEP(3)"
+    text = (EXAMPLES / EXAMPLE_FILE[arc_db.backend]).read_text(encoding="utf-8")
+    slow = text.replace("FROM study st", f"FROM (SELECT {sleep} AS z) slow CROSS JOIN study st").replace(
+        "        query:\n", "        query-timeout-seconds: 0.6\n        query:\n"
+    )
+    config = arc_db.config(slow, tmp_path)
+    connector = create_connector(ARCHIVE, config.connector.config[ARCHIVE])
+    assert isinstance(connector, DatabaseConnector)
+    connector._prepare()  # column discovery (WHERE false) may or may not sleep: not what is measured
+    started = time.monotonic()
+    with pytest.raises(ArchiveTimeout):
+        connector.find(
+            criteria_from_query_string("patientID=WLK-0001"),
+            QueryContext(None, time.monotonic() + 20),
+            StudyTreeBuilder(),
+        )
+    assert time.monotonic() - started < 2.5
