@@ -215,6 +215,7 @@ class MariaDBServer:
                     # A throw-away server needs no durability; 2 shared cores need small buffers.
                     "--innodb-flush-log-at-trx-commit=0",
                     "--innodb-doublewrite=0",
+                    "--innodb-file-per-table=0",  # one shared tablespace: the archive's ~60 tables create faster
                     "--innodb-buffer-pool-size=128M",
                     "--skip-log-bin",
                     "--max-connections=40",
