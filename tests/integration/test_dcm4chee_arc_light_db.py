@@ -28,13 +28,13 @@ import sqlalchemy as sa
 import yaml
 from lxml import etree
 
-from weasis_link.api.problems import problem_for
 from weasis_link.auth import Caller
 from weasis_link.config import AppConfig, load_config
 from weasis_link.connectors import create_connector
 from weasis_link.connectors.database import DatabaseConnector
-from weasis_link.criteria import criteria_from_query_string
 from weasis_link.errors import AllArchivesFailed
+from weasis_link.http.problems import problem_for
+from weasis_link.http.requests import criteria_from_query_string
 from weasis_link.service import ManifestService
 from weasis_link.settings import ServiceSettings
 from weasis_link.storage import ManifestStore, s3_client

@@ -50,7 +50,9 @@ def _unmatchable_uid() -> str:
     return f"2.25.{uuid.uuid4().int}"
 
 
-def probe_archive(archive_id: str, connector: cfg.Connector, seconds: float, token: str | None = None) -> ProbeResult:
+def probe_archive(
+    archive_id: str, connector: cfg.ConnectorConfig, seconds: float, token: str | None = None
+) -> ProbeResult:
     """Probe one configured archive; never raises for an archive's failure."""
     started = time.perf_counter()
     try:
@@ -63,7 +65,7 @@ def probe_archive(archive_id: str, connector: cfg.Connector, seconds: float, tok
     return ProbeResult(archive_id, connector.type, ok, reason, time.perf_counter() - started)
 
 
-def _probe(archive_id: str, connector: cfg.Connector, seconds: float, token: str | None) -> str:
+def _probe(archive_id: str, connector: cfg.ConnectorConfig, seconds: float, token: str | None) -> str:
     # Connector modules import their drivers (SQLAlchemy, pynetdicom, urllib3): only the ones this file uses.
     if connector.type == "DB":
         from weasis_link.connectors.database import DatabaseConnector
@@ -72,27 +74,27 @@ def _probe(archive_id: str, connector: cfg.Connector, seconds: float, token: str
         rows = DatabaseConnector(archive_id, connector.db_connector).probe(seconds)
         return f"the configured select answered ({rows} row with LIMIT 1)" if rows else "the select answered no row"
     from weasis_link.connectors import QueryContext, create_connector
-    from weasis_link.criteria import criteria_from_query_string
+    from weasis_link.criteria import QueryCriteria
     from weasis_link.study_tree import StudyTreeBuilder
 
     echo = ""
     if connector.type == "DICOM":
         assert connector.dicom_connector is not None
         echo = _c_echo(archive_id, connector.dicom_connector, seconds) + "; "
-    criteria = criteria_from_query_string(f"studyUID={_unmatchable_uid()}")
+    criteria = QueryCriteria(study_uids=(_unmatchable_uid(),))
     context = QueryContext(token, time.monotonic() + seconds)
     create_connector(archive_id, connector).find(criteria, context, StudyTreeBuilder())
     what = "C-FIND" if connector.type == "DICOM" else "QIDO-RS"
     return f"{echo}a bounded {what} was answered"
 
 
-def _c_echo(archive_id: str, settings: cfg.DicomConnector, seconds: float) -> str:
+def _c_echo(archive_id: str, settings: cfg.DicomConnectorConfig, seconds: float) -> str:
     from pynetdicom import AE
     from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
-    from weasis_link.connectors.dicom import DicomConnector
+    from weasis_link.connectors.dicom import _tls_args  # the connector's own TLS context (CA, client certificate)
 
-    tls = DicomConnector(archive_id, settings).tls_args
+    tls = _tls_args(archive_id, settings)
     ae = AE(ae_title=settings.calling_aet)
     ae.add_requested_context(Verification)
     ae.connection_timeout = ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = seconds
