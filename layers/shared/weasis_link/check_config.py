@@ -92,7 +92,7 @@ def _c_echo(archive_id: str, settings: cfg.DicomConnectorConfig, seconds: float)
     from pynetdicom import AE
     from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
-    from weasis_link.connectors.dicom import _tls_args  # the connector's own TLS context (CA, client certificate)
+    from weasis_link.connectors.dicom import _tls_args, rejection_text  # the connector's own TLS context
 
     tls = _tls_args(archive_id, settings)
     ae = AE(ae_title=settings.calling_aet)
@@ -101,8 +101,7 @@ def _c_echo(archive_id: str, settings: cfg.DicomConnectorConfig, seconds: float)
     assoc = ae.associate(settings.host, settings.port, ae_title=settings.aet, tls_args=tls)
     if not assoc.is_established:
         if assoc.is_rejected:
-            reason = getattr(assoc.acceptor.primitive, "reason_str", "no reason given")
-            raise ArchiveError(f"C-ECHO: the archive rejected the association ({reason})", "unavailable")
+            raise ArchiveError(f"C-ECHO: the archive rejected the association ({rejection_text(assoc)})", "unavailable")
         raise ArchiveError("C-ECHO: the archive cannot be reached (no association)", "unavailable")
     try:
         status = assoc.send_c_echo()
