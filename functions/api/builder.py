@@ -1,7 +1,8 @@
 """Manifest builder (invoked asynchronously by the API function, InvocationType=Event): builds a launch's manifest
 while Weasis starts, and stores it, or a manifest that says why it could not be built.
 
-Thin: validate the payload, call `Launcher.run_build`, report the outcome. The payload carries the caller's token
+Thin: validate the payload, call `Launcher.run_build_reported`, record the outcome's metrics (metrics.py), and
+raise after a failed build so that it counts in the function's Errors. The payload carries the caller's token
 (Lambda keeps it in its internal queue, encrypted): the event is never logged, and retries are off in
 template.yaml (a retried build would be stale).
 """
@@ -11,22 +12,25 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
-from weasis_link.launch import BuildRequest
+from weasis_link.launch import BuildReport, BuildRequest
+from weasis_link.metrics import BuildFailed, record_build
 from weasis_link.observability import configure_logging
 from weasis_link.runtime import build_runtime
 
 logger = Logger()
 configure_logging(logger)
+metrics = Metrics()
 
 runtime = build_runtime(Path(__file__).parent)
 launcher = runtime.launcher
 
 
 @logger.inject_lambda_context(log_event=False)
+@metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], _context: LambdaContext) -> dict[str, str]:
     try:
         request = BuildRequest.model_validate(event)
@@ -34,7 +38,11 @@ def lambda_handler(event: dict[str, Any], _context: LambdaContext) -> dict[str, 
         # Field names only: the values include the token.
         fields = sorted({".".join(str(p) for p in e["loc"]) for e in exc.errors()})
         logger.error("malformed build request", extra={"fields": fields})
-        return {"outcome": "malformed"}
+        record_build(metrics, BuildReport("failed"))
+        raise BuildFailed("failed", []) from None
     logger.append_keys(manifest=request.manifest_id)
-    outcome = launcher.run_build(request)
-    return {"manifestId": request.manifest_id, "outcome": outcome}
+    report = launcher.run_build_reported(request)
+    record_build(metrics, report)
+    if report.outcome in ("failed", "timed-out"):
+        raise BuildFailed(report.outcome, [f.archive_id for f in report.archive_failures])
+    return {"manifestId": request.manifest_id, "outcome": report.outcome}
