@@ -345,4 +345,6 @@ def _record_metrics(result: ManifestResult) -> None:
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if runtime.refresher is not None:
+        runtime.refresher.refresh_if_stale()  # rotated secrets (SECRETS_MAX_AGE_SECONDS)
     return app.resolve(event, context)

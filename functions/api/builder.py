@@ -32,6 +32,8 @@ launcher = runtime.launcher
 @logger.inject_lambda_context(log_event=False)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], _context: LambdaContext) -> dict[str, str]:
+    if runtime.refresher is not None:
+        runtime.refresher.refresh_if_stale()  # rotated secrets (SECRETS_MAX_AGE_SECONDS)
     try:
         request = BuildRequest.model_validate(event)
     except ValidationError as exc:

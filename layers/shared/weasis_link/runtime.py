@@ -4,12 +4,15 @@ built asynchronously comes from exactly the same configuration as one built sync
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from weasis_link.config import AppConfig, load_config
 from weasis_link.launch import Launcher
+from weasis_link.secret_references import resolve_reference
+from weasis_link.secret_refresh import ConfigRefresher, RecordingResolver
 from weasis_link.service import ManifestService
 from weasis_link.settings import ServiceSettings
 from weasis_link.short_links import ManifestLinks
@@ -28,6 +31,8 @@ class Runtime:
     launcher: Launcher
     links: ManifestLinks
     uploads: ManifestUploads
+    # Re-reads the configuration when its secrets are older than SECRETS_MAX_AGE_SECONDS (handlers call it first).
+    refresher: ConfigRefresher | None = None
 
 
 def config_path(settings: ServiceSettings, function_dir: Path) -> Path:
@@ -40,14 +45,23 @@ def config_path(settings: ServiceSettings, function_dir: Path) -> Path:
 
 def build_runtime(function_dir: Path, settings: ServiceSettings | None = None) -> Runtime:
     settings = settings or ServiceSettings.from_environment()
-    config = load_config(config_path(settings, function_dir))
+    path = config_path(settings, function_dir)
+    resolver = RecordingResolver(resolve_reference)
+    config = load_config(path, resolve_secret=resolver)
     store = ManifestStore(
         s3_client(settings.aws_region, settings.s3_endpoint_url),
         settings.manifest_bucket,
         settings.manifest_prefix,
         settings.manifest_kms_key_arn,
     )
-    return runtime_for(settings, config, store)
+    runtime = runtime_for(settings, config, store)
+    refresher = ConfigRefresher(
+        lambda: load_config(path, resolve_secret=resolve_reference),
+        runtime.service.reconfigure,
+        settings.secrets_max_age_seconds,
+        enabled=resolver.used_secret_store,
+    )
+    return dataclasses.replace(runtime, refresher=refresher)
 
 
 def runtime_for(settings: ServiceSettings, config: AppConfig, store: ManifestStore) -> Runtime:

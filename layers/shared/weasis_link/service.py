@@ -101,7 +101,7 @@ class ManifestService:
         self._store = store
         self._clock = clock
         self._connectors: dict[str, Connector] = {}
-        self._factory = connector_factory or (lambda cid: create_connector(cid, config.connector.config[cid]))
+        self._factory = connector_factory or (lambda cid: create_connector(cid, self._config.connector.config[cid]))
         for unknown in config.unknown_default_ids:
             logger.warning("connector.default names an unknown connector; ignored", extra={"connector": unknown})
 
@@ -218,6 +218,12 @@ class ManifestService:
     def _refused_keys(self, archive_id: str, criteria: QueryCriteria) -> set[SearchKey]:
         deactivated = set(self._config.connector.config[archive_id].search_criteria.deactivated)
         return deactivated & set(criteria.search_keys)
+
+    def reconfigure(self, config: AppConfig) -> None:
+        """Use a re-read configuration (secret_refresh.py): connectors are built again, on first use, with its
+        values (a rotated password)."""
+        self._config = config
+        self._connectors = {}
 
     # --- querying -------------------------------------------------------------------------------------------
     def _connector(self, archive_id: str) -> Connector:
