@@ -12,9 +12,7 @@ import logging
 import os
 from typing import Any
 
-from aws_lambda_powertools import Metrics
-
-from weasis_link.metrics import record_cleanup, record_cleanup_crash
+from weasis_link.metrics import function_metrics, record_cleanup, record_cleanup_crash
 from weasis_link.storage import ManifestStore, s3_client
 
 logger = logging.getLogger("weasis_link.cleanup")
@@ -26,7 +24,7 @@ store = ManifestStore(
     os.environ["MANIFEST_BUCKET"],
     os.environ.get("MANIFEST_PREFIX", "manifests/"),
 )
-metrics = Metrics()
+metrics = function_metrics()
 
 
 @metrics.log_metrics(capture_cold_start_metric=True)

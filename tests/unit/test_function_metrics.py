@@ -15,7 +15,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
@@ -29,18 +29,20 @@ from botocore.stub import Stubber
 from moto import mock_aws
 
 from weasis_link.metrics import BuildFailed
+from weasis_link.runtime import Runtime
 from weasis_link.storage import new_manifest_id
-from weasis_link_dev.local_api import LambdaContext
+from weasis_link_dev.local_api import Handler, LambdaContext
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
+# The cleaner is cold-started here with a stack's names; the builder's module is the session's (tests/conftest.py).
 NAMESPACE = "WeasisLink/metrics-test"
 SERVICE = "metrics-test"
-BUCKET = "metrics-test"
+BUILDER_NAMES = {"namespace": "WeasisLink", "service": "weasis-link"}  # service_env in tests/conftest.py
 REGION = "eu-central-1"
 
 
-def emitted(stdout: str) -> list[tuple[str, float, dict[str, str]]]:
+def emitted(stdout: str, namespace: str = NAMESPACE, service: str = SERVICE) -> list[tuple[str, float, dict[str, str]]]:
     """(metric, value, dimensions) for every metric of every EMF line, checked against the EMF structure."""
     found = []
     for line in stdout.splitlines():
@@ -48,10 +50,10 @@ def emitted(stdout: str) -> list[tuple[str, float, dict[str, str]]]:
             continue
         blob: dict[str, Any] = json.loads(line)
         for directive in blob["_aws"]["CloudWatchMetrics"]:
-            assert directive["Namespace"] == NAMESPACE
+            assert directive["Namespace"] == namespace
             for dimension_set in directive["Dimensions"]:
                 dimensions = {name: blob[name] for name in dimension_set}
-                assert dimensions["service"] == SERVICE
+                assert dimensions["service"] == service
                 for metric in directive["Metrics"]:
                     value = blob[metric["Name"]]  # EMF: a number, or a list of them
                     found += [
@@ -63,6 +65,11 @@ def emitted(stdout: str) -> list[tuple[str, float, dict[str, str]]]:
 def values(stdout: str, name: str, **dimensions: str) -> list[float]:
     wanted = {"service": SERVICE, **dimensions}
     return [v for n, v, d in emitted(stdout) if n == name and d == wanted]
+
+
+def builder_values(stdout: str, name: str, **dimensions: str) -> list[float]:
+    wanted = {"service": BUILDER_NAMES["service"], **dimensions}
+    return [v for n, v, d in emitted(stdout, **BUILDER_NAMES) if n == name and d == wanted]
 
 
 def closed_port() -> int:
@@ -106,7 +113,6 @@ class SlowPacs:
 def metrics_env(service_env: dict[str, str]) -> dict[str, str]:
     return {
         **service_env,
-        "MANIFEST_BUCKET": BUCKET,
         "AWS_REGION": REGION,
         "POWERTOOLS_SERVICE_NAME": SERVICE,
         "POWERTOOLS_METRICS_NAMESPACE": NAMESPACE,
@@ -114,9 +120,8 @@ def metrics_env(service_env: dict[str, str]) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def builder(metrics_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleType]:
-    """functions/api/builder.py, cold-started on a configuration with the sample archive, one that refuses
-    connections and one slower than its read timeout; S3 on moto."""
+def faulty_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The sample archive, one archive that refuses connections and one slower than its read timeout."""
     pacs = SlowPacs()
     config = yaml.safe_load((ROOT / "functions/api/weasis-link.yaml").read_text())
     config["connector"]["config"]["down"] = {
@@ -131,14 +136,23 @@ def builder(metrics_env: dict[str, str], tmp_path_factory: pytest.TempPathFactor
     # The sample archive's init script is relative to the bundled file: keep its directory reachable.
     (path.parent / "sample_archive").symlink_to(ROOT / "layers/shared/weasis_link/sample_archive")
     path.write_text(json.dumps(config))
-    with pytest.MonkeyPatch.context() as env, mock_aws():
-        for name, value in {**metrics_env, "WEASIS_LINK_CONFIG": str(path)}.items():
-            env.setenv(name, value)
-        boto3.client("s3", region_name=REGION).create_bucket(
-            Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION}
-        )
-        yield importlib.reload(importlib.import_module("functions.api.builder"))
+    yield path
     pacs.stop()
+
+
+@pytest.fixture
+def builder(
+    function_modules: dict[str, Any],
+    runtime_factory: Callable[..., Runtime],
+    faulty_config: Path,
+    service_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> Handler:
+    """functions/builder/app.py's handler over a runtime with that configuration (S3 on moto)."""
+    for name in ("POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE"):  # as Lambda sets them, always
+        monkeypatch.setenv(name, service_env[name])
+    handler: Handler = function_modules["builder"].make_handler(runtime_factory(config_file=faulty_config))
+    return handler
 
 
 def build_request(**query: str) -> dict[str, Any]:
@@ -156,48 +170,48 @@ def build_request(**query: str) -> dict[str, Any]:
 
 
 def test_a_successful_build_counts_its_outcome_time_and_archive_time(
-    builder: ModuleType, capsys: pytest.CaptureFixture[str]
+    builder: Handler, capsys: pytest.CaptureFixture[str]
 ) -> None:
     capsys.readouterr()
-    answer = builder.lambda_handler(build_request(), LambdaContext(aws_request_id="ok"))
+    answer = builder(build_request(), LambdaContext(aws_request_id="ok"))
     assert answer["outcome"] == "built"
     out = capsys.readouterr().out
-    assert values(out, "BuildsSucceeded") == [1]
-    assert values(out, "BuildsFailed") == values(out, "BuildsTimedOut") == []
-    [took] = values(out, "BuildTime")
+    assert builder_values(out, "BuildsSucceeded") == [1]
+    assert builder_values(out, "BuildsFailed") == builder_values(out, "BuildsTimedOut") == []
+    [took] = builder_values(out, "BuildTime")
     assert took > 0
-    [archive_took] = values(out, "ArchiveQueryTime", archive="sample")
+    [archive_took] = builder_values(out, "ArchiveQueryTime", archive="sample")
     assert 0 < archive_took <= took
-    assert values(out, "ArchiveFailures") == []
+    assert builder_values(out, "ArchiveFailures") == []
 
 
-def test_a_failed_build_is_counted_and_raised(builder: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_failed_build_is_counted_and_raised(builder: Handler, capsys: pytest.CaptureFixture[str]) -> None:
     capsys.readouterr()
     with pytest.raises(BuildFailed, match="build failed: archives down") as raised:
-        builder.lambda_handler(build_request(archive="down"), LambdaContext(aws_request_id="down"))
+        builder(build_request(archive="down"), LambdaContext(aws_request_id="down"))
     out = capsys.readouterr().out
-    assert values(out, "BuildsFailed") == [1]
-    assert values(out, "BuildsSucceeded") == []
-    assert values(out, "ArchiveFailures", archive="down") == [1]
-    assert values(out, "ArchiveFailures") == [1]  # the total an alarm watches
+    assert builder_values(out, "BuildsFailed") == [1]
+    assert builder_values(out, "BuildsSucceeded") == []
+    assert builder_values(out, "ArchiveFailures", archive="down") == [1]
+    assert builder_values(out, "ArchiveFailures") == [1]  # the total an alarm watches
     assert "WLS-1001" not in str(raised.value) and "BBBB" not in str(raised.value)  # no patient, no manifest id
 
 
-def test_a_timed_out_build_is_counted_and_raised(builder: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_timed_out_build_is_counted_and_raised(builder: Handler, capsys: pytest.CaptureFixture[str]) -> None:
     capsys.readouterr()
     with pytest.raises(BuildFailed, match="build timed-out: archives slow"):
-        builder.lambda_handler(build_request(archive="slow"), LambdaContext(aws_request_id="slow"))
+        builder(build_request(archive="slow"), LambdaContext(aws_request_id="slow"))
     out = capsys.readouterr().out
-    assert values(out, "BuildsTimedOut") == [1]
-    assert values(out, "BuildsFailed") == []
-    assert values(out, "ArchiveFailures", archive="slow") == [1]
+    assert builder_values(out, "BuildsTimedOut") == [1]
+    assert builder_values(out, "BuildsFailed") == []
+    assert builder_values(out, "ArchiveFailures", archive="slow") == [1]
 
 
-def test_a_malformed_build_request_is_a_failed_build(builder: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_malformed_build_request_is_a_failed_build(builder: Handler, capsys: pytest.CaptureFixture[str]) -> None:
     capsys.readouterr()
     with pytest.raises(BuildFailed):
-        builder.lambda_handler({"token": "x"}, LambdaContext(aws_request_id="bad"))
-    assert values(capsys.readouterr().out, "BuildsFailed") == [1]
+        builder({"token": "x"}, LambdaContext(aws_request_id="bad"))
+    assert builder_values(capsys.readouterr().out, "BuildsFailed") == [1]
 
 
 # --- the cleaner ----------------------------------------------------------------------------------------------
@@ -205,7 +219,7 @@ def test_a_malformed_build_request_is_a_failed_build(builder: ModuleType, capsys
 
 @pytest.fixture
 def cleanup(metrics_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
-    bucket = f"cleanup-{uuid.uuid4().hex[:12]}"  # moto's state may be shared with the builder's fixture
+    bucket = f"cleanup-{uuid.uuid4().hex[:12]}"
     for name, value in {**metrics_env, "MANIFEST_BUCKET": bucket}.items():
         monkeypatch.setenv(name, value)
     with mock_aws():
@@ -258,15 +272,21 @@ def test_a_crashed_cleanup_run_is_counted_and_raised(cleanup: ModuleType, capsys
     assert values(out, "CleanupRunsCompleted") == []
 
 
-@pytest.mark.parametrize("name", ["builder", "cleanup"])
-def test_cold_starts_are_counted_per_function(name: str, request: pytest.FixtureRequest) -> None:
-    module: ModuleType = request.getfixturevalue(name)
-    capsys: pytest.CaptureFixture[str] = request.getfixturevalue("capsys")
-    event = build_request() if name == "builder" else {}
-    context = LambdaContext(aws_request_id="cold", function_name=f"{SERVICE}-{name}")
-    reset_cold_start_flag()  # a new execution environment (the flag is process-wide in Powertools)
+def cold_starts(handler: Handler, event: dict[str, Any], capsys: pytest.CaptureFixture[str], **names: str) -> Any:
+    """ColdStart metrics of two invocations in a new execution environment (the flag is process-wide)."""
+    context = LambdaContext(aws_request_id="cold", function_name="stack-function")
+    reset_cold_start_flag()
     capsys.readouterr()
-    module.lambda_handler(event, context)
-    module.lambda_handler(event, context)
-    cold = [(v, d) for n, v, d in emitted(capsys.readouterr().out) if n == "ColdStart"]
-    assert cold == [(1.0, {"function_name": f"{SERVICE}-{name}", "service": SERVICE})]
+    handler(event, context)
+    handler(event, context)
+    return [(v, d) for n, v, d in emitted(capsys.readouterr().out, **names) if n == "ColdStart"]
+
+
+def test_the_builder_counts_its_cold_starts(builder: Handler, capsys: pytest.CaptureFixture[str]) -> None:
+    cold = cold_starts(builder, build_request(), capsys, **BUILDER_NAMES)
+    assert cold == [(1.0, {"function_name": "stack-function", "service": BUILDER_NAMES["service"]})]
+
+
+def test_the_cleaner_counts_its_cold_starts(cleanup: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
+    cold = cold_starts(cleanup.lambda_handler, {}, capsys)
+    assert cold == [(1.0, {"function_name": "stack-function", "service": SERVICE})]

@@ -17,9 +17,9 @@ from moto import mock_aws
 from weasis_link.auth import Caller
 from weasis_link.config import load_config
 from weasis_link.criteria import criteria_from_pairs
-from weasis_link.runtime import Runtime, runtime_for
+from weasis_link.runtime import Runtime, build_runtime
 from weasis_link.secret_references import resolve_reference
-from weasis_link.secret_refresh import ConfigRefresher, RecordingResolver
+from weasis_link.secret_refresh import ConfigRefresher
 from weasis_link.settings import ServiceSettings
 from weasis_link.storage import ManifestStore, s3_client
 from weasis_link_dev.weasis_client import read_manifest, request_headers
@@ -62,17 +62,24 @@ def wado_password(runtime: Runtime) -> str:
 
 
 def make_runtime(path: Path, now: list[float]) -> tuple[Runtime, ConfigRefresher]:
+    """The runtime a function builds at cold start, and a refresher like its own on a clock the test moves."""
     settings = ServiceSettings.model_validate(
-        {"manifest_bucket": "bucket", "oauth_issuer": "i", "oauth_audiences": ["a"], "oauth_jwks_url": "https://i/j"}
+        {
+            "manifest_bucket": "bucket",
+            "oauth_issuer": "i",
+            "oauth_audiences": ["a"],
+            "oauth_jwks_url": "https://i/j",
+            "config_file": str(path),
+        }
     )
-    resolver = RecordingResolver(resolve_reference)
-    config = load_config(path, resolve_secret=resolver)
-    runtime = runtime_for(settings, config, ManifestStore(s3_client("eu-central-1"), "bucket"))
+    store = ManifestStore(s3_client("eu-central-1"), "bucket")
+    runtime = build_runtime(ROOT / "functions/api", settings, store=store, inline_builds=True)
+    assert runtime.refresher is not None
     refresher = ConfigRefresher(
         lambda: load_config(path, resolve_secret=resolve_reference),
         runtime.service.reconfigure,
         settings.secrets_max_age_seconds,
-        enabled=resolver.used_secret_store,
+        enabled=runtime.refresher.enabled,  # the cold start's verdict: does the file use a secret store?
         clock=lambda: now[0],
     )
     return runtime, refresher

@@ -11,17 +11,31 @@ alarm can watch whatever the archives are called: CloudWatch alarms cannot aggre
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Final
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Final, Protocol
 
+from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 if TYPE_CHECKING:
-    from aws_lambda_powertools import Metrics
-
     from weasis_link.errors import ArchiveFailure
-    from weasis_link.launch import BuildOutcome, BuildReport
     from weasis_link.storage import CleanupReport
+
+
+class BuildFigures(Protocol):
+    """What a build reports (launch.BuildReport; described here so that this model-level module imports no use
+    case)."""
+
+    @property
+    def outcome(self) -> str: ...
+    @property
+    def seconds(self) -> float: ...
+    @property
+    def archive_seconds(self) -> Mapping[str, float]: ...
+    @property
+    def archive_failures(self) -> Sequence[ArchiveFailure]: ...
+
 
 # Builder: one of these per build.
 BUILD_OUTCOME_METRICS: Final[Mapping[str, str]] = {
@@ -41,12 +55,26 @@ CLEANUP_RUNS_COMPLETED: Final = "CleanupRunsCompleted"
 CLEANUP_RUNS_FAILED: Final = "CleanupRunsFailed"
 
 
+# Outside a stack (the local stack, tests), where template.yaml's per-stack names are not set.
+DEFAULT_NAMESPACE: Final = "WeasisLink"
+DEFAULT_SERVICE: Final = "weasis-link"
+
+
+def function_metrics() -> Metrics:
+    """The Powertools Metrics of a function: the stack's namespace and service (template.yaml), else the defaults,
+    so that a function run without them still flushes its metrics instead of failing."""
+    return Metrics(
+        namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_NAMESPACE,
+        service=os.environ.get("POWERTOOLS_SERVICE_NAME") or DEFAULT_SERVICE,
+    )
+
+
 class BuildFailed(Exception):
     """Raised by the builder function after a failed build has stored its error manifest and been counted: the
     invocation then counts in the function's Errors metric (asynchronous retries are off in template.yaml, so the
     PACS is not asked again). The message names the outcome only: no manifest id, no patient data."""
 
-    def __init__(self, outcome: BuildOutcome, archives: Iterable[str]) -> None:
+    def __init__(self, outcome: str, archives: Iterable[str]) -> None:
         super().__init__(f"build {outcome}: archives {', '.join(sorted(archives)) or '-'}")
 
 
@@ -71,7 +99,7 @@ def record_archive_outcomes(metrics: Metrics, seconds: Mapping[str, float], fail
             pass
 
 
-def record_build(metrics: Metrics, report: BuildReport) -> None:
+def record_build(metrics: Metrics, report: BuildFigures) -> None:
     metrics.add_metric(name=BUILD_OUTCOME_METRICS[report.outcome], unit=MetricUnit.Count, value=1)
     if report.seconds:  # expired and malformed requests built nothing
         metrics.add_metric(name=BUILD_TIME, unit=MetricUnit.Milliseconds, value=report.seconds * 1000)
