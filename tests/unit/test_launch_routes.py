@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 
 from weasis_link.fingerprint import manifest_fingerprint
+from weasis_link.metrics import BuildFailed
 from weasis_link.runtime import Runtime
 from weasis_link.storage import ManifestStore
 from weasis_link_dev.dev_keys import SigningKey, access_token_claims
@@ -233,5 +234,6 @@ def test_builder_function_builds_the_requested_manifest(
     assert manifest_id not in capsys.readouterr().out
     [view] = read_manifest(gzip.decompress(stored_manifest(store, manifest_id)))
     assert view.http_tags == {"Authorization": f"Bearer {token}"}
-    assert builder_handler({"token": token}, LambdaContext(aws_request_id="c")) == {"outcome": "malformed"}
+    with pytest.raises(BuildFailed):  # counted in the builder's Errors, never retried (template.yaml)
+        builder_handler({"token": token}, LambdaContext(aws_request_id="c"))
     assert token not in capsys.readouterr().out
