@@ -43,6 +43,7 @@ from pydantic import (
 
 from weasis_link.criteria import CONNECTOR_ID, SearchKey
 from weasis_link.errors import ConfigurationError
+from weasis_link.identity import AuthConfig
 from weasis_link.launch_options import LaunchOptionsConfig
 
 WildcardKey = Literal["PATIENT_ID", "STUDY_ACCESSION_NUMBER"]
@@ -345,6 +346,7 @@ class AppConfig(_Model):
     connector: ConnectorsConfig
     wado: WadoConfig | None = None
     launch_options: LaunchOptionsConfig = Field(default_factory=LaunchOptionsConfig)
+    auth: AuthConfig | None = None  # trusted identity providers (weasis_link.identity), besides OAUTH_*
 
     @model_validator(mode="after")
     def _every_connector_has_a_wado_url(self) -> AppConfig:
