@@ -400,8 +400,9 @@ def test_warning_status_ends_the_answer(fake_pacs: Callable[..., FakePacs]) -> N
     pacs = fake_pacs(final_status(0x0107, after=2))  # a Warning other than "capped": the answer is complete
     criteria = criteria_from_query_string("patientID=P1")
     builder = StudyTreeBuilder()
-    connector(pacs.port, "FAKEPACS").find(criteria, QueryContext(None, time.monotonic() + 10), builder)
-    assert f"{STUDY_UID}.1" in {s.study_instance_uid for s in builder.studies()}
+    conn = connector(pacs.port, "FAKEPACS")
+    conn.find(criteria, QueryContext(None, time.monotonic() + 10), builder)
+    assert conn.last_request_count == 1 + 2  # both studies answered before the Warning were asked for their images
 
 
 def test_rejected_association_is_unavailable(fake_pacs: Callable[..., FakePacs]) -> None:
