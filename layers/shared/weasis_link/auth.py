@@ -23,6 +23,14 @@ MAX_TOKEN_LENGTH: Final = 8192
 JWKS_TIMEOUT_SECONDS: Final = 3  # well inside API Gateway's 29 s, and a dead IdP fails fast
 # Header `typ` values that say "ID token" or anything but a JWT access token (RFC 9068 uses at+jwt).
 _ACCEPTED_HEADER_TYPES: Final = frozenset({"jwt", "at+jwt", "application/at+jwt", "application/jwt"})
+# PyJWT's claim errors -> what the caller reads (none is a subclass of another); anything else: _INVALID_CLAIMS.
+_CLAIM_ERRORS: Final[tuple[tuple[type[jwt.PyJWTError], str], ...]] = (
+    (jwt.ExpiredSignatureError, "The token has expired."),
+    (jwt.ImmatureSignatureError, "The token is not valid yet (nbf or iat in the future)."),
+    (jwt.InvalidAudienceError, "The token is not meant for this service (aud)."),
+    (jwt.InvalidIssuerError, "The token comes from another issuer (iss)."),
+)
+_INVALID_CLAIMS: Final = "The token's signature or claims are invalid."
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,18 +104,11 @@ class TokenValidator:
                 leeway=self._leeway,
                 options={"require": ["exp", "iat", "iss", "aud", "sub"], "verify_iat": True},
             )
-        except jwt.ExpiredSignatureError:
-            raise AuthenticationError("The token has expired.") from None
-        except jwt.ImmatureSignatureError:
-            raise AuthenticationError("The token is not valid yet (nbf or iat in the future).") from None
-        except jwt.InvalidAudienceError:
-            raise AuthenticationError("The token is not meant for this service (aud).") from None
-        except jwt.InvalidIssuerError:
-            raise AuthenticationError("The token comes from another issuer (iss).") from None
         except jwt.MissingRequiredClaimError as exc:
             raise AuthenticationError(f"The token lacks the '{exc.claim}' claim.") from None
-        except jwt.PyJWTError:
-            raise AuthenticationError("The token's signature or claims are invalid.") from None
+        except jwt.PyJWTError as exc:
+            detail = next((m for cls, m in _CLAIM_ERRORS if isinstance(exc, cls)), _INVALID_CLAIMS)
+            raise AuthenticationError(detail) from None
         _refuse_id_tokens(claims)
         scopes = _scopes(claims)
         missing = [s for s in self._required_scopes if s not in scopes]
