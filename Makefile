@@ -13,9 +13,10 @@ BIN := $(VENV)/bin
 # Reinstall when pyproject.toml changes.
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
 # Everything the tests, the local stack and the benchmarks start: Orthanc (+ DICOMweb, Python plugin and the
-# token filter's PyJWT), dcmtk (findscu), PostgreSQL, Chromium for the launch-page test.
+# token filter's PyJWT), dcmtk (findscu), PostgreSQL, Chromium for the launch-page test, valgrind (the cold-start
+# benchmark's instruction counts).
 DEBIAN_PACKAGES := orthanc orthanc-dicomweb orthanc-python python3-jwt python3-cryptography dcmtk postgresql \
-	chromium chromium-driver
+	chromium chromium-driver valgrind
 
 .PHONY: help run token test test-unit test-integration test-e2e lint typecheck iac build deploy bench \
 	system-packages venv sample-archive openapi clean
