@@ -38,6 +38,7 @@ from weasis_link.observability import configure_logging
 from weasis_link.runtime import build_runtime
 from weasis_link.service import ManifestResult
 from weasis_link.short_links import InlineManifest, api_base_url
+from weasis_link.snapstart import after_restore, forget_process_caches
 
 logger = Logger()
 metrics = Metrics()
@@ -53,6 +54,24 @@ launcher.dispatcher = make_dispatcher(
     on_lambda="AWS_LAMBDA_FUNCTION_NAME" in os.environ,
 )
 validator = TokenValidator(settings)
+
+
+@after_restore
+def _renew_after_restore() -> None:
+    """SnapStart: rebuild what holds connections, clocks or resolved secrets (weasis_link.snapstart)."""
+    global runtime, settings, config, store, service, launcher, links, uploads, validator
+    forget_process_caches()
+    runtime = build_runtime(Path(__file__).parent)
+    settings, config, store = runtime.settings, runtime.config, runtime.store
+    service, launcher, links, uploads = runtime.service, runtime.launcher, runtime.links, runtime.uploads
+    launcher.dispatcher = make_dispatcher(
+        settings.builder_function_name,
+        settings.aws_region,
+        launcher.run_build,
+        on_lambda="AWS_LAMBDA_FUNCTION_NAME" in os.environ,
+    )
+    validator = TokenValidator(settings)
+
 
 app = APIGatewayHttpResolver(enable_validation=True)
 # Keep GET /manifests/{id} below API Gateway's 29 s even when the function has less time left than configured.

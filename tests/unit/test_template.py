@@ -550,3 +550,13 @@ def test_outputs(template: dict[str, Any]) -> None:
     for name in FUNCTIONS:
         assert outputs[f"{name}Name"]["Value"] == {"Ref": name}
         assert outputs[f"{name}Arn"]["Value"] == {"Fn::GetAtt": [name, "Arn"]}
+
+
+def test_snapstart_is_an_option_off_by_default(template: dict[str, Any]) -> None:
+    parameter = template["Parameters"]["SnapStart"]
+    assert (parameter["Default"], sorted(parameter["AllowedValues"])) == ("false", ["false", "true"])
+    assert template["Conditions"]["UseSnapStart"] == {"Fn::Equals": [{"Ref": "SnapStart"}, "true"]}
+    api = function(template, "ApiFunction")
+    # SnapStart applies to published versions: the HTTP API must invoke one (the alias), not $LATEST.
+    assert api["AutoPublishAlias"]
+    assert api["SnapStart"] == {"Fn::If": ["UseSnapStart", {"ApplyOn": "PublishedVersions"}, {"Ref": "AWS::NoValue"}]}

@@ -293,3 +293,9 @@ def qido_credentials(config: QidoAuthentication) -> QidoCredentials:
         assert config.client_credentials is not None
         return _ServiceToken(shared_token_provider(config.client_credentials))
     return _NoCredentials()
+
+
+def forget_shared_providers() -> None:
+    """Drop every shared provider (their cached tokens and pools): after a SnapStart restore (weasis_link.snapstart)."""
+    with _shared_lock:
+        _shared.clear()
