@@ -35,6 +35,7 @@ from weasis_link.launch import LaunchResult, make_dispatcher
 from weasis_link.launch_page import launch_page, page_headers, wants_html
 from weasis_link.launch_uri import LaunchOptions, launch_options_from_pairs
 from weasis_link.observability import configure_logging
+from weasis_link.resolver_cache import cache_route_dependencies
 from weasis_link.runtime import build_runtime
 from weasis_link.service import ManifestResult
 from weasis_link.short_links import InlineManifest, api_base_url
@@ -364,6 +365,9 @@ def _record_metrics(result: ManifestResult) -> None:
                 name="ArchiveFailures", unit=MetricUnit.Count, value=1, namespace=metrics.namespace
             ) as metric:
                 metric.add_dimension(name="archive", value=outcome.archive_id)
+
+
+cache_route_dependencies(app)  # every route is registered: resolve their Depends() trees once, now
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False)
