@@ -11,6 +11,8 @@ page for browsers).
 
 from __future__ import annotations
 
+# First: no garbage collection while the function initialises (the heap is frozen at the end of this module).
+import weasis_link.init_phase  # isort: skip
 import base64
 import binascii
 import os
@@ -31,6 +33,7 @@ from weasis_link.auth import Caller, TokenValidator, extract_bearer_token, query
 from weasis_link.criteria import QueryCriteria, criteria_from_pairs, parse_query_string
 from weasis_link.errors import InvalidRequest, WeasisLinkError
 from weasis_link.iid import iid_criteria_pairs
+from weasis_link.jwks_prefetch import JwksPrefetch
 from weasis_link.launch import LaunchResult, make_dispatcher
 from weasis_link.launch_page import launch_page, page_headers, wants_html
 from weasis_link.launch_uri import LaunchOptions, launch_options_from_pairs
@@ -38,6 +41,7 @@ from weasis_link.observability import configure_logging
 from weasis_link.resolver_cache import cache_route_dependencies
 from weasis_link.runtime import build_runtime
 from weasis_link.service import ManifestResult
+from weasis_link.settings import ServiceSettings
 from weasis_link.short_links import InlineManifest, api_base_url
 from weasis_link.snapstart import after_restore, forget_process_caches
 
@@ -45,7 +49,9 @@ logger = Logger()
 metrics = Metrics()
 configure_logging(logger)
 
-runtime = build_runtime(Path(__file__).parent)
+settings = ServiceSettings.from_environment()
+jwks_prefetch = JwksPrefetch(settings)  # the key set arrives while the rest of init runs
+runtime = build_runtime(Path(__file__).parent, settings)
 settings, config, store = runtime.settings, runtime.config, runtime.store
 service, launcher, links, uploads = runtime.service, runtime.launcher, runtime.links, runtime.uploads
 launcher.dispatcher = make_dispatcher(
@@ -374,3 +380,7 @@ cache_route_dependencies(app)  # every route is registered: resolve their Depend
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)
+
+
+jwks_prefetch.wait()
+weasis_link.init_phase.done()
