@@ -1,4 +1,4 @@
-"""weasis_link.resolver_cache: Powertools' per-request dependency trees and type hints are built once, at cold
+"""weasis_link.http.resolver_cache: Powertools' per-request dependency trees and type hints are built once, at cold
 start, and the requests use them (no miss, no compile() of string annotations, after the routes are prepared)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import pytest
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Depends, depends
 
-from weasis_link import resolver_cache
+from weasis_link.http import resolver_cache
 
 
 def tenant() -> str:

@@ -14,7 +14,7 @@ import pytest
 import snapshot_restore_py
 
 from weasis_link import auth, oauth_client
-from weasis_link.config import ClientCredentials
+from weasis_link.config import ClientCredentialsConfig
 
 
 def restore(module: ModuleType) -> int:
@@ -49,7 +49,7 @@ def api(service_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 
 def password(module: ModuleType) -> str:
-    authentication = module.config.connector.config["pacs"].dicom_web_connector.authentication
+    authentication = module.runtime.config.connector.config["pacs"].dicom_web_connector.authentication
     return str(authentication.password.get_secret_value())
 
 
@@ -58,34 +58,37 @@ def test_the_api_function_registers_one_after_restore_hook(api: ModuleType) -> N
 
 
 def test_restore_rebuilds_clients_caches_pools_and_secrets(api: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
-    jwks = api.validator._client
+    jwks = api.runtime.validator._client
     jwks.get_jwk_set()  # fetched and cached, as the first request does
     assert jwks.jwk_set_cache is not None and jwks.jwk_set_cache.jwk_set_with_timestamp is not None
-    s3 = api.store._s3
-    dispatcher = api.launcher.dispatcher
-    lambda_client = dispatcher._client
-    pool = api.service._connector("pacs")._http
+    s3 = api.runtime.store._s3
+    lambda_client = api.runtime.dispatcher._client
+    pool = api.runtime.service.archives._connector("pacs")._http
+    handler = api._handler
     provider = oauth_client.shared_token_provider(
-        ClientCredentials(token_url="https://idp.example/token", client_id="c", client_secret="s")
+        ClientCredentialsConfig(token_url="https://idp.example/token", client_id="c", client_secret="s")
     )
     assert password(api) == "before"
     monkeypatch.setenv("PACS_PASSWORD", "rotated")  # rotated while the snapshot waited
 
     restore(api)
 
-    assert api.validator._client is not jwks  # a new JWKS client: its cache (monotonic timestamps) is empty
-    settings = api.settings
-    assert api.validator._client is auth.jwks_client(
+    runtime = api.runtime
+    assert runtime.validator._client is not jwks  # a new JWKS client: its cache (monotonic timestamps) is empty
+    settings = runtime.settings
+    assert runtime.validator._client is auth.jwks_client(
         settings.oauth_jwks_url, settings.oauth_jwks_cache_seconds, settings.oauth_jwks_cooldown_seconds
     )
-    cache = api.validator._client.jwk_set_cache
+    cache = runtime.validator._client.jwk_set_cache
     assert cache is None or cache.jwk_set_with_timestamp is None
-    assert api.store._s3 is not s3
-    assert api.launcher.dispatcher._client is not lambda_client
-    assert api.service._connector("pacs")._http is not pool
+    assert runtime.store._s3 is not s3
+    assert runtime.dispatcher._client is not lambda_client
+    assert runtime.service.archives._connector("pacs")._http is not pool
+    # Lambda keeps the entry point it imported at init: lambda_handler stays, what it calls is the new runtime's.
+    assert api._handler is not handler
     assert (
         oauth_client.shared_token_provider(
-            ClientCredentials(token_url="https://idp.example/token", client_id="c", client_secret="s")
+            ClientCredentialsConfig(token_url="https://idp.example/token", client_id="c", client_secret="s")
         )
         is not provider
     )

@@ -1,7 +1,7 @@
 """Warm GET /manifests on the embedded sample archive: p50 of the API handler, in a process of its own, excluding the
 S3 PUT (timed with botocore's events around PutObject and subtracted; wall clock and the handler thread's CPU
 time, steadier on a shared machine), and the compile() calls each warm request
-makes (Powertools evaluating string annotations; weasis_link/resolver_cache.py does that once, at cold start)."""
+makes (Powertools evaluating string annotations; weasis_link/http/resolver_cache.py does that once, at cold start)."""
 
 from __future__ import annotations
 
