@@ -39,7 +39,7 @@ from weasis_link_dev.local_stack import create_bucket, moto_s3, service_environm
 
 BUILD = REPO_ROOT / ".aws-sam" / "build"
 STAMP = BUILD / ".bench-sources.sha256"
-SOURCES = ("template.yaml", "layers/shared", "functions/api", "tools/check-iac")
+SOURCES = ("template.yaml", "layers/shared", "functions", "tools/check-iac")
 EVENT = REPO_ROOT / "events" / "get_manifests_by_study.json"
 # What the Lambda Python 3.12 runtime has on sys.path besides the standard library.
 RUNTIME_DISTRIBUTIONS = ("boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "six", "urllib3")

@@ -32,7 +32,7 @@ def _put_started(**_):
 def _put_done(**_):
     put[0] += time.perf_counter() - started[0]
     put[1] += time.thread_time() - started[1]
-events = api.store._s3.meta.events
+events = api.runtime.store._s3.meta.events
 events.register("provide-client-params.s3.PutObject", _put_started)
 events.register("after-call.s3.PutObject", _put_done)
 with open(os.environ["BENCH_EVENT"]) as f:
