@@ -56,6 +56,7 @@ ENVIRONMENT: Final = {
     "IID_REQUEST_TYPES": "iid_request_types",
     "UPLOAD_MAX_BYTES": "upload_max_bytes",
     "WEASIS_DOWNLOAD_URL": "weasis_download_url",
+    "SECRETS_MAX_AGE_SECONDS": "secrets_max_age_seconds",
 }
 _ENV_BY_FIELD: Final = {v: k for k, v in ENVIRONMENT.items()}
 
@@ -103,6 +104,9 @@ class ServiceSettings(BaseModel):
     upload_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024)
     # The "Weasis not installed?" link of the browser launch page.
     weasis_download_url: str = Field(default="https://weasis.org/en/getting-started/", pattern=r"^https?://[^\s\"<>]+$")
+    # Secret references (secretsmanager:, ssm:) are resolved again once the values in use are this old
+    # (secret_refresh.py): a rotated PACS password reaches warm environments.
+    secrets_max_age_seconds: int = Field(default=900, ge=60, le=86400)
 
     @field_validator("oauth_jwks_url")
     @classmethod
