@@ -42,7 +42,6 @@ from weasis_link.http.requests import (
     request_body,
 )
 from weasis_link.http.resolver_cache import cache_route_dependencies
-from weasis_link.jwks_prefetch import JwksPrefetch
 from weasis_link.launch import LaunchResult
 from weasis_link.launch_uri import LaunchOptions, launch_options_from_pairs
 from weasis_link.manifest_links import InlineManifest
@@ -50,7 +49,6 @@ from weasis_link.metrics import record_archive_outcomes
 from weasis_link.observability import configure_logging
 from weasis_link.runtime import Runtime, build_runtime
 from weasis_link.service import ManifestResult
-from weasis_link.settings import ServiceSettings
 from weasis_link.snapstart import after_restore, forget_process_caches
 
 logger = Logger()
@@ -354,9 +352,7 @@ def make_handler(runtime: Runtime) -> Callable[[dict[str, Any], LambdaContext], 
 
 
 # Built once per container, at cold start (Lambda's init phase).
-settings = ServiceSettings.from_environment()
-jwks_prefetch = JwksPrefetch(settings)  # the key set arrives while the rest of init runs
-runtime = build_runtime(Path(__file__).parent, settings)
+runtime = build_runtime(Path(__file__).parent)
 _handler = make_handler(runtime)
 
 
@@ -376,5 +372,4 @@ def _renew_after_restore() -> None:
 
 
 cache_route_dependencies(app)  # every route is registered: resolve their Depends() trees once, now
-jwks_prefetch.wait()
 weasis_link.init_phase.done()

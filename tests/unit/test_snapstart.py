@@ -13,7 +13,7 @@ from types import ModuleType
 import pytest
 import snapshot_restore_py
 
-from weasis_link import auth, oauth_client
+from weasis_link import oauth_client
 from weasis_link.config import ClientCredentialsConfig
 
 
@@ -58,7 +58,9 @@ def test_the_api_function_registers_one_after_restore_hook(api: ModuleType) -> N
 
 
 def test_restore_rebuilds_clients_caches_pools_and_secrets(api: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
-    jwks = api.runtime.validator._client
+    validator = api.runtime.validator
+    [(_, keys)] = validator._issuers._entries
+    jwks = keys.client()
     jwks.get_jwk_set()  # fetched and cached, as the first request does
     assert jwks.jwk_set_cache is not None and jwks.jwk_set_cache.jwk_set_with_timestamp is not None
     s3 = api.runtime.store._s3
@@ -74,13 +76,11 @@ def test_restore_rebuilds_clients_caches_pools_and_secrets(api: ModuleType, monk
     restore(api)
 
     runtime = api.runtime
-    assert runtime.validator._client is not jwks  # a new JWKS client: its cache (monotonic timestamps) is empty
-    settings = runtime.settings
-    assert runtime.validator._client is auth.jwks_client(
-        settings.oauth_jwks_url, settings.oauth_jwks_cache_seconds, settings.oauth_jwks_cooldown_seconds
-    )
-    cache = runtime.validator._client.jwk_set_cache
-    assert cache is None or cache.jwk_set_with_timestamp is None
+    assert runtime.validator is not validator
+    [(_, keys)] = runtime.validator._issuers._entries
+    assert keys.client() is not jwks  # a new JWKS client: its cache (monotonic timestamps) is empty
+    cache = keys.client().jwk_set_cache
+    assert cache is not None and cache.jwk_set_with_timestamp is None
     assert runtime.store._s3 is not s3
     assert runtime.dispatcher._client is not lambda_client
     assert runtime.service.archives._connector("pacs")._http is not pool

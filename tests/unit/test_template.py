@@ -200,6 +200,12 @@ def test_code_and_handlers(template: dict[str, Any], name: str, code_uri: str, h
     assert (TEMPLATE_PATH.parent / code_uri).is_dir()
 
 
+def test_the_builder_reads_the_api_functions_connector_configuration() -> None:
+    # A link, so that the asynchronous build and GET /manifests query the same archives the same way.
+    api, builder = (TEMPLATE_PATH.parent / f"functions/{name}/weasis-link.yaml" for name in ("api", "builder"))
+    assert builder.is_symlink() and builder.read_bytes() == api.read_bytes()
+
+
 def test_timeouts(template: dict[str, Any]) -> None:
     assert function(template, "ApiFunction")["Timeout"] <= 29  # API Gateway's integration limit is 30 s
     assert function(template, "BuilderFunction")["Timeout"] > function(template, "ApiFunction")["Timeout"]
@@ -541,6 +547,9 @@ def test_every_parameter_is_used(template: dict[str, Any]) -> None:
         ("OAuthAudiences", "", False),
         ("OAuthRequiredScopes", "weasis:read openid", True),
         ("OAuthIssuer", "http://idp.example.org", False),
+        ("OAuthIssuer", "", True),  # empty counts as unset: only the configuration file's auth.issuers
+        ("OAuthJwksUrl", "", True),  # empty: OpenID discovery
+        ("OAuthJwksUrl", "http://localhost.attacker.example/jwks", False),
         ("ConfigSecretArns", "arn:aws:secretsmanager:eu-central-1:123456789012:secret:pacs-??????", True),
         ("ConfigSecretArns", "*", False),
         ("ConfigParameterArns", "arn:aws:ssm:eu-central-1:123456789012:parameter/weasis/pacs-password", True),

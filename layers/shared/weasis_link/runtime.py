@@ -84,7 +84,7 @@ def build_runtime(
         settings=settings,
         config=config,
         store=store,
-        validator=TokenValidator(settings),
+        validator=TokenValidator(settings, config.auth),
         service=service,
         builder=builder,
         dispatcher=dispatcher,

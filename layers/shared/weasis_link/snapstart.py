@@ -28,8 +28,8 @@ def after_restore(hook: Hook) -> Hook:
 
 
 def forget_process_caches() -> None:
-    """The container-wide caches that hold connections or monotonic timestamps: JWKS clients, token providers."""
-    from weasis_link import auth, oauth_client
+    """The container-wide caches that hold connections or monotonic timestamps, beyond the runtime (which the hooks
+    build anew, with its token validator and its JWKS clients): the OAuth token providers."""
+    from weasis_link import oauth_client
 
-    auth.jwks_client.cache_clear()
     oauth_client.forget_shared_providers()
