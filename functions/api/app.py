@@ -12,6 +12,8 @@ page for browsers).
 
 from __future__ import annotations
 
+# First: no garbage collection while the function initialises (the heap is frozen at the end of this module).
+import weasis_link.init_phase  # isort: skip
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, cast
@@ -39,6 +41,7 @@ from weasis_link.http.requests import (
     read_upload,
     request_body,
 )
+from weasis_link.http.resolver_cache import cache_route_dependencies
 from weasis_link.launch import LaunchResult
 from weasis_link.launch_options import allowed_launch_options
 from weasis_link.launch_uri import LaunchOptions
@@ -47,6 +50,7 @@ from weasis_link.metrics import record_archive_outcomes
 from weasis_link.observability import configure_logging
 from weasis_link.runtime import Runtime, build_runtime
 from weasis_link.service import ManifestResult
+from weasis_link.snapstart import after_restore, forget_process_caches
 
 logger = Logger()
 metrics = Metrics()
@@ -350,4 +354,23 @@ def make_handler(runtime: Runtime) -> Callable[[dict[str, Any], LambdaContext], 
 
 # Built once per container, at cold start (Lambda's init phase).
 runtime = build_runtime(Path(__file__).parent)
-lambda_handler = make_handler(runtime)
+_handler = make_handler(runtime)
+
+
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Lambda's entry point: it keeps this function from init on, so a SnapStart restore swaps what it calls."""
+    return _handler(event, context)
+
+
+@after_restore
+def _renew_after_restore() -> None:
+    """SnapStart: a new runtime, so nothing that holds connections, clocks or resolved secrets outlives the snapshot
+    (weasis_link.snapstart)."""
+    global runtime, _handler
+    forget_process_caches()
+    runtime = build_runtime(Path(__file__).parent)
+    _handler = make_handler(runtime)
+
+
+cache_route_dependencies(app)  # every route is registered: resolve their Depends() trees once, now
+weasis_link.init_phase.done()

@@ -72,7 +72,11 @@ def _comma_list(value: object) -> object:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, alias_generator=_kebab, populate_by_name=True)
+    # defer_build: a model's validator is built when first used, not when its class is created; AppConfig's
+    # validation builds the nested ones it needs once, as part of its own (cold start: about 10 ms less).
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, alias_generator=_kebab, populate_by_name=True, defer_build=True
+    )
 
 
 # --- WADO: how Weasis fetches the images (what goes into the manifest's arcQuery) ----------------------------
