@@ -17,6 +17,7 @@ from weasis_link.study_tree import INSTANCE_KEYWORDS, SERIES_KEYWORDS, Study, St
 
 Row = Sequence[Any]
 T = TypeVar("T")
+_UNSEEN: Any = object()  # a study key not met yet (None is a refused study)
 
 
 def _values(positions: Sequence[int]) -> Callable[[Row], tuple[Any, ...]]:
@@ -66,9 +67,8 @@ def add_rows(builder: StudyTreeBuilder, rows: Sequence[Row], layout: RowLayout) 
     add_instance = builder.add_instance
     for row in rows:
         key = study_key(row)
-        if key in studies:
-            study = studies[key]
-        else:
+        study = studies.get(key, _UNSEEN)
+        if study is _UNSEEN:
             study = studies[key] = builder.add_study(layout.mapping(row))
         if study is None:
             add_instance(layout.mapping(row))  # counts why the row is left out
