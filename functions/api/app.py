@@ -27,6 +27,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from weasis_link.api import schemas
 from weasis_link.api.problems import NO_STORE, problem, problem_for
+from weasis_link.audit_requests import RequestAudit
 from weasis_link.auth import Caller, TokenValidator, extract_bearer_token, query_pairs_without_token
 from weasis_link.criteria import QueryCriteria, criteria_from_pairs, parse_query_string
 from weasis_link.errors import InvalidRequest, WeasisLinkError
@@ -46,6 +47,7 @@ configure_logging(logger)
 runtime = build_runtime(Path(__file__).parent)
 settings, config, store = runtime.settings, runtime.config, runtime.store
 service, launcher, links, uploads = runtime.service, runtime.launcher, runtime.links, runtime.uploads
+audit = RequestAudit(runtime.audit, store)
 launcher.dispatcher = make_dispatcher(
     settings.builder_function_name,
     settings.aws_region,
@@ -75,7 +77,9 @@ def authenticated_caller() -> Caller:
     token = extract_bearer_token(
         app.current_event.headers, _request_pairs(), allow_query=settings.allow_access_token_query
     )
-    return validator.validate(token)
+    caller = validator.validate(token)
+    app.context["caller"] = caller  # for the audit event of a refusal that comes later in the request
+    return caller
 
 
 def search_criteria(  # the parameters document the query interface (see weasis_link/api/schemas.py)
@@ -149,7 +153,9 @@ HtmlDep = Annotated[bool, Depends(html_requested)]
     },
 )
 def get_manifest_links(caller: CallerDep, criteria: CriteriaDep, launch: LaunchDep, base: BaseUrlDep) -> Response[str]:
-    result = service.create_manifest(criteria, caller, launch, base_url=base)
+    audit.require_read_scopes(caller, settings)
+    gate = audit.disclosure_gate(app.current_event.raw_event, caller, _request_pairs())
+    result = service.create_manifest(criteria, caller, launch, base_url=base, before_store=gate)
     _record_metrics(result)
     return _manifest_json(200, result)
 
@@ -165,6 +171,8 @@ def get_manifest_links(caller: CallerDep, criteria: CriteriaDep, launch: LaunchD
 def upload_manifest(
     caller: CallerDep, launch: LaunchDep, base: BaseUrlDep, inject_token: schemas.InjectTokenParam = False
 ) -> Response[str]:
+    audit.require_upload_scopes(caller, settings)
+    gate = audit.upload_gate(app.current_event.raw_event, caller, _header("content-type"))
     result = uploads.upload(
         _raw_body(),
         _header("content-type"),
@@ -173,6 +181,7 @@ def upload_manifest(
         launch,
         base,
         inject_token=inject_token,
+        before_store=gate,
     )
     metrics.add_metric(name="ManifestsUploaded", unit=MetricUnit.Count, value=1)
     return _manifest_json(201, result, {"Location": result.manifest_link})
@@ -203,6 +212,8 @@ def open_manifest(manifest_id: str, base: BaseUrlDep, attempt: schemas.AttemptPa
         logger.warning("manifest not available", extra={"reason": answer.reason})
         metrics.add_metric(name="ManifestLinksUnavailable", unit=MetricUnit.Count, value=1)
         return Response(200, "application/xml; charset=utf-8", answer.xml.decode("utf-8"), headers=NO_STORE)
+    if answer.to_manifest:
+        audit.redeemed(app.current_event.raw_event, manifest_id)
     metrics.add_metric(name="ManifestLinksOpened", unit=MetricUnit.Count, value=1)
     return Response(302, "text/plain", "", headers={"Location": answer.location, **NO_STORE})
 
@@ -223,7 +234,7 @@ def launch_weasis(
     caller: CallerDep, criteria: CriteriaDep, launch: LaunchDep, base: BaseUrlDep, html: HtmlDep
 ) -> Response[str]:
     query = query_pairs_without_token(_request_pairs())
-    return _launch_response(launcher.launch(query, criteria, caller, launch, base), html)
+    return _launch_response(_launch(query, criteria, caller, launch, base), html)
 
 
 @app.get(
@@ -242,7 +253,15 @@ def invoke_image_display(
     caller: CallerDep, query: IidQueryDep, launch: LaunchDep, base: BaseUrlDep, html: HtmlDep
 ) -> Response[str]:
     criteria = criteria_from_pairs(query)
-    return _launch_response(launcher.launch(query, criteria, caller, launch, base), html)
+    return _launch_response(_launch(query, criteria, caller, launch, base), html)
+
+
+def _launch(
+    query: list[tuple[str, str]], criteria: QueryCriteria, caller: Caller, launch: LaunchOptions, base: str
+) -> LaunchResult:
+    audit.require_read_scopes(caller, settings)
+    context, gate = audit.launch_gate(app.current_event.raw_event, caller, query, criteria)
+    return launcher.launch(query, criteria, caller, launch, base, audit=context, before_dispatch=gate)
 
 
 # --- responses ----------------------------------------------------------------------------------------------
@@ -301,7 +320,16 @@ def _refused(code: str) -> None:
 @app.exception_handler(WeasisLinkError)
 def _domain_error(error: WeasisLinkError) -> Response[str]:
     _refused(error.code)
-    return problem_for(error)
+    response = problem_for(error)
+    audit.refused(app.current_event.raw_event, app.context.get("caller"), _pairs_or_none(), error, response.status_code)
+    return response
+
+
+def _pairs_or_none() -> list[tuple[str, str]]:
+    try:
+        return _request_pairs()
+    except WeasisLinkError:
+        return []
 
 
 @app.exception_handler(RequestValidationError)

@@ -41,6 +41,7 @@ from pydantic import (
     model_validator,
 )
 
+from weasis_link.claims_access import AccessConfig
 from weasis_link.criteria import CONNECTOR_ID, SearchKey
 from weasis_link.errors import ConfigurationError
 
@@ -308,6 +309,8 @@ class Connector(_Model):
     db_connector: DbConnector | None = None
     dicom_connector: DicomConnector | None = None
     dicom_web_connector: DicomWebConnector | None = None
+    # Who may use this archive (claims_access.py); absent: every authenticated caller.
+    access: AccessConfig | None = None
 
     @model_validator(mode="after")
     def _block_for_type(self) -> Connector:

@@ -28,9 +28,10 @@ from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from weasis_link.audit import AuditContext, AuditTrail, disclosure_event, query_event, summarize_manifest
 from weasis_link.auth import Caller
 from weasis_link.criteria import QueryCriteria, criteria_from_pairs
-from weasis_link.errors import AllArchivesFailed, BuilderUnavailable, WeasisLinkError
+from weasis_link.errors import AllArchivesFailed, AuditUnavailable, BuilderUnavailable, WeasisLinkError
 from weasis_link.launch_uri import LaunchOptions, bounded_weasis_uri
 from weasis_link.service import ManifestService
 from weasis_link.short_links import short_link
@@ -62,6 +63,9 @@ class BuildRequest(BaseModel):
     scopes: list[str] = Field(default_factory=list)
     token_expires_at: int
     launched_at: float
+    # The token's claims (authorization rules read them again in the builder) and who/where for the audit trail.
+    claims: dict[str, Any] = Field(default_factory=dict, repr=False)
+    audit: AuditContext | None = None
 
     def caller(self) -> Caller:
         return Caller(
@@ -69,7 +73,7 @@ class BuildRequest(BaseModel):
             subject=self.subject,
             scopes=frozenset(self.scopes),
             expires_at=self.token_expires_at,
-            claims={},
+            claims=self.claims,
         )
 
 
@@ -177,6 +181,7 @@ class Launcher:
         self._build_deadline = build_deadline_seconds
         self._clock = clock
         self.dispatcher: BuildDispatcher = InlineDispatcher(self.run_build)
+        self.audit: AuditTrail | None = None
 
     # --- API side -------------------------------------------------------------------------------------------
     def launch(
@@ -186,18 +191,24 @@ class Launcher:
         caller: Caller,
         options: LaunchOptions | None,
         base_url: str,
+        *,
+        audit: AuditContext | None = None,
+        before_dispatch: Callable[[Sequence[str]], None] | None = None,
     ) -> LaunchResult:
         """Register the build, start it, and return the launch URI (which works while the build runs).
 
         `query` holds the criteria parameters the builder parses again (`criteria` is what they parsed to here);
-        it must not hold access_token: the token travels once, in its own field."""
+        it must not hold access_token: the token travels once, in its own field. `before_dispatch` (the audit
+        trail) is called before anything is written; if it raises, nothing is."""
         # An unknown archive or a deactivated criterion is refused now, not discovered by the builder.
-        archive_ids = self._service.select_archives(criteria)
-        expires_at = self._service.expiry()
+        archive_ids = self._service.select_archives(criteria, caller)
+        expires_at = self._service.expiry(caller)
         manifest_id = new_manifest_id(expires_at)
         link = short_link(base_url, manifest_id)
         uri = bounded_weasis_uri(link, options)
         now = self._clock()
+        if before_dispatch is not None:
+            before_dispatch(archive_ids)
         self._store.put_pending(manifest_id, expires_at, now + self._build_deadline + BUILD_OVERHEAD_SECONDS)
         request = BuildRequest(
             manifest_id=manifest_id,
@@ -208,6 +219,8 @@ class Launcher:
             scopes=sorted(caller.scopes),
             token_expires_at=caller.expires_at,
             launched_at=now,
+            claims=dict(caller.claims),
+            audit=audit,
         )
         self.dispatcher.dispatch(request)
         warning = self._service.token_warning(caller, archive_ids)
@@ -227,7 +240,7 @@ class Launcher:
         archive_ids: list[str] = []
         try:
             criteria = criteria_from_pairs(request.query)
-            archive_ids = self._service.select_archives(criteria)
+            archive_ids = self._service.select_archives(criteria, request.caller())
             body = self._service.build(criteria, request.caller(), self._build_deadline).body_gzip
         except AllArchivesFailed as exc:
             outcome = "failed"
@@ -251,6 +264,7 @@ class Launcher:
                 "The images could not be listed",
                 "An unexpected error stopped the preparation of the image list; it has been logged.",
             )
+        body, outcome = self._audited(request, body, outcome, archive_ids, expires_at)
         self._store.put(request.manifest_id, body, expires_at)
         logger.info(
             "build stored",
@@ -262,3 +276,33 @@ class Launcher:
             },
         )
         return outcome
+
+    def _audited(
+        self,
+        request: BuildRequest,
+        body: bytes,
+        outcome: BuildOutcome,
+        archive_ids: Sequence[str],
+        expires_at: dt.datetime,
+    ) -> tuple[bytes, BuildOutcome]:
+        """Record what the build discloses before it is stored; when the trail refuses, store a manifest that says
+        so instead of the images (fail closed)."""
+        if self.audit is None or not self.audit.enabled or request.audit is None:
+            return body, outcome
+        try:
+            if outcome == "built":
+                self.audit.record(
+                    disclosure_event(request.audit, request.manifest_id, summarize_manifest(body), expires_at)
+                )
+            else:
+                self.audit.record(
+                    query_event(
+                        request.audit, archive_ids, outcome="8", outcome_desc="the image list could not be built"
+                    )
+                )
+        except AuditUnavailable as exc:
+            body = self._service.failure_manifest(
+                list(archive_ids) or self._service.default_archive_ids(), "The images could not be listed", exc.detail
+            )
+            return body, "failed"
+        return body, outcome

@@ -8,6 +8,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from weasis_link.audit import AuditTrail, audit_trail
 from weasis_link.config import AppConfig, load_config
 from weasis_link.launch import Launcher
 from weasis_link.service import ManifestService
@@ -28,6 +29,7 @@ class Runtime:
     launcher: Launcher
     links: ManifestLinks
     uploads: ManifestUploads
+    audit: AuditTrail
 
 
 def config_path(settings: ServiceSettings, function_dir: Path) -> Path:
@@ -47,18 +49,27 @@ def build_runtime(function_dir: Path, settings: ServiceSettings | None = None) -
         settings.manifest_prefix,
         settings.manifest_kms_key_arn,
     )
-    return runtime_for(settings, config, store)
+    audit = audit_trail(
+        settings.audit_event_bus, settings.aws_region, settings.events_endpoint_url, fail_open=settings.audit_fail_open
+    )
+    return runtime_for(settings, config, store, audit)
 
 
-def runtime_for(settings: ServiceSettings, config: AppConfig, store: ManifestStore) -> Runtime:
+def runtime_for(
+    settings: ServiceSettings, config: AppConfig, store: ManifestStore, audit: AuditTrail | None = None
+) -> Runtime:
     """The services over a given store (tests swap the store for one on moto)."""
     service = ManifestService(settings, config, store)
+    audit = audit or AuditTrail(None)
+    launcher = Launcher(service, store, settings.build_deadline_seconds)
+    launcher.audit = audit
     return Runtime(
         settings=settings,
         config=config,
         store=store,
         service=service,
-        launcher=Launcher(service, store, settings.build_deadline_seconds),
+        launcher=launcher,
         links=ManifestLinks(store, settings.presign_expires_seconds),
         uploads=ManifestUploads(service, settings.upload_max_bytes),
+        audit=audit,
     )

@@ -20,6 +20,8 @@ from typing import Final
 
 from weasis_link import manifest as mf
 from weasis_link.auth import Caller
+from weasis_link.capability import capped_expiry
+from weasis_link.claims_access import check_named_archives, permitted_archives
 from weasis_link.config import AppConfig, OAuth2Wado, Wado
 from weasis_link.connectors import Connector, QueryContext, create_connector
 from weasis_link.criteria import KEY_PARAMETERS, QueryCriteria, SearchKey
@@ -27,6 +29,7 @@ from weasis_link.errors import (
     AllArchivesFailed,
     ArchiveError,
     ArchiveFailure,
+    ArchiveForbidden,
     CriterionDeactivated,
     UnknownArchive,
 )
@@ -85,6 +88,8 @@ class BuiltManifest:
 
 
 ConnectorFactory = Callable[[str], Connector]
+# Called with (manifest id, gzipped body, expiry) right before a manifest is written (the audit trail).
+BeforeStore = Callable[[str, bytes, dt.datetime], None]
 
 
 class ManifestService:
@@ -113,8 +118,11 @@ class ManifestService:
         launch: LaunchOptions | None = None,
         *,
         base_url: str | None = None,
+        before_store: BeforeStore | None = None,
     ) -> ManifestResult:
-        """Build, store and link a manifest. With the API's `base_url`, the links carry the short manifest link."""
+        """Build, store and link a manifest. With the API's `base_url`, the links carry the short manifest link.
+        `before_store` (the audit trail) is called right before the write; if it raises, nothing is stored."""
+        self.expiry(caller)  # a token too short-lived for any manifest is refused before the PACS is asked
         built = self.build(criteria, caller)
         return self.store_manifest(
             built.body_gzip,
@@ -123,6 +131,8 @@ class ManifestService:
             base_url=base_url,
             archives=built.outcomes,
             warnings=built.warnings,
+            caller=caller,
+            before_store=before_store,
         )
 
     def store_manifest(
@@ -134,18 +144,24 @@ class ManifestService:
         base_url: str | None = None,
         archives: Sequence[ArchiveOutcome] = (),
         warnings: Sequence[str] = (),
+        caller: Caller | None = None,
+        before_store: BeforeStore | None = None,
     ) -> ManifestResult:
-        """Store a gzipped manifest (built or uploaded) under a fresh id, and make its links."""
-        expires_at = self.expiry()
+        """Store a gzipped manifest (built or uploaded) under a fresh id, and make its links. With the `caller`,
+        the manifest, its short link and its presigned URL expire no later than the caller's token."""
+        expires_at = self.expiry(caller)
         manifest_id = new_manifest_id(expires_at)
         # Presign and make the launch URI before the write, so that nothing after PutObject can fail and leave an
         # orphan behind (launch options too long for the URI are refused here).
-        presigned = self._store.presigned_url(manifest_id, self._settings.presign_expires_seconds)
+        lifetime = max(1, int(expires_at.timestamp() - self._clock()))
+        presigned = self._store.presigned_url(manifest_id, min(self._settings.presign_expires_seconds, lifetime))
         if base_url is None:
             link, launch_uri = presigned, weasis_uri(presigned, launch)
         else:
             link = short_link(base_url, manifest_id)
             launch_uri = bounded_weasis_uri(link, launch)
+        if before_store is not None:
+            before_store(manifest_id, body_gzip, expires_at)
         self._store.put(manifest_id, body_gzip, expires_at)
         patients, studies, series, instances = counts
         return ManifestResult(
@@ -165,7 +181,7 @@ class ManifestService:
     def build(self, criteria: QueryCriteria, caller: Caller, deadline_seconds: float | None = None) -> BuiltManifest:
         """Query the archives and build the gzipped manifest (no storage), within `deadline_seconds` (default:
         ARCHIVE_DEADLINE_SECONDS, inside API Gateway's limit)."""
-        archive_ids = self.select_archives(criteria)
+        archive_ids = self.select_archives(criteria, caller)
         budget = deadline_seconds or self._settings.archive_deadline_seconds
         context = QueryContext(bearer_token=caller.token, deadline=time.monotonic() + budget)
         outcomes = self._query_all(archive_ids, criteria, context)
@@ -179,18 +195,24 @@ class ManifestService:
         return BuiltManifest(body, queries, outcomes, warnings)
 
     # --- archive selection ----------------------------------------------------------------------------------
-    def select_archives(self, criteria: QueryCriteria) -> list[str]:
-        """`archive=` ids (must exist) or connector.default; then drop archives that refuse a key used."""
+    def select_archives(self, criteria: QueryCriteria, caller: Caller | None = None) -> list[str]:
+        """`archive=` ids (must exist, and the caller's claims must allow them) or the connector.default archives
+        the caller may use; then drop archives that refuse a key used."""
         configured = self._config.connector.config
+        rules = {cid: c.access for cid, c in configured.items()}
+        claims = caller.claims if caller is not None else None
         if criteria.archives:
             unknown = [a for a in criteria.archives if a not in configured]
             if unknown:
                 raise UnknownArchive(
                     f"Unknown archive: {', '.join(unknown)}. Configured archives: {', '.join(configured)}."
                 )
+            check_named_archives(criteria.archives, rules, claims)
             selected = list(criteria.archives)
         else:
-            selected = self._config.default_connector_ids
+            selected = permitted_archives(self._config.default_connector_ids, rules, claims)
+            if not selected:
+                raise ArchiveForbidden("Your token does not allow any of the archives of this service.")
         allowed = [a for a in selected if not self._refused_keys(a, criteria)]
         if not allowed:
             refused = sorted({k for a in selected for k in self._refused_keys(a, criteria)})
@@ -438,9 +460,14 @@ class ManifestService:
             queries.append(query)
         return mf.manifest_gzip(queries, str(uuid.uuid4()))
 
-    def expiry(self) -> dt.datetime:
-        """When a manifest created now expires (whole seconds, UTC)."""
-        return self._expiry()
+    def expiry(self, caller: Caller | None = None) -> dt.datetime:
+        """When a manifest created now expires (whole seconds, UTC): MANIFEST_TTL_SECONDS from now, and never after
+        the caller's token (a capability URL must not outlive the token that authorised it). A token with less than
+        MANIFEST_MIN_TTL_SECONDS left is refused: Weasis could not even fetch the manifest."""
+        expires_at = self._expiry()
+        if caller is None:
+            return expires_at
+        return capped_expiry(expires_at, caller.expires_at, self._clock(), self._settings.manifest_min_ttl_seconds)
 
     def _expiry(self) -> dt.datetime:
         now = dt.datetime.fromtimestamp(int(self._clock()), tz=dt.UTC)

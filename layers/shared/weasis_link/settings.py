@@ -56,6 +56,12 @@ ENVIRONMENT: Final = {
     "IID_REQUEST_TYPES": "iid_request_types",
     "UPLOAD_MAX_BYTES": "upload_max_bytes",
     "WEASIS_DOWNLOAD_URL": "weasis_download_url",
+    "MANIFEST_MIN_TTL_SECONDS": "manifest_min_ttl_seconds",
+    "OAUTH_READ_SCOPES": "oauth_read_scopes",
+    "OAUTH_UPLOAD_SCOPES": "oauth_upload_scopes",
+    "AUDIT_EVENT_BUS": "audit_event_bus",
+    "AUDIT_FAIL_OPEN": "audit_fail_open",
+    "AWS_ENDPOINT_URL_EVENTS": "events_endpoint_url",
 }
 _ENV_BY_FIELD: Final = {v: k for k, v in ENVIRONMENT.items()}
 
@@ -103,6 +109,18 @@ class ServiceSettings(BaseModel):
     upload_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024)
     # The "Weasis not installed?" link of the browser launch page.
     weasis_download_url: str = Field(default="https://weasis.org/en/getting-started/", pattern=r"^https?://[^\s\"<>]+$")
+    # A manifest (its short link, its presigned URL) never outlives the token that asked for it; a token with less
+    # than this left is refused (401 token-expires-too-soon): Weasis needs that long to start and fetch the manifest.
+    manifest_min_ttl_seconds: int = Field(default=30, ge=5, le=300)
+    # Scopes each kind of route requires on top of OAUTH_REQUIRED_SCOPES: reading (GET /manifests, the launches)
+    # and uploading (POST /manifests).
+    oauth_read_scopes: SpaceList = Field(default_factory=list)
+    oauth_upload_scopes: SpaceList = Field(default_factory=list)
+    # The EventBridge bus (name or ARN) that receives the FHIR AuditEvents; empty: no audit trail (development).
+    audit_event_bus: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._/:-]{1,1600}$")
+    # true: a request whose audit event cannot be recorded is served anyway (logged); false: 503, nothing stored.
+    audit_fail_open: bool = False
+    events_endpoint_url: str | None = None
 
     @field_validator("oauth_jwks_url")
     @classmethod

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from weasis_link_dev.bench import BenchContext, Figure, interleaved_medians
 from weasis_link_dev.dev_keys import REPO_ROOT, JwksServer, SigningKey, access_token_claims
-from weasis_link_dev.local_stack import create_bucket, moto_s3, service_environment
+from weasis_link_dev.local_stack import create_audit_bus, create_bucket, moto_s3, service_environment
 
 EVENT = REPO_ROOT / "events" / "get_manifests_by_study.json"
 LAYER = REPO_ROOT / "layers" / "shared"
@@ -80,6 +80,7 @@ def run(ctx: BenchContext) -> list[Figure]:
         env |= service_environment(jwks.url, endpoint, {"POWERTOOLS_LOG_LEVEL": "WARNING"})
         os.environ.update({k: env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION")})
         create_bucket(endpoint)
+        create_audit_bus(endpoint)  # a deployed function audits its first request too
         env |= {"BENCH_EVENT": str(EVENT), "BENCH_TOKEN": key.sign(access_token_claims())}
         dicomweb = Path(tempfile.mkdtemp(prefix="bench-cold-")) / "dicomweb.yaml"
         dicomweb.write_text(

@@ -89,7 +89,7 @@ print(json.dumps(samples))
 def run(ctx: BenchContext) -> list[Figure]:
     import sqlalchemy as sa
 
-    from weasis_link_dev.local_stack import moto_s3
+    from weasis_link_dev.local_stack import create_audit_bus, moto_s3
     from weasis_link_dev.pacs_database import DB_QUERY, load_records
     from weasis_link_dev.postgres import PostgresServer
     from weasis_link_dev.synthetic_studies import large_study
@@ -118,6 +118,7 @@ def run(ctx: BenchContext) -> list[Figure]:
 
     ctx.on_close(stop_s3)
     _create_bucket(s3_endpoint)
+    create_audit_bus(s3_endpoint)  # the handler audits each manifest, as deployed
 
     config = Path(tempfile.mkdtemp(prefix="weasis-link-bench-sql-")) / "weasis-link.yaml"
     config.write_text(
