@@ -1,4 +1,4 @@
-"""Shared fixtures. Service fixtures (Orthanc, PostgreSQL) are imported here so every test layer shares one
+"""Shared fixtures. Service fixtures (Orthanc, PostgreSQL, node's oidc-provider) are imported here so every test layer shares one
 session-scoped instance; they start only when a test asks for them, and install what is missing."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import pytest
 from hypothesis import settings
 
 from weasis_link_dev.dev_keys import DEV_AUDIENCE, DEV_ISSUER, DEV_SCOPE, JwksServer, SigningKey
+from weasis_link_dev.pytest_oidc import oidc_provider_factory  # noqa: F401 - fixture
 from weasis_link_dev.pytest_orthanc import (  # noqa: F401 - fixtures
     _orthanc_servers,
     orthanc,

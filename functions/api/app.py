@@ -54,7 +54,7 @@ launcher.dispatcher = make_dispatcher(
     launcher.run_build,
     on_lambda="AWS_LAMBDA_FUNCTION_NAME" in os.environ,
 )
-validator = TokenValidator(settings)
+validator = TokenValidator(settings, config.auth)
 
 app = APIGatewayHttpResolver(enable_validation=True)
 # Keep GET /manifests/{id} below API Gateway's 29 s even when the function has less time left than configured.

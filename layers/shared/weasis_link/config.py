@@ -44,6 +44,7 @@ from pydantic import (
 from weasis_link.claims_access import AccessConfig
 from weasis_link.criteria import CONNECTOR_ID, SearchKey
 from weasis_link.errors import ConfigurationError
+from weasis_link.identity import AuthConfig
 
 CONNECTOR_ID_PATTERN: Final = f"^{CONNECTOR_ID}$"
 HTTP_URL_PATTERN: Final = r"^https?://[^\s\"$<>]+$"
@@ -337,6 +338,7 @@ class Connectors(_Model):
 class AppConfig(_Model):
     connector: Connectors
     wado: Wado | None = None
+    auth: AuthConfig | None = None  # trusted identity providers (weasis_link.identity), besides OAUTH_*
 
     @model_validator(mode="after")
     def _every_connector_has_a_wado_url(self) -> AppConfig:

@@ -10,6 +10,7 @@ from typing import Annotated, Final, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from weasis_link.errors import ConfigurationError
+from weasis_link.key_urls import checked_key_url
 
 AsymmetricAlgorithm = Literal["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"]
 
@@ -76,9 +77,10 @@ class ServiceSettings(BaseModel):
     )
     manifest_ttl_seconds: int = Field(default=300, ge=30, le=86400)
     presign_expires_seconds: int = Field(default=300, ge=10, le=3600)
-    oauth_issuer: str = Field(min_length=1)
-    oauth_audiences: CommaList = Field(min_length=1)
-    oauth_jwks_url: str = Field(pattern=r"^https?://")
+    # The one-issuer shorthand (weasis_link.identity): unset, every trusted issuer comes from the file's auth block.
+    oauth_issuer: str | None = Field(default=None, min_length=1)
+    oauth_audiences: CommaList = Field(default_factory=list)
+    oauth_jwks_url: str | None = None  # unset: from the issuer's OpenID discovery document, at the first token
     oauth_required_scopes: SpaceList = Field(default_factory=list)
     oauth_algorithms: Annotated[list[AsymmetricAlgorithm], _split(", ")] = Field(default=["RS256"], min_length=1)
     oauth_leeway_seconds: int = Field(default=30, ge=0, le=300)
@@ -124,11 +126,9 @@ class ServiceSettings(BaseModel):
 
     @field_validator("oauth_jwks_url")
     @classmethod
-    def _no_plain_http_outside_loopback(cls, value: str) -> str:
+    def _no_plain_http_outside_loopback(cls, value: str | None) -> str | None:
         # A JWKS fetched over plain HTTP lets anyone on the path mint accepted tokens.
-        if value.startswith("http://") and not value.startswith(("http://127.0.0.1", "http://localhost")):
-            raise ValueError("must use https (plain http is accepted only on 127.0.0.1/localhost)")
-        return value
+        return None if value is None else checked_key_url(value)
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> ServiceSettings:
