@@ -95,7 +95,14 @@ def search_criteria(  # the parameters document the query interface (see weasis_
     upper_date_time: schemas.UpperDateParam = None,  # noqa: ARG001
     most_recent_results: schemas.MostRecentParam = None,  # noqa: ARG001
 ) -> QueryCriteria:
-    return criteria_from_pairs(query_pairs_without_token(_request_pairs()))
+    # A key is required unless the token's patient context supplies it: checked by _authorized_query.
+    return criteria_from_pairs(query_pairs_without_token(_request_pairs()), require_key=False)
+
+
+def _authorized_query(query: list[tuple[str, str]], caller: Caller) -> tuple[list[tuple[str, str]], QueryCriteria]:
+    """The query confined to the caller's patient context (if any), and its criteria (a key now required)."""
+    confined = service.confine_query(query, caller)
+    return confined, criteria_from_pairs(confined)
 
 
 def iid_query(  # IHE Invoke Image Display parameters (documented in weasis_link/api/schemas.py)
@@ -154,6 +161,7 @@ HtmlDep = Annotated[bool, Depends(html_requested)]
 )
 def get_manifest_links(caller: CallerDep, criteria: CriteriaDep, launch: LaunchDep, base: BaseUrlDep) -> Response[str]:
     audit.require_read_scopes(caller, settings)
+    _, criteria = _authorized_query(query_pairs_without_token(_request_pairs()), caller)
     gate = audit.disclosure_gate(app.current_event.raw_event, caller, _request_pairs())
     result = service.create_manifest(criteria, caller, launch, base_url=base, before_store=gate)
     _record_metrics(result)
@@ -231,10 +239,13 @@ def open_manifest(manifest_id: str, base: BaseUrlDep, attempt: schemas.AttemptPa
     },
 )
 def launch_weasis(
-    caller: CallerDep, criteria: CriteriaDep, launch: LaunchDep, base: BaseUrlDep, html: HtmlDep
+    caller: CallerDep,
+    criteria: CriteriaDep,  # noqa: ARG001 - parsed for its 400s and the OpenAPI document; confined below
+    launch: LaunchDep,
+    base: BaseUrlDep,
+    html: HtmlDep,
 ) -> Response[str]:
-    query = query_pairs_without_token(_request_pairs())
-    return _launch_response(_launch(query, criteria, caller, launch, base), html)
+    return _launch_response(_launch(query_pairs_without_token(_request_pairs()), caller, launch, base), html)
 
 
 @app.get(
@@ -252,14 +263,12 @@ def launch_weasis(
 def invoke_image_display(
     caller: CallerDep, query: IidQueryDep, launch: LaunchDep, base: BaseUrlDep, html: HtmlDep
 ) -> Response[str]:
-    criteria = criteria_from_pairs(query)
-    return _launch_response(_launch(query, criteria, caller, launch, base), html)
+    return _launch_response(_launch(query, caller, launch, base), html)
 
 
-def _launch(
-    query: list[tuple[str, str]], criteria: QueryCriteria, caller: Caller, launch: LaunchOptions, base: str
-) -> LaunchResult:
+def _launch(query: list[tuple[str, str]], caller: Caller, launch: LaunchOptions, base: str) -> LaunchResult:
     audit.require_read_scopes(caller, settings)
+    query, criteria = _authorized_query(query, caller)
     context, gate = audit.launch_gate(app.current_event.raw_event, caller, query, criteria)
     return launcher.launch(query, criteria, caller, launch, base, audit=context, before_dispatch=gate)
 

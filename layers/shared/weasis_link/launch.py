@@ -242,6 +242,7 @@ class Launcher:
             criteria = criteria_from_pairs(request.query)
             archive_ids = self._service.select_archives(criteria, request.caller())
             body = self._service.build(criteria, request.caller(), self._build_deadline).body_gzip
+            self._service.check_in_context(body, request.caller())
         except AllArchivesFailed as exc:
             outcome = "failed"
             details = " ".join(f"{f.archive_id}: {f.detail}." for f in exc.failures)

@@ -35,10 +35,11 @@ from weasis_link.errors import (
 )
 from weasis_link.launch_uri import LaunchOptions, bounded_weasis_uri, weasis_uri
 from weasis_link.oauth_client import shared_token_provider
+from weasis_link.patient_context import check_manifest, confine_pairs, confine_studies, context_patient
 from weasis_link.settings import ServiceSettings
 from weasis_link.short_links import short_link
 from weasis_link.storage import ManifestStore, new_manifest_id
-from weasis_link.study_tree import Study, StudyTreeBuilder
+from weasis_link.study_tree import PatientKey, Study, StudyTreeBuilder
 
 logger = logging.getLogger(__name__)
 
@@ -160,6 +161,8 @@ class ManifestService:
         else:
             link = short_link(base_url, manifest_id)
             launch_uri = bounded_weasis_uri(link, launch)
+        if caller is not None:
+            self.check_in_context(body_gzip, caller)
         if before_store is not None:
             before_store(manifest_id, body_gzip, expires_at)
         self._store.put(manifest_id, body_gzip, expires_at)
@@ -185,6 +188,9 @@ class ManifestService:
         budget = deadline_seconds or self._settings.archive_deadline_seconds
         context = QueryContext(bearer_token=caller.token, deadline=time.monotonic() + budget)
         outcomes = self._query_all(archive_ids, criteria, context)
+        patient = self.patient_in_context(caller)
+        if patient is not None:  # every connector's answer, confined to the token's patient
+            confine_studies([o.studies for o in outcomes if o.failure is None], criteria, patient)
         failures = [o.failure for o in outcomes if o.failure is not None]
         if len(failures) == len(outcomes):
             raise AllArchivesFailed(failures)
@@ -193,6 +199,35 @@ class ManifestService:
         self._warn_short_lived_tokens(queries, caller, warnings)
         body = mf.manifest_gzip(queries, str(uuid.uuid4()))
         return BuiltManifest(body, queries, outcomes, warnings)
+
+    # --- patient context (patient_context.py) ---------------------------------------------------------------
+    def patient_in_context(self, caller: Caller) -> PatientKey | None:
+        """The patient the caller's token is confined to (its trusted issuer's patient-context rule), or None. The
+        builder's caller has no trusted issuer attached: its issuer entry is found again by `iss`."""
+        issuer = caller.trusted_issuer
+        if issuer is None and self._config.auth is not None:
+            iss = caller.claims.get("iss")
+            issuer = next(
+                (
+                    e
+                    for e in self._config.auth.issuers
+                    if isinstance(iss, str) and (e.issuer == iss or e.tenant_in(iss))
+                ),
+                None,
+            )
+        return context_patient(issuer.patient_context if issuer is not None else None, caller.claims)
+
+    def confine_query(self, pairs: Sequence[tuple[str, str]], caller: Caller) -> list[tuple[str, str]]:
+        """The request's parameters confined to the caller's patient context (unchanged without one)."""
+        return confine_pairs(pairs, self.patient_in_context(caller))
+
+    def check_in_context(self, body_gzip: bytes, caller: Caller) -> None:
+        """The last line: a manifest about to be stored lists the context patient only."""
+        patient = self.patient_in_context(caller)
+        if patient is not None:
+            from weasis_link.audit import summarize_manifest
+
+            check_manifest(summarize_manifest(body_gzip).patients, patient)
 
     # --- archive selection ----------------------------------------------------------------------------------
     def select_archives(self, criteria: QueryCriteria, caller: Caller | None = None) -> list[str]:

@@ -175,7 +175,7 @@ class ManifestUploads:
     ) -> ManifestResult:
         document = read_upload(body, content_type, content_encoding, self.max_bytes)
         if document.media_type == "json":
-            criteria = criteria_from_pairs(uid_list_pairs(document.content))
+            criteria = criteria_from_pairs(self._service.confine_query(uid_list_pairs(document.content), caller))
             return self._service.create_manifest(criteria, caller, launch, base_url=base_url, before_store=before_store)
         validated = validate_manifest(document.content)
         xml = document.content
