@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel
 
 from weasis_link.config import AppConfig
+from weasis_link.identity import AuthConfig
 from weasis_link.settings import ENVIRONMENT
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,3 +77,31 @@ def test_the_security_guide_has_a_valid_example_of_every_audit_event() -> None:
         validate_fhir(event)
         assert balp_problems(event) == []
     assert sorted(kind(e) for e in examples) == ["manifest-issued", "manifest-redeemed", "query", "refusal", "upload"]
+
+
+IDENTITY_PROVIDERS = (ROOT / "docs" / "identity-providers.md").read_text(encoding="utf-8")
+
+
+def test_every_key_of_the_auth_block_is_in_the_identity_provider_guide() -> None:
+    keys = config_keys(AuthConfig)
+    assert "require-access-token-type" in keys
+    assert sorted(k for k in keys if f"`{k}`" not in IDENTITY_PROVIDERS) == []
+    assert sorted(k for k in keys if f"`{k}`" not in CONFIGURATION and k not in CONFIGURATION) == []
+
+
+def test_every_configuration_block_of_the_identity_provider_guide_is_valid() -> None:
+    """The recipes are copied by integrators: each must load as an `auth:` block as written."""
+    blocks = re.findall(r"```yaml\n(.*?)```", IDENTITY_PROVIDERS, re.DOTALL)
+    assert len(blocks) >= 10
+    for block in blocks:
+        AuthConfig.model_validate(yaml.safe_load(block)["auth"])
+
+
+def test_the_identity_provider_guide_covers_each_provider_and_is_linked() -> None:
+    headings = re.findall(r"^## (.+)$", IDENTITY_PROVIDERS, re.MULTILINE)
+    for provider in ("Cognito", "Entra ID", "Keycloak", "Auth0", "Okta", "Google", "Any other OpenID provider"):
+        assert any(provider in h for h in headings), provider
+    deploy = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+    assert "(identity-providers.md)" in deploy and "identity-providers.md" in CONFIGURATION
+    # The old advice ("the client id" as Keycloak's audience) is what a default Keycloak token does not satisfy.
+    assert "or the client id" not in deploy

@@ -553,6 +553,9 @@ def test_every_parameter_is_used(template: dict[str, Any]) -> None:
         ("OAuthAudiences", "", False),
         ("OAuthRequiredScopes", "weasis:read openid", True),
         ("OAuthIssuer", "http://idp.example.org", False),
+        ("OAuthIssuer", "", True),  # empty counts as unset: only the configuration file's auth.issuers
+        ("OAuthJwksUrl", "", True),  # empty: OpenID discovery
+        ("OAuthJwksUrl", "http://localhost.attacker.example/jwks", False),
         ("ConfigSecretArns", "arn:aws:secretsmanager:eu-central-1:123456789012:secret:pacs-??????", True),
         ("ConfigSecretArns", "*", False),
         ("ConfigParameterArns", "arn:aws:ssm:eu-central-1:123456789012:parameter/weasis/pacs-password", True),
