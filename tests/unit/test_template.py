@@ -598,3 +598,9 @@ def test_outputs(template: dict[str, Any]) -> None:
     for name in FUNCTIONS:
         assert outputs[f"{name}Name"]["Value"] == {"Ref": name}
         assert outputs[f"{name}Arn"]["Value"] == {"Fn::GetAtt": [name, "Arn"]}
+
+
+@pytest.mark.parametrize("name", ["AuditArchive", "AuditLogGroup"])
+def test_the_audit_trail_outlives_the_stack(template: dict[str, Any], name: str) -> None:
+    resource = template["Resources"][name]
+    assert (resource["DeletionPolicy"], resource["UpdateReplacePolicy"]) == ("Retain", "Retain")

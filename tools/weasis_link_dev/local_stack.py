@@ -249,7 +249,10 @@ def main(argv: list[str] | None = None) -> int:
             **served.ready,
         }
         if args.ready_file:
-            args.ready_file.write_text(json.dumps(ready))
+            # Written whole, then renamed: a test polling for the file never reads half of it.
+            partial = args.ready_file.with_suffix(".partial")
+            partial.write_text(json.dumps(ready))
+            partial.replace(args.ready_file)
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
