@@ -107,7 +107,8 @@ class RequestAudit:
         if not self.trail.enabled:
             return
         if isinstance(error, AuthenticationError):
-            event = refusal_event(self.context(raw_event, None, pairs), 401, error.code)
+            # Usually no caller yet; a token refused as too short-lived for a manifest was valid: say whose it was.
+            event = refusal_event(self.context(raw_event, caller, pairs), 401, error.code)
         elif isinstance(error, AUTHORIZATION_REFUSALS):
             event = refusal_event(self.context(raw_event, caller, pairs), 403, error.code)
         elif isinstance(error, AllArchivesFailed) and caller is not None:
