@@ -16,19 +16,14 @@ import pytest
 from moto import mock_aws
 
 from weasis_link import audit
-from weasis_link.audit import (
-    AuditContext,
-    AuditTrail,
-    EventBridgeSink,
-    client_of,
-    context_from_event,
-    summarize_manifest,
-)
+from weasis_link.audit import AuditContext, client_of, context_from_event, summarize_manifest
+from weasis_link.audit_trail import AuditTrail, EventBridgeSink
 from weasis_link.auth import Caller
 from weasis_link.config import load_config
 from weasis_link.connectors.base import QueryContext
-from weasis_link.criteria import QueryCriteria, criteria_from_query_string
+from weasis_link.criteria import QueryCriteria
 from weasis_link.errors import AuditUnavailable
+from weasis_link.http.requests import criteria_from_query_string
 from weasis_link.service import ManifestService
 from weasis_link.settings import ServiceSettings
 from weasis_link.storage import ManifestStore, s3_client

@@ -18,9 +18,10 @@ from weasis_link.capability import capped_expiry
 from weasis_link.claims_access import AccessConfig, claim_value, require_scopes
 from weasis_link.config import load_config
 from weasis_link.connectors.base import QueryContext
-from weasis_link.criteria import QueryCriteria, criteria_from_pairs, criteria_from_query_string
+from weasis_link.criteria import QueryCriteria, criteria_from_pairs
 from weasis_link.errors import ArchiveForbidden, InsufficientScope, TokenExpiresTooSoon
-from weasis_link.launch import Launcher
+from weasis_link.http.requests import criteria_from_query_string
+from weasis_link.launch import InlineDispatcher, Launcher
 from weasis_link.service import ManifestService
 from weasis_link.settings import ServiceSettings
 from weasis_link.storage import ManifestStore, expiry_of, s3_client
@@ -128,7 +129,7 @@ def test_the_launch_refuses_a_forbidden_archive_before_writing_anything(
     service: tuple[ManifestService, ManifestStore],
 ) -> None:
     svc, store = service
-    launcher = Launcher(svc, store, 60, clock=lambda: NOW)
+    launcher = Launcher(svc, store, InlineDispatcher(lambda _: None), 60, clock=lambda: NOW)
     with pytest.raises(ArchiveForbidden):
         launcher.launch(
             [("patientID", "P"), ("archive", "radiology")],
@@ -187,7 +188,7 @@ def test_a_token_expiring_in_60_s_caps_the_manifest_its_short_link_and_its_presi
 def test_a_launch_with_a_token_expiring_in_60_s_is_capped_too(service: tuple[ManifestService, ManifestStore]) -> None:
     svc, store = service
     token = caller(lifetime=60)
-    result = Launcher(svc, store, 60, clock=lambda: NOW).launch(
+    result = Launcher(svc, store, InlineDispatcher(lambda _: None), 60, clock=lambda: NOW).launch(
         [("patientID", "P")], criteria_from_query_string("patientID=P"), token, None, "https://api.example.org"
     )
     assert result.expires_at.timestamp() <= token.expires_at

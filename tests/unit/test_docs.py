@@ -79,6 +79,16 @@ def test_the_security_guide_has_a_valid_example_of_every_audit_event() -> None:
     assert sorted(kind(e) for e in examples) == ["manifest-issued", "manifest-redeemed", "query", "refusal", "upload"]
 
 
+def test_the_architecture_points_at_modules_that_exist() -> None:
+    architecture = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    paths = set(re.findall(r"`((?:weasis_link|functions)/[a-z_/]+\.py)`", architecture))
+    assert {"functions/api/app.py", "functions/builder/app.py", "functions/cleanup/app.py"} <= paths
+    layer = ROOT / "layers" / "shared"
+    missing = [p for p in paths if not ((ROOT / p).is_file() or (layer / p).is_file())]
+    assert missing == []
+    assert len(paths) >= 10
+
+
 IDENTITY_PROVIDERS = (ROOT / "docs" / "identity-providers.md").read_text(encoding="utf-8")
 
 

@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from weasis_link import manifest as mf
-from weasis_link.criteria import criteria_from_query_string
 from weasis_link.errors import InvalidRequest
+from weasis_link.http.requests import criteria_from_query_string
 from weasis_link.launch_uri import weasis_uri
 from weasis_link.study_tree import StudyTreeBuilder
 from weasis_link_dev.weasis_client import XSD_472, manifest_url_of, read_manifest, validate

@@ -93,7 +93,7 @@ def ensure_installed() -> Path:
         installed = root / "node_modules" / "oidc-provider" / "package.json"
         if not installed.exists() or json.loads(installed.read_text())["version"] != OIDC_PROVIDER_VERSION:
             (root / "package.json").write_text(json.dumps({"name": "weasis-link-test-oidc", "private": True}))
-            subprocess.run(
+            done = subprocess.run(
                 [
                     "npm",
                     "install",
@@ -103,9 +103,12 @@ def ensure_installed() -> Path:
                     f"oidc-provider@{OIDC_PROVIDER_VERSION}",
                 ],
                 cwd=root,
-                check=True,
                 capture_output=True,
+                text=True,
+                check=False,
             )
+            if done.returncode != 0:
+                raise RuntimeError(f"npm could not install oidc-provider into {root}:\n{done.stderr[-3000:]}")
         script = root / "provider.mjs"
         if not script.exists() or script.read_text() != PROVIDER_SCRIPT:
             script.write_text(PROVIDER_SCRIPT)

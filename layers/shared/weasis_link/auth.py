@@ -1,4 +1,5 @@
-"""OAuth2 bearer tokens: extraction (RFC 6750) and JWT validation with PyJWT against the issuer's JWKS.
+"""OAuth2 bearer tokens: JWT validation with PyJWT against the issuer's JWKS (the token is taken from the request
+by weasis_link.http.requests, RFC 6750).
 
 Checked, per trusted issuer (weasis_link.identity; chosen by `iss` before any signature work): signature (key from
 that issuer's JWKS by `kid`), its list of asymmetric algorithms, `iss`, `aud` (when audiences are configured), `exp`,
@@ -9,7 +10,6 @@ the required scopes. The token itself never reaches a log line or an error messa
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -22,8 +22,6 @@ from weasis_link.issuer_keys import TrustedIssuers
 from weasis_link.settings import ServiceSettings
 
 MAX_TOKEN_LENGTH: Final = 8192
-_BEARER: Final = re.compile(r"Bearer +([A-Za-z0-9\-._~+/]+=*) *", re.IGNORECASE)
-_JWS_COMPACT: Final = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 # Header `typ` values that say "ID token" or anything but a JWT access token (RFC 9068 uses at+jwt).
 _ACCEPTED_HEADER_TYPES: Final = frozenset({"jwt", "at+jwt", "application/at+jwt", "application/jwt"})
 # What an issuer with require-access-token-type accepts: RFC 9068 §2.1 only.
@@ -43,43 +41,6 @@ class Caller:
 
     def __repr__(self) -> str:  # keep the token out of any accidental repr/log
         return f"Caller(subject={self.subject!r}, scopes={sorted(self.scopes)!r}, expires_at={self.expires_at})"
-
-
-def extract_bearer_token(headers: Mapping[str, str], query_pairs: list[tuple[str, str]], *, allow_query: bool) -> str:
-    """The token from `Authorization: Bearer` or, when allowed, `access_token=` (never both: RFC 6750 §2)."""
-    header = next((v for k, v in headers.items() if k.lower() == "authorization"), None)
-    query_tokens = [v for k, v in query_pairs if k == "access_token"]
-    if header is not None and query_tokens:
-        raise AuthenticationError(
-            "Send the token in the Authorization header or in access_token, not both.", "invalid_request"
-        )
-    if len(query_tokens) > 1:
-        raise AuthenticationError("access_token must be given once.", "invalid_request")
-    if query_tokens:
-        if not allow_query:
-            raise AuthenticationError(
-                "This service does not accept access_token in the query; use the Authorization header.",
-                "invalid_request",
-            )
-        token = query_tokens[0].strip()
-    elif header is not None:
-        if len(header) > MAX_TOKEN_LENGTH + 7:
-            raise AuthenticationError("The bearer token is too large.")
-        scheme = header.strip().partition(" ")[0]
-        if scheme.lower() != "bearer":
-            # Another scheme (Basic...) is no bearer token at all: a bare challenge (RFC 6750 §3.1).
-            raise AuthenticationError("A bearer token is required (Authorization: Bearer <token>).", None)
-        m = _BEARER.fullmatch(header.strip())
-        if m is None:
-            raise AuthenticationError("The bearer token is malformed.")
-        token = m[1]
-    else:
-        raise AuthenticationError("A bearer token is required.", None)
-    if len(token) > MAX_TOKEN_LENGTH:
-        raise AuthenticationError("The bearer token is too large.")
-    if not _JWS_COMPACT.fullmatch(token):
-        raise AuthenticationError("The bearer token is not a signed JWT.")
-    return token
 
 
 class TokenValidator:
@@ -203,8 +164,3 @@ def _scopes(claims: Mapping[str, Any], *, roles: bool = False) -> frozenset[str]
         elif isinstance(value, list):
             found.update(str(v) for v in value)
     return frozenset(found)
-
-
-def query_pairs_without_token(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """The request parameters minus access_token, so the token never travels further than authentication."""
-    return [(k, v) for k, v in pairs if k != "access_token"]

@@ -1,5 +1,5 @@
 """Domain errors. Each names what went wrong in words a caller can act on; the API maps them to HTTP in one place
-(functions/api/problems.py). Messages never carry a token, a password or a patient name."""
+(weasis_link/http/problems.py). Messages never carry a token, a password or a patient name."""
 
 from __future__ import annotations
 
@@ -184,3 +184,13 @@ class TokenExpiresTooSoon(AuthenticationError):
     """The token dies before the shortest manifest Weasis can use (MANIFEST_MIN_TTL_SECONDS): get a fresh one."""
 
     code = "token-expires-too-soon"
+
+
+def error_code(exc: Exception) -> str:
+    """The AWS error code of a botocore ClientError, else the exception's class name (never its message)."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        code = response.get("Error", {}).get("Code")
+        if code:
+            return str(code)
+    return type(exc).__name__

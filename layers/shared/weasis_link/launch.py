@@ -6,10 +6,10 @@ The Java connectors start Weasis while they query the PACS (weasis-facts §3.1, 
    archive selection, launch options, URI length), writes the pending marker `<id>.pending` (storage.py), hands a
    `BuildRequest` to the dispatcher and returns the weasis:// URI carrying the short link. Its latency does not
    depend on the study: no PACS query, one small PutObject, one asynchronous invocation.
-2. `Launcher.run_build` (builder function on AWS, a worker thread locally) queries the archives and stores the
+2. `Builder.run_build` (builder function on AWS, a worker thread locally) queries the archives and stores the
    manifest under the final key, or, when the build fails, a manifest whose ERROR <Message> says why, so the user
    reads the reason in Weasis instead of facing an empty viewer.
-3. GET /manifests/{id} (short_links.py) waits for the final key.
+3. GET /manifests/{id} (manifest_links.py) waits for the final key.
 
 Dispatchers: `LambdaDispatcher` (Invoke with InvocationType=Event, when BUILDER_FUNCTION_NAME is set),
 `ThreadDispatcher` (the local stack), `InlineDispatcher` (builds before answering: the safe fallback inside a Lambda
@@ -28,14 +28,15 @@ from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from weasis_link.audit import AuditContext, AuditTrail, disclosure_event, query_event, summarize_manifest
+from weasis_link.audit import AuditContext, disclosure_event, query_event, summarize_manifest
+from weasis_link.audit_trail import AuditTrail
 from weasis_link.auth import Caller
 from weasis_link.criteria import QueryCriteria, criteria_from_pairs
-from weasis_link.errors import AllArchivesFailed, AuditUnavailable, BuilderUnavailable, WeasisLinkError
+from weasis_link.errors import AllArchivesFailed, AuditUnavailable, BuilderUnavailable, WeasisLinkError, error_code
 from weasis_link.launch_uri import LaunchOptions, bounded_weasis_uri
+from weasis_link.manifest_links import short_link
 from weasis_link.service import ManifestService
-from weasis_link.short_links import short_link
-from weasis_link.storage import MANIFEST_ID, ManifestStore, error_code, new_manifest_id
+from weasis_link.storage import MANIFEST_ID, ManifestStore, new_manifest_id
 
 if TYPE_CHECKING:
     from mypy_boto3_lambda import LambdaClient
@@ -168,22 +169,16 @@ class LaunchResult:
     warnings: list[str]
 
 
+@dataclass(frozen=True, slots=True)
 class Launcher:
-    def __init__(
-        self,
-        service: ManifestService,
-        store: ManifestStore,
-        build_deadline_seconds: float,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self._service = service
-        self._store = store
-        self._build_deadline = build_deadline_seconds
-        self._clock = clock
-        self.dispatcher: BuildDispatcher = InlineDispatcher(self.run_build)
-        self.audit: AuditTrail | None = None
+    """The API side: register a build, start it, answer the launch URI."""
 
-    # --- API side -------------------------------------------------------------------------------------------
+    service: ManifestService
+    store: ManifestStore
+    dispatcher: BuildDispatcher
+    build_deadline_seconds: float
+    clock: Callable[[], float] = time.time
+
     def launch(
         self,
         query: Sequence[tuple[str, str]],
@@ -201,15 +196,15 @@ class Launcher:
         it must not hold access_token: the token travels once, in its own field. `before_dispatch` (the audit
         trail) is called before anything is written; if it raises, nothing is."""
         # An unknown archive or a deactivated criterion is refused now, not discovered by the builder.
-        archive_ids = self._service.select_archives(criteria, caller)
-        expires_at = self._service.expiry(caller)
+        archive_ids = self.service.archives.select(criteria, caller)
+        expires_at = self.service.expiry(caller)
         manifest_id = new_manifest_id(expires_at)
         link = short_link(base_url, manifest_id)
         uri = bounded_weasis_uri(link, options)
-        now = self._clock()
+        now = self.clock()
         if before_dispatch is not None:
             before_dispatch(archive_ids)
-        self._store.put_pending(manifest_id, expires_at, now + self._build_deadline + BUILD_OVERHEAD_SECONDS)
+        self.store.put_pending(manifest_id, expires_at, now + self.build_deadline_seconds + BUILD_OVERHEAD_SECONDS)
         request = BuildRequest(
             manifest_id=manifest_id,
             expires_at=int(expires_at.timestamp()),
@@ -223,30 +218,40 @@ class Launcher:
             audit=audit,
         )
         self.dispatcher.dispatch(request)
-        warning = self._service.token_warning(caller, archive_ids)
-        warnings = self._service.deactivation_warnings(criteria) + ([warning] if warning else [])
+        warning = self.service.access.token_warning(caller, archive_ids)
+        warnings = self.service.archives.deactivation_warnings(criteria) + ([warning] if warning else [])
         return LaunchResult(manifest_id, link, uri, expires_at, warnings)
 
-    # --- builder side ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Builder:
+    """The builder side (the builder function on AWS, a worker thread locally): build a launch's manifest."""
+
+    service: ManifestService
+    store: ManifestStore
+    build_deadline_seconds: float
+    clock: Callable[[], float] = time.time
+    audit: AuditTrail | None = None  # records what a build discloses before it is stored
+
     def run_build(self, request: BuildRequest) -> BuildOutcome:
         """Build and store the manifest of a launch; on failure store one that says why. Never raises for a PACS
         failure: the user learns about it in Weasis."""
         started = time.perf_counter()
         expires_at = dt.datetime.fromtimestamp(request.expires_at, tz=dt.UTC)
-        if request.expires_at <= self._clock():
+        if request.expires_at <= self.clock():
             logger.warning("build skipped: its manifest has already expired", extra={"manifest": request.manifest_id})
             return "expired"
         outcome: BuildOutcome = "built"
         archive_ids: list[str] = []
         try:
             criteria = criteria_from_pairs(request.query)
-            archive_ids = self._service.select_archives(criteria, request.caller())
-            body = self._service.build(criteria, request.caller(), self._build_deadline).body_gzip
-            self._service.check_in_context(body, request.caller())
+            archive_ids = self.service.archives.select(criteria, request.caller())
+            body = self.service.build(criteria, request.caller(), self.build_deadline_seconds).body_gzip
+            self.service.check_in_context(body, request.caller())
         except AllArchivesFailed as exc:
             outcome = "failed"
             details = " ".join(f"{f.archive_id}: {f.detail}." for f in exc.failures)
-            body = self._service.failure_manifest(
+            body = self.service.failure_manifest(
                 [f.archive_id for f in exc.failures],
                 "The archive could not be queried",
                 f"No image list could be obtained. {details} Try again in a moment.",
@@ -254,26 +259,26 @@ class Launcher:
         except WeasisLinkError as exc:
             outcome = "failed"
             logger.warning("build refused", extra={"manifest": request.manifest_id, "code": exc.code})
-            body = self._service.failure_manifest(
-                archive_ids or self._service.default_archive_ids(), "The images could not be listed", exc.detail
+            body = self.service.failure_manifest(
+                archive_ids or self.service.archives.default_ids(), "The images could not be listed", exc.detail
             )
         except Exception:
             outcome = "failed"
             logger.exception("build crashed", extra={"manifest": request.manifest_id})
-            body = self._service.failure_manifest(
-                archive_ids or self._service.default_archive_ids(),
+            body = self.service.failure_manifest(
+                archive_ids or self.service.archives.default_ids(),
                 "The images could not be listed",
                 "An unexpected error stopped the preparation of the image list; it has been logged.",
             )
         body, outcome = self._audited(request, body, outcome, archive_ids, expires_at)
-        self._store.put(request.manifest_id, body, expires_at)
+        self.store.put(request.manifest_id, body, expires_at)
         logger.info(
             "build stored",
             extra={
                 "manifest": request.manifest_id,
                 "outcome": outcome,
                 "seconds": round(time.perf_counter() - started, 3),
-                "since_launch_seconds": round(max(0.0, self._clock() - request.launched_at), 3),
+                "since_launch_seconds": round(max(0.0, self.clock() - request.launched_at), 3),
             },
         )
         return outcome
@@ -302,8 +307,8 @@ class Launcher:
                     )
                 )
         except AuditUnavailable as exc:
-            body = self._service.failure_manifest(
-                list(archive_ids) or self._service.default_archive_ids(), "The images could not be listed", exc.detail
+            body = self.service.failure_manifest(
+                list(archive_ids) or self.service.archives.default_ids(), "The images could not be listed", exc.detail
             )
             return body, "failed"
         return body, outcome

@@ -36,7 +36,6 @@ class DiscoveryDocument:
         self._failed_at: float | None = None
         self._failure = ""
         self._lock = threading.Lock()
-        self.fetches = 0
 
     def jwks_uri(self) -> str:
         """The issuer's JWKS URL; IdentityProviderUnavailable while the document cannot be had."""
@@ -53,7 +52,6 @@ class DiscoveryDocument:
             return self._jwks_uri
 
     def _fetch(self) -> str:
-        self.fetches += 1
         # https, or http on loopback only: checked_key_url in __init__.
         request = urllib.request.Request(self.url, headers={"Accept": "application/json"})  # noqa: S310
         try:

@@ -13,7 +13,6 @@ from typing import Any
 
 from weasis_link.audit import (
     AuditContext,
-    AuditTrail,
     context_from_event,
     patient_key_text,
     query_event,
@@ -21,7 +20,8 @@ from weasis_link.audit import (
     refusal_event,
     summarize_manifest,
 )
-from weasis_link.auth import Caller, query_pairs_without_token
+from weasis_link.audit_trail import AuditTrail
+from weasis_link.auth import Caller
 from weasis_link.claims_access import require_scopes
 from weasis_link.criteria import QueryCriteria
 from weasis_link.errors import (
@@ -33,6 +33,7 @@ from weasis_link.errors import (
     PatientNotInContext,
     WeasisLinkError,
 )
+from weasis_link.http.requests import query_pairs_without_token
 from weasis_link.settings import ServiceSettings
 from weasis_link.storage import ManifestStore
 
