@@ -23,6 +23,8 @@ import pytest
 from weasis_link_dev.dev_keys import SigningKey, access_token_claims
 from weasis_link_dev.local_stack import REGION
 
+AUDIT_LINE = '{"auditEvent"'
+
 
 @dataclass
 class StackHandle:
@@ -81,7 +83,15 @@ class StackHandle:
         return [o["Key"] for o in answer.get("Contents", [])]
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        """The function's log (stdout/stderr of the stack), without the audit trail's lines (`audit_log`)."""
+        lines = self.log_path.read_text(errors="replace").splitlines(keepends=True)
+        return "".join(line for line in lines if not line.startswith(AUDIT_LINE))
+
+    def audit_log(self) -> list[dict[str, Any]]:
+        """The AuditEvents the stack's EventBridge delivered, in order (its `{"auditEvent": …}` lines): a sink of
+        its own, which records patient IDs by design."""
+        lines = self.log_path.read_text(errors="replace").splitlines()
+        return [json.loads(line)["auditEvent"] for line in lines if line.startswith(AUDIT_LINE)]
 
     def stop(self) -> None:
         if self.process.poll() is None:
