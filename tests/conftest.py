@@ -1,5 +1,6 @@
-"""Shared fixtures. Service fixtures (Orthanc, PostgreSQL, node's oidc-provider) are imported here so every test layer shares one
-session-scoped instance; they start only when a test asks for them, and install what is missing.
+"""Shared fixtures. Service fixtures (Orthanc, PostgreSQL, MariaDB, node's oidc-provider) are imported here so every
+test layer shares one session-scoped instance; they start only when a test asks for them, and install what is
+missing.
 
 `runtime` / `runtime_factory`: the composition root (weasis_link.runtime.build_runtime) over S3 faked in-process by
 moto, building launches inline; the function handlers are made over it (`make_handler`), never patched."""
@@ -21,6 +22,7 @@ from weasis_link.settings import ServiceSettings
 from weasis_link.storage import ManifestStore, s3_client
 from weasis_link_dev.dev_keys import DEV_AUDIENCE, DEV_ISSUER, DEV_SCOPE, JwksServer, SigningKey
 from weasis_link_dev.local_api import Handler
+from weasis_link_dev.pytest_mariadb import mariadb_server  # noqa: F401 - fixtures
 from weasis_link_dev.pytest_oidc import oidc_provider_factory  # noqa: F401 - fixture
 from weasis_link_dev.pytest_orthanc import (  # noqa: F401 - fixtures
     _orthanc_servers,

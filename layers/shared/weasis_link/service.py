@@ -9,6 +9,7 @@ only says why there are no images. When every archive fails nothing is stored.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
 import uuid
@@ -85,6 +86,7 @@ class ManifestService:
         self._config = config
         self._store = store
         self._clock = clock
+        self._connector_factory = connector_factory
         self.archives = Archives(config, connector_factory)
         self.access = WadoAccess(settings, config, clock=clock, token_providers=token_providers)
 
@@ -177,15 +179,19 @@ class ManifestService:
         body = mf.manifest_gzip(queries, str(uuid.uuid4()))
         return BuiltManifest(body, queries, outcomes, warnings)
 
+    def reconfigure(self, config: AppConfig) -> None:
+        """Use a re-read configuration (secret_refresh.py): connectors are built again, on first use, with its
+        values (a rotated password)."""
+        self._config = config
+        self.archives = Archives(config, self._connector_factory)
+        self.access = dataclasses.replace(self.access, config=config)
+
     # --- patient context (patient_context.py) ---------------------------------------------------------------
     def patient_in_context(self, caller: Caller) -> PatientKey | None:
-        """The patient the caller's token is confined to (its trusted issuer's patient-context rule), or None. The
-        builder's caller has no trusted issuer attached: its issuer entry is found again by `iss`."""
-        issuer = caller.trusted_issuer
-        if issuer is None and self._config.auth is not None:
-            iss = caller.claims.get("iss")
-            if isinstance(iss, str):
-                issuer = next((e for e in self._config.auth.issuers if e.issuer == iss or e.tenant_in(iss)), None)
+        """The patient the caller's token is confined to, or None; the builder's caller finds its issuer by `iss`."""
+        issuer, iss = caller.trusted_issuer, caller.claims.get("iss")
+        if issuer is None and self._config.auth is not None and isinstance(iss, str):
+            issuer = next((e for e in self._config.auth.issuers if e.issuer == iss or e.tenant_in(iss)), None)
         return context_patient(issuer.patient_context if issuer is not None else None, caller.claims)
 
     def confine_query(self, pairs: Sequence[tuple[str, str]], caller: Caller) -> list[tuple[str, str]]:

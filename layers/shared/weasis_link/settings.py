@@ -57,6 +57,7 @@ ENVIRONMENT: Final = {
     "IID_REQUEST_TYPES": "iid_request_types",
     "UPLOAD_MAX_BYTES": "upload_max_bytes",
     "WEASIS_DOWNLOAD_URL": "weasis_download_url",
+    "SECRETS_MAX_AGE_SECONDS": "secrets_max_age_seconds",
     "MANIFEST_MIN_TTL_SECONDS": "manifest_min_ttl_seconds",
     "OAUTH_READ_SCOPES": "oauth_read_scopes",
     "OAUTH_UPLOAD_SCOPES": "oauth_upload_scopes",
@@ -111,6 +112,9 @@ class ServiceSettings(BaseModel):
     upload_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024)
     # The "Weasis not installed?" link of the browser launch page.
     weasis_download_url: str = Field(default="https://weasis.org/en/getting-started/", pattern=r"^https?://[^\s\"<>]+$")
+    # Secret references (secretsmanager:, ssm:) are resolved again once the values in use are this old
+    # (secret_refresh.py): a rotated PACS password reaches warm environments.
+    secrets_max_age_seconds: int = Field(default=900, ge=60, le=86400)
     # A manifest (its short link, its presigned URL) never outlives the token that asked for it; a token with less
     # than this left is refused (401 token-expires-too-soon): Weasis needs that long to start and fetch the manifest.
     manifest_min_ttl_seconds: int = Field(default=30, ge=5, le=300)
