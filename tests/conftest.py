@@ -78,20 +78,25 @@ def service_env(jwks_server: JwksServer) -> dict[str, str]:
 
 
 @pytest.fixture
-def runtime_factory(service_env: dict[str, str]) -> Iterator[RuntimeFactory]:
-    """Runtimes over one moto S3 bucket (empty at the start of each test) and the bundled connector YAML, unless
-    the settings say otherwise; `overrides` are ServiceSettings fields."""
+def manifest_store() -> Iterator[ManifestStore]:
+    """An empty manifest bucket on S3 faked in-process by moto (for the length of the test)."""
     with mock_aws():
         client = s3_client(TEST_REGION)
         client.create_bucket(Bucket=TEST_BUCKET, CreateBucketConfiguration={"LocationConstraint": TEST_REGION})
-        store = ManifestStore(client, TEST_BUCKET)
-        base = ServiceSettings.from_environment(service_env)
+        yield ManifestStore(client, TEST_BUCKET)
 
-        def make(**overrides: Any) -> Runtime:
-            settings = base.model_copy(update=overrides) if overrides else base
-            return build_runtime(API_DIR, settings, store=store, inline_builds=True)
 
-        yield make
+@pytest.fixture
+def runtime_factory(service_env: dict[str, str], manifest_store: ManifestStore) -> RuntimeFactory:
+    """Runtimes over the test's manifest bucket and the bundled connector YAML, unless the settings say otherwise;
+    `overrides` are ServiceSettings fields."""
+    base = ServiceSettings.from_environment(service_env)
+
+    def make(**overrides: Any) -> Runtime:
+        settings = base.model_copy(update=overrides) if overrides else base
+        return build_runtime(API_DIR, settings, store=manifest_store, inline_builds=True)
+
+    return make
 
 
 @pytest.fixture

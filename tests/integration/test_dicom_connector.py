@@ -400,10 +400,12 @@ def test_warning_status_ends_the_answer(fake_pacs: Callable[..., FakePacs]) -> N
     pacs = fake_pacs(final_status(0x0107, after=2))  # a Warning other than "capped": the answer is complete
     criteria = criteria_from_query_string("patientID=P1")
     builder = _RecordingBuilder()
-    connector(pacs.port, "FAKEPACS").find(criteria, QueryContext(None, time.monotonic() + 10), builder)
+    conn = connector(pacs.port, "FAKEPACS")
+    conn.find(criteria, QueryContext(None, time.monotonic() + 10), builder)
     # The answers carry no instances, so the finished tree is empty: what matters is that the answers given before
     # the Warning were taken (the second one included), not refused as a failed query.
     assert builder.studies_seen == [f"{STUDY_UID}.0", f"{STUDY_UID}.1"]
+    assert conn.last_request_count == 1 + 2  # and both were asked for their images
 
 
 class _RecordingBuilder(StudyTreeBuilder):

@@ -200,6 +200,12 @@ def test_code_and_handlers(template: dict[str, Any], name: str, code_uri: str, h
     assert (TEMPLATE_PATH.parent / code_uri).is_dir()
 
 
+def test_the_builder_reads_the_api_functions_connector_configuration() -> None:
+    # A link, so that the asynchronous build and GET /manifests query the same archives the same way.
+    api, builder = (TEMPLATE_PATH.parent / f"functions/{name}/weasis-link.yaml" for name in ("api", "builder"))
+    assert builder.is_symlink() and builder.read_bytes() == api.read_bytes()
+
+
 def test_timeouts(template: dict[str, Any]) -> None:
     assert function(template, "ApiFunction")["Timeout"] <= 29  # API Gateway's integration limit is 30 s
     assert function(template, "BuilderFunction")["Timeout"] > function(template, "ApiFunction")["Timeout"]

@@ -26,6 +26,14 @@ MAX_TOKEN_LENGTH: Final = 8192
 _ACCEPTED_HEADER_TYPES: Final = frozenset({"jwt", "at+jwt", "application/at+jwt", "application/jwt"})
 # What an issuer with require-access-token-type accepts: RFC 9068 §2.1 only.
 _ACCESS_TOKEN_TYPES: Final = frozenset({"at+jwt", "application/at+jwt"})
+# PyJWT's claim errors -> what the caller reads (none is a subclass of another); anything else: _INVALID_CLAIMS.
+_CLAIM_ERRORS: Final[tuple[tuple[type[jwt.PyJWTError], str], ...]] = (
+    (jwt.ExpiredSignatureError, "The token has expired."),
+    (jwt.ImmatureSignatureError, "The token is not valid yet (nbf or iat in the future)."),
+    (jwt.InvalidAudienceError, "The token is not meant for this service (aud)."),
+    (jwt.InvalidIssuerError, "The token comes from another issuer (iss)."),
+)
+_INVALID_CLAIMS: Final = "The token's signature or claims are invalid."
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,18 +102,11 @@ class TokenValidator:
                 # No audiences configured (Cognito access tokens carry none): the client-ids check stands instead.
                 options={"require": required, "verify_iat": True, "verify_aud": bool(issuer.audiences)},
             )
-        except jwt.ExpiredSignatureError:
-            raise AuthenticationError("The token has expired.") from None
-        except jwt.ImmatureSignatureError:
-            raise AuthenticationError("The token is not valid yet (nbf or iat in the future).") from None
-        except jwt.InvalidAudienceError:
-            raise AuthenticationError("The token is not meant for this service (aud).") from None
-        except jwt.InvalidIssuerError:
-            raise AuthenticationError("The token comes from another issuer (iss).") from None
         except jwt.MissingRequiredClaimError as exc:
             raise AuthenticationError(f"The token lacks the '{exc.claim}' claim.") from None
-        except jwt.PyJWTError:
-            raise AuthenticationError("The token's signature or claims are invalid.") from None
+        except jwt.PyJWTError as exc:
+            detail = next((m for cls, m in _CLAIM_ERRORS if isinstance(exc, cls)), _INVALID_CLAIMS)
+            raise AuthenticationError(detail) from None
         _refuse_id_tokens(claims)
         _check_issuer_rules(issuer, match.tenant, claims)
         scopes = _scopes(claims, roles=issuer.roles_as_scopes)

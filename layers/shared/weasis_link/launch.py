@@ -13,7 +13,8 @@ The Java connectors start Weasis while they query the PACS (weasis-facts §3.1, 
 
 Dispatchers: `LambdaDispatcher` (Invoke with InvocationType=Event, when BUILDER_FUNCTION_NAME is set),
 `ThreadDispatcher` (the local stack), `InlineDispatcher` (builds before answering: the safe fallback inside a Lambda
-function that has no builder configured, whose background threads would be frozen after the response).
+function that has no builder configured, whose background threads would be frozen after the response);
+`make_dispatcher` chooses, and runtime.build_runtime wires the chosen one between the `Launcher` and the `Builder`.
 """
 
 from __future__ import annotations
