@@ -200,7 +200,7 @@ connector:
         f"Orthanc {pacs.http_url} ({'bearer tokens of this stack' if bearer else 'no authentication'}), "
         f"synthetic standard dataset: {patients} patients, {studies} studies, {len(records)} instances"
     )
-    return ServedArchive(description, "patientID=WLK-0002", config, {"orthanc_url": pacs.http_url})
+    return ServedArchive(description, "patientID=WLK-0001", config, {"orthanc_url": pacs.http_url})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -259,8 +259,8 @@ def main(argv: list[str] | None = None) -> int:
             **served.ready,
         }
         if args.ready_file:
-            # Written whole, then renamed: a test polling for the file never reads half of it.
-            partial = args.ready_file.with_suffix(".partial")
+            # Atomically: the test fixture polls for the file and must never read it half-written.
+            partial = args.ready_file.with_name(args.ready_file.name + ".partial")
             partial.write_text(json.dumps(ready))
             partial.replace(args.ready_file)
         stop = threading.Event()

@@ -33,15 +33,24 @@ import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 from urllib.parse import urlencode
 
 from pydantic import BaseModel, ConfigDict
 
-if TYPE_CHECKING:
-    from weasis_link.auth import Caller
-
 logger = logging.getLogger(__name__)
+
+
+class Caller(Protocol):
+    """What an event reads of an authenticated caller (auth.Caller; not imported: auth -> identity ->
+    patient_context -> this module)."""
+
+    @property
+    def subject(self) -> str: ...
+
+    @property
+    def claims(self) -> Mapping[str, Any]: ...
+
 
 SERVICE_NAME: Final = "weasis-link"
 # PutEvents takes at most 256 KB per entry: a manifest of thousands of studies is summarised by its counts.

@@ -41,9 +41,10 @@ from weasis_link.errors import (
     WeasisLinkError,
     error_code,
 )
+from weasis_link.fingerprint import manifest_fingerprint
 from weasis_link.launch_uri import LaunchOptions, bounded_weasis_uri
 from weasis_link.manifest_links import short_link
-from weasis_link.service import ManifestService
+from weasis_link.service import BeforeStore, ManifestService
 from weasis_link.storage import MANIFEST_ID, ManifestStore, new_manifest_id
 
 if TYPE_CHECKING:
@@ -151,7 +152,7 @@ class ThreadDispatcher:
         try:
             self._run(request)
         except Exception:
-            logger.exception("build failed", extra={"manifest": request.manifest_id})
+            logger.exception("build failed", extra={"manifest": manifest_fingerprint(request.manifest_id)})
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -207,6 +208,7 @@ class Launcher:
         *,
         audit: AuditContext | None = None,
         before_dispatch: Callable[[Sequence[str]], None] | None = None,
+        before_store: BeforeStore | None = None,
     ) -> LaunchResult:
         """Register the build, start it, and return the launch URI (which works while the build runs).
 
@@ -215,6 +217,17 @@ class Launcher:
         trail) is called before anything is written; if it raises, nothing is."""
         # An unknown archive or a deactivated criterion is refused now, not discovered by the builder.
         archive_ids = self.service.archives.select(criteria, caller)
+        if self.service.archives.needs_result_check(criteria, archive_ids):
+            # A 409 (ambiguous patient, too many for a wildcard) must reach the caller, not a Weasis dialog: such
+            # requests are answered once the archives have answered (docs/security.md).
+            if before_dispatch is not None:
+                before_dispatch(archive_ids)
+            result = self.service.create_manifest(
+                criteria, caller, options, base_url=base_url, before_store=before_store
+            )
+            return LaunchResult(
+                result.manifest_id, result.manifest_link, result.weasis_url, result.expires_at, result.warnings
+            )
         expires_at = self.service.expiry(caller)
         manifest_id = new_manifest_id(expires_at)
         link = short_link(base_url, manifest_id)
@@ -260,7 +273,10 @@ class Builder:
         started = time.perf_counter()
         expires_at = dt.datetime.fromtimestamp(request.expires_at, tz=dt.UTC)
         if request.expires_at <= self.clock():
-            logger.warning("build skipped: its manifest has already expired", extra={"manifest": request.manifest_id})
+            logger.warning(
+                "build skipped: its manifest has already expired",
+                extra={"manifest": manifest_fingerprint(request.manifest_id)},
+            )
             return BuildReport("expired")
         outcome: BuildOutcome = "built"
         archive_ids: list[str] = []
@@ -285,13 +301,15 @@ class Builder:
             )
         except WeasisLinkError as exc:
             outcome = "failed"
-            logger.warning("build refused", extra={"manifest": request.manifest_id, "code": exc.code})
+            logger.warning(
+                "build refused", extra={"manifest": manifest_fingerprint(request.manifest_id), "code": exc.code}
+            )
             body = self.service.failure_manifest(
                 archive_ids or self.service.archives.default_ids(), "The images could not be listed", exc.detail
             )
         except Exception:
             outcome = "failed"
-            logger.exception("build crashed", extra={"manifest": request.manifest_id})
+            logger.exception("build crashed", extra={"manifest": manifest_fingerprint(request.manifest_id)})
             body = self.service.failure_manifest(
                 archive_ids or self.service.archives.default_ids(),
                 "The images could not be listed",
@@ -302,7 +320,7 @@ class Builder:
         logger.info(
             "build stored",
             extra={
-                "manifest": request.manifest_id,
+                "manifest": manifest_fingerprint(request.manifest_id),
                 "outcome": outcome,
                 "seconds": round(time.perf_counter() - started, 3),
                 "since_launch_seconds": round(max(0.0, self.clock() - request.launched_at), 3),

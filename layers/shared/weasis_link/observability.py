@@ -11,6 +11,8 @@ from typing import Any, Final
 
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 
+from weasis_link.fingerprint import MANIFEST_ID_IN_TEXT, manifest_fingerprint
+
 _JWT: Final = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
 _AUTH_VALUE: Final = re.compile(r"(?i)\b(bearer|basic)(\s+|%20|\+)[A-Za-z0-9._~+/=%-]{8,}")
 _SECRET_PARAM: Final = re.compile(
@@ -19,6 +21,7 @@ _SECRET_PARAM: Final = re.compile(
 
 
 def redact(text: str) -> str:
+    text = MANIFEST_ID_IN_TEXT.sub(lambda m: manifest_fingerprint(m[0]), text)
     text = _JWT.sub("[redacted-jwt]", text)
     text = _AUTH_VALUE.sub(lambda m: f"{m[1]} [redacted]", text)
     return _SECRET_PARAM.sub(lambda m: f"{m[1]}=[redacted]", text)

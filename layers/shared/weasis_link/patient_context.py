@@ -30,8 +30,8 @@ what may not be seen, never a partial study):
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
-from typing import Any, Final, Literal
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Final, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -124,6 +124,37 @@ def check_manifest(patients: Sequence[str], patient: PatientKey) -> None:
     expected = patient_text(patient)
     if any(p != expected for p in patients):
         raise PatientNotInContext("The manifest lists another patient than this token's.")
+
+
+def check_manifest_body(body_gzip: bytes, patient: PatientKey | None) -> None:
+    """Step 3 on a (gzipped) manifest document about to be stored."""
+    if patient is not None:
+        from weasis_link.audit import summarize_manifest
+
+        check_manifest(summarize_manifest(body_gzip).patients, patient)
+
+
+class TrustedIssuer(Protocol):
+    """What this module reads of an `auth.issuers` entry (identity.TrustedIssuerConfig, which imports this module)."""
+
+    @property
+    def issuer(self) -> str: ...
+
+    @property
+    def patient_context(self) -> PatientContextConfig | None: ...
+
+    def tenant_in(self, iss: str) -> str | None: ...
+
+
+def caller_patient(
+    issuer: TrustedIssuer | None, claims: Mapping[str, Any], issuers: Iterable[TrustedIssuer]
+) -> PatientKey | None:
+    """The patient a caller's token is confined to: by the issuer entry that accepted it, or (the builder's caller,
+    rebuilt from a build request) by the entry its `iss` names."""
+    iss = claims.get("iss")
+    if issuer is None and isinstance(iss, str):
+        issuer = next((e for e in issuers if e.issuer == iss or e.tenant_in(iss)), None)
+    return context_patient(issuer.patient_context if issuer is not None else None, claims)
 
 
 _PATIENT_KEY: Final = KEY_PARAMETERS["patientID"]

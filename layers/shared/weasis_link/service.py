@@ -19,6 +19,8 @@ from typing import Final
 
 from weasis_link import manifest as mf
 from weasis_link.archives.access import TokenProviders, WadoAccess
+from weasis_link.archives.duplicates import deduplicate, distinct_counts
+from weasis_link.archives.patient_identity import AMBIGUOUS_TITLE, check_identities
 from weasis_link.archives.querying import ArchiveOutcome, Archives, ConnectorFactory
 from weasis_link.auth import Caller
 from weasis_link.capability import capped_expiry
@@ -29,7 +31,7 @@ from weasis_link.errors import AllArchivesFailed, ArchiveFailure
 from weasis_link.launch_uri import LaunchOptions, bounded_weasis_uri, weasis_uri
 from weasis_link.manifest_links import short_link
 from weasis_link.oauth_client import shared_token_provider
-from weasis_link.patient_context import check_manifest, confine_pairs, confine_studies, context_patient
+from weasis_link.patient_context import caller_patient, check_manifest_body, confine_pairs, confine_studies
 from weasis_link.settings import ServiceSettings
 from weasis_link.storage import ManifestStore, manifest_expiry, new_manifest_id
 from weasis_link.study_tree import PatientKey
@@ -106,7 +108,7 @@ class ManifestService:
         built = self.build(criteria, caller)
         return self.store_manifest(
             built.body_gzip,
-            mf.count(built.archive_queries),
+            distinct_counts(q.studies for q in built.archive_queries),
             launch,
             base_url=base_url,
             archives=built.outcomes,
@@ -173,8 +175,16 @@ class ManifestService:
         failures = [o.failure for o in outcomes if o.failure is not None]
         if len(failures) == len(outcomes):
             raise AllArchivesFailed(failures)
-        warnings = self.archives.deactivation_warnings(criteria)
-        queries = [self._archive_query(o, caller, warnings) for o in outcomes]
+        # One patient or a clear answer (409 before anything is stored), then each instance once across archives.
+        answers = [(o.archive_id, o.studies) for o in outcomes if o.failure is None]
+        identity_warnings = check_identities(criteria, answers, self._config)
+        deduped = deduplicate(answers, self.archives.order())
+        outcomes = [dataclasses.replace(o, studies=deduped.studies.get(o.archive_id, o.studies)) for o in outcomes]
+        warnings = self.archives.deactivation_warnings(criteria) + identity_warnings + deduped.warnings
+        queries = [self._archive_query(o, caller, warnings) for o in outcomes if o.archive_id not in deduped.emptied]
+        for query in queries:
+            if query.studies and identity_warnings:
+                query.add_message(mf.Message(AMBIGUOUS_TITLE, identity_warnings[0], "WARN"))
         self.access.warn_short_lived_tokens(queries, caller, warnings)
         body = mf.manifest_gzip(queries, str(uuid.uuid4()))
         return BuiltManifest(body, queries, outcomes, warnings)
@@ -188,23 +198,14 @@ class ManifestService:
 
     # --- patient context (patient_context.py) ---------------------------------------------------------------
     def patient_in_context(self, caller: Caller) -> PatientKey | None:
-        """The patient the caller's token is confined to, or None; the builder's caller finds its issuer by `iss`."""
-        issuer, iss = caller.trusted_issuer, caller.claims.get("iss")
-        if issuer is None and self._config.auth is not None and isinstance(iss, str):
-            issuer = next((e for e in self._config.auth.issuers if e.issuer == iss or e.tenant_in(iss)), None)
-        return context_patient(issuer.patient_context if issuer is not None else None, caller.claims)
+        auth = self._config.auth
+        return caller_patient(caller.trusted_issuer, caller.claims, auth.issuers if auth is not None else ())
 
     def confine_query(self, pairs: Sequence[tuple[str, str]], caller: Caller) -> list[tuple[str, str]]:
-        """The request's parameters confined to the caller's patient context (unchanged without one)."""
         return confine_pairs(pairs, self.patient_in_context(caller))
 
     def check_in_context(self, body_gzip: bytes, caller: Caller) -> None:
-        """The last line: a manifest about to be stored lists the context patient only."""
-        patient = self.patient_in_context(caller)
-        if patient is not None:
-            from weasis_link.audit import summarize_manifest
-
-            check_manifest(summarize_manifest(body_gzip).patients, patient)
+        check_manifest_body(body_gzip, self.patient_in_context(caller))
 
     # --- manifest -------------------------------------------------------------------------------------------
     def _archive_query(self, outcome: ArchiveOutcome, caller: Caller, warnings: list[str]) -> mf.ArchiveQuery:
