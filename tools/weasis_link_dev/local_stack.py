@@ -128,7 +128,9 @@ class AuditPrinter:
                 return
             for message in answer.get("Messages", []):
                 envelope = json.loads(message["Body"])
-                print(json.dumps({"auditEvent": envelope["detail"]}, separators=(",", ":")), flush=True)
+                # One write per line, newline included: the function's log lines (other threads) cannot cut in.
+                sys.stdout.write(json.dumps({"auditEvent": envelope["detail"]}, separators=(",", ":")) + "\n")
+                sys.stdout.flush()
                 self._sqs.delete_message(QueueUrl=self._queue_url, ReceiptHandle=message["ReceiptHandle"])
 
     def stop(self) -> None:

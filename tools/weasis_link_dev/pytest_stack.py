@@ -126,7 +126,9 @@ class StackHandle:
         """The AuditEvents the stack's EventBridge delivered, in order (its `{"auditEvent": …}` lines): a sink of
         its own, which records patient IDs by design."""
         lines = self.log_path.read_text(errors="replace").splitlines()
-        return [json.loads(line)["auditEvent"] for line in lines if line.startswith(AUDIT_LINE)]
+        # raw_decode: the line's first JSON document, whatever another writer may have appended to the line.
+        decoder = json.JSONDecoder()
+        return [decoder.raw_decode(line)[0]["auditEvent"] for line in lines if line.startswith(AUDIT_LINE)]
 
     def stop(self) -> None:
         if self.process.poll() is None:
