@@ -420,6 +420,22 @@ def query_event(
     )
 
 
+def _manifest_entities(
+    ctx: AuditContext, manifest_id: str, summary: ManifestSummary, expires_at: dt.datetime | None = None
+) -> list[dict[str, Any]]:
+    """What every event about a stored manifest names: the transaction, the patients, the manifest, the studies."""
+    return [
+        *_transaction_entity(ctx),
+        *_patient_entities(summary.patients),
+        _manifest_entity(manifest_id, summary, expires_at),
+        *_study_entities(summary.study_uids),
+    ]
+
+
+def _disclose_subtypes(restful: str) -> list[dict[str, Any]]:
+    return [_coding(LIFECYCLE, "disclose", "Disclose Record Lifecycle Event"), _coding(RESTFUL, restful)]
+
+
 def disclosure_event(
     ctx: AuditContext, manifest_id: str, summary: ManifestSummary, expires_at: dt.datetime | None = None
 ) -> dict[str, Any]:
@@ -429,7 +445,7 @@ def disclosure_event(
         ctx,
         profile=PROFILE_DISCLOSURE_SOURCE if summary.patients else None,
         type_=_coding(DCM, "110106", "Export"),
-        subtypes=[_coding(LIFECYCLE, "disclose", "Disclose Record Lifecycle Event"), _coding(RESTFUL, "search")],
+        subtypes=_disclose_subtypes("search"),
         action="R",
         outcome="0",
         outcome_desc=None,
@@ -439,13 +455,7 @@ def disclosure_event(
             _client_agent(ctx, "110152", "Destination Role ID"),
             _user_agent(ctx),
         ],
-        entities=[
-            *_transaction_entity(ctx),
-            *_patient_entities(summary.patients),
-            _manifest_entity(manifest_id, summary, expires_at),
-            *_study_entities(summary.study_uids),
-            _query_entity(ctx),
-        ],
+        entities=[*_manifest_entities(ctx, manifest_id, summary, expires_at), _query_entity(ctx)],
     )
 
 
@@ -456,17 +466,12 @@ def redemption_event(ctx: AuditContext, manifest_id: str, summary: ManifestSumma
         ctx,
         profile=PROFILE_DISCLOSURE_SOURCE if summary.patients else None,
         type_=_coding(DCM, "110106", "Export"),
-        subtypes=[_coding(LIFECYCLE, "disclose", "Disclose Record Lifecycle Event"), _coding(RESTFUL, "read")],
+        subtypes=_disclose_subtypes("read"),
         action="R",
         outcome="0",
         outcome_desc=None,
         agents=[_server_agent(ctx, "110153", "Source Role ID"), _client_agent(ctx, "110152", "Destination Role ID")],
-        entities=[
-            *_transaction_entity(ctx),
-            *_patient_entities(summary.patients),
-            _manifest_entity(manifest_id, summary),
-            *_study_entities(summary.study_uids),
-        ],
+        entities=_manifest_entities(ctx, manifest_id, summary),
     )
 
 
@@ -479,7 +484,7 @@ def upload_event(
         ctx,
         profile=PROFILE_DISCLOSURE_RECIPIENT if summary.patients else None,
         type_=_coding(DCM, "110107", "Import"),
-        subtypes=[_coding(LIFECYCLE, "disclose", "Disclose Record Lifecycle Event"), _coding(RESTFUL, "create")],
+        subtypes=_disclose_subtypes("create"),
         action="C",
         outcome="0",
         outcome_desc=None,
@@ -489,12 +494,7 @@ def upload_event(
             _server_agent(ctx, "110152", "Destination Role ID"),
             _user_agent(ctx),
         ],
-        entities=[
-            *_transaction_entity(ctx),
-            *_patient_entities(summary.patients),
-            _manifest_entity(manifest_id, summary, expires_at),
-            *_study_entities(summary.study_uids),
-        ],
+        entities=_manifest_entities(ctx, manifest_id, summary, expires_at),
     )
 
 
