@@ -29,6 +29,9 @@ import pytest
 from weasis_link_dev.dev_keys import SigningKey, access_token_claims
 from weasis_link_dev.local_stack import REGION
 
+AUDIT_LINE = '{"auditEvent"'
+
+
 # storage.MANIFEST_ID inside any text: a JSON answer, a Location header, a weasis:// URI once decoded.
 _MANIFEST_ID: Final = re.compile(r"(?<![A-Za-z0-9_-])\d{10}-[A-Za-z0-9_-]{32}(?![A-Za-z0-9_-])")
 ISSUED_MANIFEST_IDS: set[str] = set()
@@ -115,7 +118,17 @@ class StackHandle:
         return [o["Key"] for o in answer.get("Contents", [])]
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        """The function's log (stdout/stderr of the stack), without the audit trail's lines (`audit_log`)."""
+        lines = self.log_path.read_text(errors="replace").splitlines(keepends=True)
+        return "".join(line for line in lines if not line.startswith(AUDIT_LINE))
+
+    def audit_log(self) -> list[dict[str, Any]]:
+        """The AuditEvents the stack's EventBridge delivered, in order (its `{"auditEvent": …}` lines): a sink of
+        its own, which records patient IDs by design."""
+        lines = self.log_path.read_text(errors="replace").splitlines()
+        # raw_decode: the line's first JSON document, whatever another writer may have appended to the line.
+        decoder = json.JSONDecoder()
+        return [decoder.raw_decode(line)[0]["auditEvent"] for line in lines if line.startswith(AUDIT_LINE)]
 
     def stop(self) -> None:
         if self.process.poll() is None:
