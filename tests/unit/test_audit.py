@@ -137,8 +137,8 @@ def test_the_query_records_only_the_parameters_that_select_images() -> None:
     ]
     ctx = context_from_event(event, caller, pairs)
     assert ctx.query == [("patientID", "P")]
-    assert (ctx.route, ctx.user_agent, ctx.client_id, ctx.issuer, ctx.subject) == (
-        "GET GET /weasis",
+    assert (ctx.route, ctx.user_agent, ctx.client_id, ctx.issuer, ctx.subject) == (  # routeKey as it is
+        "GET /weasis",
         "xy",
         "portal",
         "https://idp",
@@ -283,3 +283,11 @@ def test_a_manifest_is_recorded_before_it_is_stored_and_not_stored_when_the_bus_
     with pytest.raises(AuditUnavailable):
         service.create_manifest(criteria, caller, before_store=down.disclosure_gate(CTX))
     assert s3.list_objects_v2(Bucket="bkt").get("KeyCount") == keys_before  # nothing stored
+
+
+def test_the_route_never_carries_the_path() -> None:
+    """A short link's path is a capability: without API Gateway's routeKey the event says `$default`, not the path."""
+    event = {"requestContext": {"http": {"method": "GET", "path": "/manifests/1795342530-secret"}}}
+    ctx = context_from_event(event, None)
+    assert ctx.route == "GET $default"
+    assert "secret" not in json.dumps(ctx.route)

@@ -74,7 +74,7 @@ def http_api_event(
     request_id = uuid.uuid4().hex
     event: dict[str, Any] = {
         "version": "2.0",
-        "routeKey": "$default",
+        "routeKey": route_key(method, parts.path or "/"),
         "rawPath": parts.path or "/",
         "rawQueryString": parts.query,
         "headers": joined,
@@ -91,7 +91,7 @@ def http_api_event(
                 "userAgent": joined.get("user-agent", ""),
             },
             "requestId": request_id,
-            "routeKey": "$default",
+            "routeKey": route_key(method, parts.path or "/"),
             "stage": "$default",
             "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
             "timeEpoch": int(now.timestamp() * 1000),

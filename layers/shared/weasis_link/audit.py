@@ -146,7 +146,8 @@ def context_from_event(
     http = context.get("http") or {}
     claims = caller.claims if caller is not None else {}
     return AuditContext(
-        route=_clean(f"{http.get('method', '?')} {raw_event.get('routeKey') or http.get('path', '?')}"),
+        # API Gateway's routeKey ("GET /manifests/{id}"), never the path: a short link's path is a capability.
+        route=_clean(str(raw_event.get("routeKey") or f"{http.get('method', '?')} $default")),
         request_id=_clean(context["requestId"]) if context.get("requestId") else None,
         source_ip=_clean(http["sourceIp"]) if http.get("sourceIp") else None,
         user_agent=_clean(http["userAgent"], MAX_USER_AGENT) if http.get("userAgent") else None,
