@@ -23,6 +23,11 @@ import pytest
 from weasis_link_dev.dev_keys import SigningKey, access_token_claims
 from weasis_link_dev.local_stack import REGION
 
+PENDING_SUFFIX = ".pending"  # storage.py's marker of a launched build
+# What the builder logs as a build's last line (launch.py run_build, ThreadDispatcher) in the stack's JSON log.
+BUILD_END_LINES = ("build stored", "build skipped: its manifest has already expired", "build failed")
+BUILD_WAIT_SECONDS = 120.0  # the builder's own deadline (BUILD_DEADLINE_SECONDS) plus its overhead, and slack
+
 
 @dataclass
 class StackHandle:
@@ -76,11 +81,42 @@ class StackHandle:
             aws_secret_access_key="local",  # noqa: S106 - moto accepts any credentials
         )
 
-    def object_keys(self) -> list[str]:
-        answer = self.s3().list_objects_v2(Bucket=self.bucket)
-        return [o["Key"] for o in answer.get("Contents", [])]
+    def object_keys(self, *, settled: bool = True) -> list[str]:
+        """The bucket's keys once no launched build is in flight (a snapshot taken earlier races with them);
+        `settled=False` lists them at once, for a test that looks at a build in progress."""
+        if settled:
+            self.wait_for_builds()
+        return self._keys()
 
     def log(self) -> str:
+        """The stack's log once no launched build is in flight: the builders log too, on their own threads."""
+        self.wait_for_builds()
+        return self._log_text()
+
+    def wait_for_builds(self, timeout: float = BUILD_WAIT_SECONDS) -> None:
+        """Wait until every build a launch started has ended.
+
+        A launch writes `<id>.pending` before it answers (storage.py), and each build ends with exactly one
+        builder log line (stored, skipped as expired, or failed to store). So no build is in flight when the log
+        holds as many such lines as the bucket holds pending markers, and each marker has its manifest unless a
+        build ended without one."""
+        deadline = time.monotonic() + timeout
+        while True:
+            keys = self._keys()
+            pending = [k for k in keys if k.endswith(PENDING_SUFFIX)]
+            ended = sum(self._log_text().count(f'"message":"{line}"') for line in BUILD_END_LINES)
+            if ended >= len(pending):
+                return
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                tail = self._log_text()[-4000:]
+                raise AssertionError(f"{len(pending) - ended} build(s) still in flight after {timeout:.0f} s:\n{tail}")
+            time.sleep(0.05)
+
+    def _keys(self) -> list[str]:
+        paginator = self.s3().get_paginator("list_objects_v2")
+        return [o["Key"] for page in paginator.paginate(Bucket=self.bucket) for o in page.get("Contents", [])]
+
+    def _log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
