@@ -24,8 +24,14 @@ from weasis_link_dev.dev_keys import SigningKey, access_token_claims
 from weasis_link_dev.local_stack import REGION
 
 PENDING_SUFFIX = ".pending"  # storage.py's marker of a launched build
-# What the builder logs as a build's last line (launch.py run_build, ThreadDispatcher) in the stack's JSON log.
-BUILD_END_LINES = ("build stored", "build skipped: its manifest has already expired", "build failed")
+# What the builder logs as a build's last line (launch.py run_build, ThreadDispatcher) in the stack's JSON log, and
+# what a launch logs when its build could not even be started (LambdaDispatcher).
+BUILD_END_LINES = (
+    "build stored",
+    "build skipped: its manifest has already expired",
+    "build failed",
+    "builder invocation failed",
+)
 BUILD_WAIT_SECONDS = 120.0  # the builder's own deadline (BUILD_DEADLINE_SECONDS) plus its overhead, and slack
 
 
