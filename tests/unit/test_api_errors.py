@@ -77,9 +77,7 @@ def test_an_unexpected_exception_is_a_500_problem_that_leaks_nothing_and_is_logg
 
 
 @pytest.mark.parametrize("body", ["@@not base64@@", "PG1hbmlmZXN0P", "bm90IHBhZGRlZA=x"])
-def test_a_body_that_is_not_valid_base64_is_a_400_problem(
-    api: ModuleType, signing_key: SigningKey, body: str
-) -> None:
+def test_a_body_that_is_not_valid_base64_is_a_400_problem(api: ModuleType, signing_key: SigningKey, body: str) -> None:
     event = load_event("post_manifests_xml.json", body=body, isBase64Encoded=True)
     event["headers"]["authorization"] = f"Bearer {signing_key.sign(access_token_claims())}"
     response = api.lambda_handler(event, LambdaContext(aws_request_id="req-400"))
