@@ -16,7 +16,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
 from weasis_link.launch import BuildRequest
-from weasis_link.observability import configure_logging
+from weasis_link.observability import configure_logging, manifest_reference
 from weasis_link.runtime import build_runtime
 
 logger = Logger()
@@ -35,6 +35,6 @@ def lambda_handler(event: dict[str, Any], _context: LambdaContext) -> dict[str, 
         fields = sorted({".".join(str(p) for p in e["loc"]) for e in exc.errors()})
         logger.error("malformed build request", extra={"fields": fields})
         return {"outcome": "malformed"}
-    logger.append_keys(manifest=request.manifest_id)
+    logger.append_keys(manifest=manifest_reference(request.manifest_id))  # the id itself opens the manifest
     outcome = launcher.run_build(request)
     return {"manifestId": request.manifest_id, "outcome": outcome}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import re
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import yaml
 
 from weasis_link_dev.dev_keys import SigningKey, access_token_claims
 from weasis_link_dev.pytest_stack import StackFactory
+from weasis_link_dev.weasis_client import fetch_manifest, manifest_url_of
 
 pytestmark = pytest.mark.e2e
 BUNDLED = Path(__file__).resolve().parents[2] / "functions" / "api" / "weasis-link.yaml"
@@ -53,11 +55,20 @@ def test_logs_hold_facts_but_no_secret_or_patient_data(
         ("/manifests?patientID=WLS-1001&pro=java.home+/x", token),
         ("/no-such-route?patientID=WLS-1001", token),
     ]
-    statuses = [stack.get(path_, tok)[0] for path_, tok in requests]
+    answers = [stack.get(path_, tok) for path_, tok in requests]
+    statuses = [status for status, _, _ in answers]
     assert statuses[:4] == [200, 200, 302, 302] and all(s >= 400 for s in statuses[4:])
-    log = stack.log()
+    # Manifest ids and short links open a manifest without a token: they must not be logged either. Weasis
+    # follows each launch's link (the access log sees that path too).
+    links = [json.loads(body)["manifestLink"] for _, _, body in answers[:2]]
+    links += [manifest_url_of(headers["Location"]) for _, headers, _ in answers[2:4]]
+    for link in links:
+        fetch_manifest(link)
+    manifest_ids = [link.rsplit("/", 1)[1] for link in links]
+    log = stack.log()  # once every launched build has ended: the builders log too
     assert "archive answered" in log and "request refused" in log  # the log is not empty: the check means something
+    assert "build stored" in log
     secrets = [token, PASSWORD, base64.b64encode(f"viewer:{PASSWORD}".encode()).decode()]
-    for needle in secrets + NAMES + PATIENT_IDS:
+    for needle in secrets + NAMES + PATIENT_IDS + manifest_ids:
         assert needle not in log, f"{needle!r} reached the log"
     assert not re.search(r"X-Amz-Signature=[0-9a-f]{16}", log), "a presigned URL reached the log"

@@ -8,7 +8,7 @@ import logging
 
 from aws_lambda_powertools import Logger
 
-from weasis_link.observability import configure_logging, redact
+from weasis_link.observability import configure_logging, manifest_reference, redact
 
 TOKEN = "eyJhbGciOiJSUzI1NiIsImtpZCI6ImsxIn0.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLXZhbHVl"
 
@@ -34,3 +34,11 @@ def test_records_and_tracebacks_are_redacted_not_dropped() -> None:
     assert TOKEN not in stream.getvalue()
     assert "ValueError" in line["exception"] and "[redacted-jwt]" in line["exception"]  # the traceback is kept
     assert line["message"] == "failed with [redacted-jwt]"
+
+
+def test_a_manifest_reference_follows_a_build_without_opening_its_manifest() -> None:
+    manifest_id = "1795342530-" + "Ab_-" * 8
+    reference = manifest_reference(manifest_id)
+    assert reference == manifest_reference(manifest_id)  # the launch and the builder log the same reference
+    assert reference != manifest_reference("1795342530-" + "Ab_-" * 7 + "Ab_x")
+    assert manifest_id not in reference and manifest_id[11:] not in reference and len(reference) == 18

@@ -164,8 +164,11 @@ class LocalApiServer:
                 raise AttributeError(name)
 
             def log_message(self, format: str, *args: Any) -> None:
-                # Access log without the query string: it may carry an access_token.
+                # Access log without the query string (it may carry an access_token) and without a manifest id
+                # (the short link opens the manifest): API Gateway's access log records the route only.
                 path = self.path.split("?", 1)[0]
+                if path.startswith("/manifests/"):
+                    path = "/manifests/{id}"
                 print(f"{self.address_string()} {self.command} {path} {args[1] if len(args) > 1 else ''}", flush=True)
 
         self._server = ThreadingHTTPServer((host, port), RequestHandler)

@@ -32,6 +32,7 @@ from weasis_link.auth import Caller
 from weasis_link.criteria import QueryCriteria, criteria_from_pairs
 from weasis_link.errors import AllArchivesFailed, BuilderUnavailable, WeasisLinkError
 from weasis_link.launch_uri import LaunchOptions, bounded_weasis_uri
+from weasis_link.observability import manifest_reference
 from weasis_link.service import ManifestService
 from weasis_link.short_links import short_link
 from weasis_link.storage import MANIFEST_ID, ManifestStore, error_code, new_manifest_id
@@ -128,7 +129,7 @@ class ThreadDispatcher:
         try:
             self._run(request)
         except Exception:
-            logger.exception("build failed", extra={"manifest": request.manifest_id})
+            logger.exception("build failed", extra={"manifest": manifest_reference(request.manifest_id)})
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -221,7 +222,10 @@ class Launcher:
         started = time.perf_counter()
         expires_at = dt.datetime.fromtimestamp(request.expires_at, tz=dt.UTC)
         if request.expires_at <= self._clock():
-            logger.warning("build skipped: its manifest has already expired", extra={"manifest": request.manifest_id})
+            logger.warning(
+                "build skipped: its manifest has already expired",
+                extra={"manifest": manifest_reference(request.manifest_id)},
+            )
             return "expired"
         outcome: BuildOutcome = "built"
         archive_ids: list[str] = []
@@ -239,13 +243,15 @@ class Launcher:
             )
         except WeasisLinkError as exc:
             outcome = "failed"
-            logger.warning("build refused", extra={"manifest": request.manifest_id, "code": exc.code})
+            logger.warning(
+                "build refused", extra={"manifest": manifest_reference(request.manifest_id), "code": exc.code}
+            )
             body = self._service.failure_manifest(
                 archive_ids or self._service.default_archive_ids(), "The images could not be listed", exc.detail
             )
         except Exception:
             outcome = "failed"
-            logger.exception("build crashed", extra={"manifest": request.manifest_id})
+            logger.exception("build crashed", extra={"manifest": manifest_reference(request.manifest_id)})
             body = self._service.failure_manifest(
                 archive_ids or self._service.default_archive_ids(),
                 "The images could not be listed",
@@ -255,7 +261,7 @@ class Launcher:
         logger.info(
             "build stored",
             extra={
-                "manifest": request.manifest_id,
+                "manifest": manifest_reference(request.manifest_id),
                 "outcome": outcome,
                 "seconds": round(time.perf_counter() - started, 3),
                 "since_launch_seconds": round(max(0.0, self._clock() - request.launched_at), 3),

@@ -5,6 +5,7 @@ written anyway — message, extra fields and tracebacks alike."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from typing import Any, Final
@@ -42,3 +43,10 @@ def configure_logging(powertools_logger: Any) -> None:
         formatter.__class__ = RedactingFormatter
     logging.getLogger("weasis_link")  # make sure the parent exists before copying the configuration
     copy_config_to_registered_loggers(source_logger=powertools_logger, include={"weasis_link"})
+
+
+def manifest_reference(manifest_id: str) -> str:
+    """What a log line may say about a manifest: a manifest id is a capability (GET /manifests/{id} answers without
+    a token, with the caller's token injected in the manifest), so logs carry 64 bits of its SHA-256 instead:
+    enough to follow one build from its launch to its builder, useless to open the manifest."""
+    return "m-" + hashlib.sha256(manifest_id.encode("utf-8")).hexdigest()[:16]
