@@ -1,15 +1,26 @@
 """Shared fixtures. Service fixtures (Orthanc, PostgreSQL) are imported here so every test layer shares one
-session-scoped instance; they start only when a test asks for them, and install what is missing."""
+session-scoped instance; they start only when a test asks for them, and install what is missing.
+
+`runtime` / `runtime_factory`: the composition root (weasis_link.runtime.build_runtime) over S3 faked in-process by
+moto, building launches inline; the function handlers are made over it (`make_handler`), never patched."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import importlib
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import settings
+from moto import mock_aws
 
+from weasis_link.runtime import Runtime, build_runtime
+from weasis_link.settings import ServiceSettings
+from weasis_link.storage import ManifestStore, s3_client
 from weasis_link_dev.dev_keys import DEV_AUDIENCE, DEV_ISSUER, DEV_SCOPE, JwksServer, SigningKey
+from weasis_link_dev.local_api import Handler
 from weasis_link_dev.pytest_orthanc import (  # noqa: F401 - fixtures
     _orthanc_servers,
     orthanc,
@@ -27,6 +38,11 @@ from weasis_link_dev.pytest_stack import local_stack, local_stack_factory  # noq
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EVENTS = REPO_ROOT / "events"
+API_DIR = REPO_ROOT / "functions" / "api"
+TEST_BUCKET = "weasis-link-test"
+TEST_REGION = "eu-central-1"
+
+RuntimeFactory = Callable[..., Runtime]
 
 
 @pytest.fixture(scope="session")
@@ -56,6 +72,54 @@ def service_env(jwks_server: JwksServer) -> dict[str, str]:
         "POWERTOOLS_SERVICE_NAME": "weasis-link",
         "POWERTOOLS_METRICS_NAMESPACE": "WeasisLink",
     }
+
+
+@pytest.fixture
+def runtime_factory(service_env: dict[str, str]) -> Iterator[RuntimeFactory]:
+    """Runtimes over one moto S3 bucket (empty at the start of each test) and the bundled connector YAML, unless
+    the settings say otherwise; `overrides` are ServiceSettings fields."""
+    with mock_aws():
+        client = s3_client(TEST_REGION)
+        client.create_bucket(Bucket=TEST_BUCKET, CreateBucketConfiguration={"LocationConstraint": TEST_REGION})
+        store = ManifestStore(client, TEST_BUCKET)
+        base = ServiceSettings.from_environment(service_env)
+
+        def make(**overrides: Any) -> Runtime:
+            settings = base.model_copy(update=overrides) if overrides else base
+            return build_runtime(API_DIR, settings, store=store, inline_builds=True)
+
+        yield make
+
+
+@pytest.fixture
+def runtime(runtime_factory: RuntimeFactory) -> Runtime:
+    return runtime_factory()
+
+
+@pytest.fixture(scope="session")
+def function_modules(service_env: dict[str, str]) -> dict[str, Any]:
+    """The API and builder function modules, imported (their cold start reads the environment) with service_env."""
+    saved = dict(os.environ)
+    os.environ.update(service_env)
+    try:
+        return {name: importlib.import_module(f"functions.{name}.app") for name in ("api", "builder")}
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@pytest.fixture
+def api_handler(function_modules: dict[str, Any], runtime: Runtime) -> Handler:
+    """The API function's handler over the test's runtime."""
+    handler: Handler = function_modules["api"].make_handler(runtime)
+    return handler
+
+
+@pytest.fixture
+def builder_handler(function_modules: dict[str, Any], runtime: Runtime) -> Handler:
+    """The builder function's handler over the test's runtime."""
+    handler: Handler = function_modules["builder"].make_handler(runtime)
+    return handler
 
 
 # Hypothesis: `dev` for everyday runs, `full` (10,000 generated manifests) for `make test`.

@@ -1,8 +1,9 @@
 """HTTP API (API Gateway HTTP API -> Lambda): thin routes over weasis_link.
 
-Each route authenticates the caller, parses the request, calls one domain function and maps the result; domain
-errors become problem responses in problems.py. Everything expensive (settings, configuration, S3 and Lambda
-clients, JWKS client, connectors) is built once per container, at cold start (weasis_link.runtime).
+Routes only: each authenticates the caller, reads the request (weasis_link.http), calls one domain function and
+maps the result; domain errors become problem responses (weasis_link/http/problems.py). Everything expensive
+(settings, configuration, S3 and Lambda clients, JWKS client, connectors, the build dispatcher) is built once per
+container, at cold start (weasis_link.runtime.build_runtime); `make_handler` binds the routes to that runtime.
 
 Routes: GET /manifests (build now, JSON), POST /manifests (upload), GET /manifests/{id} (short link -> 302),
 GET /weasis and GET /IHEInvokeImageDisplay (launch while the manifest builds: 302 to weasis://, or the HTML launch
@@ -11,11 +12,9 @@ page for browsers).
 
 from __future__ import annotations
 
-import base64
-import binascii
-import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Depends, Response
@@ -25,34 +24,31 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from weasis_link.api import schemas
-from weasis_link.api.problems import NO_STORE, problem, problem_for
-from weasis_link.auth import Caller, TokenValidator, extract_bearer_token, query_pairs_without_token
-from weasis_link.criteria import QueryCriteria, criteria_from_pairs, parse_query_string
-from weasis_link.errors import InvalidRequest, WeasisLinkError
-from weasis_link.iid import iid_criteria_pairs
-from weasis_link.launch import LaunchResult, make_dispatcher
-from weasis_link.launch_page import launch_page, page_headers, wants_html
+from weasis_link.auth import Caller
+from weasis_link.criteria import QueryCriteria, criteria_from_pairs
+from weasis_link.errors import WeasisLinkError
+from weasis_link.http import schemas
+from weasis_link.http.iid import iid_criteria_pairs
+from weasis_link.http.launch_page import launch_page, page_headers, wants_html
+from weasis_link.http.problems import NO_STORE, problem, problem_for
+from weasis_link.http.requests import (
+    api_base_url,
+    extract_bearer_token,
+    parse_query_string,
+    query_pairs_without_token,
+    read_upload,
+    request_body,
+)
+from weasis_link.launch import LaunchResult
 from weasis_link.launch_uri import LaunchOptions, launch_options_from_pairs
+from weasis_link.manifest_links import InlineManifest
 from weasis_link.observability import configure_logging
-from weasis_link.runtime import build_runtime
+from weasis_link.runtime import Runtime, build_runtime
 from weasis_link.service import ManifestResult
-from weasis_link.short_links import InlineManifest, api_base_url
 
 logger = Logger()
 metrics = Metrics()
 configure_logging(logger)
-
-runtime = build_runtime(Path(__file__).parent)
-settings, config, store = runtime.settings, runtime.config, runtime.store
-service, launcher, links, uploads = runtime.service, runtime.launcher, runtime.links, runtime.uploads
-launcher.dispatcher = make_dispatcher(
-    settings.builder_function_name,
-    settings.aws_region,
-    launcher.run_build,
-    on_lambda="AWS_LAMBDA_FUNCTION_NAME" in os.environ,
-)
-validator = TokenValidator(settings)
 
 app = APIGatewayHttpResolver(enable_validation=True)
 # Keep GET /manifests/{id} below API Gateway's 29 s even when the function has less time left than configured.
@@ -60,6 +56,11 @@ RESPONSE_MARGIN_SECONDS = 2.0
 
 
 # --- request parsing shared by the routes (Depends) ---------------------------------------------------------
+
+
+def _runtime() -> Runtime:
+    """The runtime the handler was made with (make_handler puts it in the resolver's per-request context)."""
+    return cast(Runtime, app.context["runtime"])
 
 
 def _request_pairs() -> list[tuple[str, str]]:
@@ -72,13 +73,14 @@ def _header(name: str) -> str | None:
 
 def authenticated_caller() -> Caller:
     """The bearer token (header, or access_token= when allowed: the OpenAPI document's security schemes)."""
+    runtime = _runtime()
     token = extract_bearer_token(
-        app.current_event.headers, _request_pairs(), allow_query=settings.allow_access_token_query
+        app.current_event.headers, _request_pairs(), allow_query=runtime.settings.allow_access_token_query
     )
-    return validator.validate(token)
+    return runtime.validator.validate(token)
 
 
-def search_criteria(  # the parameters document the query interface (see weasis_link/api/schemas.py)
+def search_criteria(  # the parameters document the query interface (see weasis_link/http/schemas.py)
     patient_id: schemas.PatientIdParam = None,  # noqa: ARG001
     study_uid: schemas.StudyUidParam = None,  # noqa: ARG001
     accession_number: schemas.AccessionParam = None,  # noqa: ARG001
@@ -94,7 +96,7 @@ def search_criteria(  # the parameters document the query interface (see weasis_
     return criteria_from_pairs(query_pairs_without_token(_request_pairs()))
 
 
-def iid_query(  # IHE Invoke Image Display parameters (documented in weasis_link/api/schemas.py)
+def iid_query(  # IHE Invoke Image Display parameters (documented in weasis_link/http/schemas.py)
     request_type: schemas.RequestTypeParam = None,  # noqa: ARG001
     patient_id: schemas.IidPatientIdParam = None,  # noqa: ARG001
     study_uid: schemas.IidStudyUidParam = None,  # noqa: ARG001
@@ -109,7 +111,7 @@ def iid_query(  # IHE Invoke Image Display parameters (documented in weasis_link
     most_recent_results: schemas.MostRecentParam = None,  # noqa: ARG001
 ) -> list[tuple[str, str]]:
     """The search-criteria parameters the IID request stands for."""
-    return iid_criteria_pairs(query_pairs_without_token(_request_pairs()), settings.iid_request_types)
+    return iid_criteria_pairs(query_pairs_without_token(_request_pairs()), _runtime().settings.iid_request_types)
 
 
 def launch_options(
@@ -122,7 +124,7 @@ def launch_options(
 
 def base_url() -> str:
     context = app.current_event.request_context
-    return api_base_url(settings.public_base_url, context.domain_name, context.stage)
+    return api_base_url(_runtime().settings.public_base_url, context.domain_name, context.stage)
 
 
 def html_requested(format: schemas.FormatParam = None) -> bool:  # noqa: ARG001 - documented only
@@ -149,7 +151,7 @@ HtmlDep = Annotated[bool, Depends(html_requested)]
     },
 )
 def get_manifest_links(caller: CallerDep, criteria: CriteriaDep, launch: LaunchDep, base: BaseUrlDep) -> Response[str]:
-    result = service.create_manifest(criteria, caller, launch, base_url=base)
+    result = _runtime().service.create_manifest(criteria, caller, launch, base_url=base)
     _record_metrics(result)
     return _manifest_json(200, result)
 
@@ -165,14 +167,13 @@ def get_manifest_links(caller: CallerDep, criteria: CriteriaDep, launch: LaunchD
 def upload_manifest(
     caller: CallerDep, launch: LaunchDep, base: BaseUrlDep, inject_token: schemas.InjectTokenParam = False
 ) -> Response[str]:
-    result = uploads.upload(
-        _raw_body(),
-        _header("content-type"),
-        _header("content-encoding"),
-        caller,
-        launch,
-        base,
-        inject_token=inject_token,
+    runtime = _runtime()
+    body = request_body(app.current_event.raw_event)
+    document = read_upload(
+        body, _header("content-type"), _header("content-encoding"), runtime.settings.upload_max_bytes
+    )
+    result = runtime.uploads.upload(
+        document.media_type, document.content, caller, launch, base, inject_token=inject_token
     )
     metrics.add_metric(name="ManifestsUploaded", unit=MetricUnit.Count, value=1)
     return _manifest_json(201, result, {"Location": result.manifest_link})
@@ -194,11 +195,12 @@ def upload_manifest(
     },
 )
 def open_manifest(manifest_id: str, base: BaseUrlDep, attempt: schemas.AttemptParam = 0) -> Response[str]:
-    wait = settings.manifest_wait_seconds
+    runtime = _runtime()
+    wait = runtime.settings.manifest_wait_seconds
     context = app.lambda_context
     if context is not None:
         wait = min(wait, context.get_remaining_time_in_millis() / 1000 - RESPONSE_MARGIN_SECONDS)
-    answer = links.open(manifest_id, attempt, base, wait)
+    answer = runtime.links.open(manifest_id, attempt, base, wait)
     if isinstance(answer, InlineManifest):
         logger.warning("manifest not available", extra={"reason": answer.reason})
         metrics.add_metric(name="ManifestLinksUnavailable", unit=MetricUnit.Count, value=1)
@@ -223,7 +225,7 @@ def launch_weasis(
     caller: CallerDep, criteria: CriteriaDep, launch: LaunchDep, base: BaseUrlDep, html: HtmlDep
 ) -> Response[str]:
     query = query_pairs_without_token(_request_pairs())
-    return _launch_response(launcher.launch(query, criteria, caller, launch, base), html)
+    return _launch_response(_runtime().launcher.launch(query, criteria, caller, launch, base), html)
 
 
 @app.get(
@@ -242,7 +244,7 @@ def invoke_image_display(
     caller: CallerDep, query: IidQueryDep, launch: LaunchDep, base: BaseUrlDep, html: HtmlDep
 ) -> Response[str]:
     criteria = criteria_from_pairs(query)
-    return _launch_response(launcher.launch(query, criteria, caller, launch, base), html)
+    return _launch_response(_runtime().launcher.launch(query, criteria, caller, launch, base), html)
 
 
 # --- responses ----------------------------------------------------------------------------------------------
@@ -272,21 +274,10 @@ def _manifest_json(status: int, result: ManifestResult, headers: dict[str, str] 
 def _launch_response(result: LaunchResult, html: bool) -> Response[str]:
     metrics.add_metric(name="LaunchesStarted", unit=MetricUnit.Count, value=1)
     if html:
-        page = launch_page(result.weasis_url, result.expires_at, settings.weasis_download_url, result.warnings)
+        download_url = _runtime().settings.weasis_download_url
+        page = launch_page(result.weasis_url, result.expires_at, download_url, result.warnings)
         return Response(200, "text/html; charset=utf-8", page, headers=page_headers({"Vary": "Accept"}))
     return Response(302, "text/plain", "", headers={"Location": result.weasis_url, "Vary": "Accept", **NO_STORE})
-
-
-def _raw_body() -> bytes:
-    """The request body as sent: API Gateway passes text bodies as strings and binary ones base64-encoded."""
-    event = app.current_event.raw_event
-    body = event.get("body") or ""
-    if not event.get("isBase64Encoded"):
-        return str(body).encode("utf-8")
-    try:
-        return base64.b64decode(body, validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidRequest("The request body is not valid base64.") from None
 
 
 # --- errors -------------------------------------------------------------------------------------------------
@@ -347,7 +338,18 @@ def _record_metrics(result: ManifestResult) -> None:
                 metric.add_dimension(name="archive", value=outcome.archive_id)
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False)
-@metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+def make_handler(runtime: Runtime) -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
+    """The Lambda handler over `runtime` (tests make one over their own runtime; Lambda's is built below)."""
+
+    @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False)
+    @metrics.log_metrics
+    def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        app.context["runtime"] = runtime  # the per-request context: resolve() clears it after each request
+        return app.resolve(event, context)
+
+    return handler
+
+
+# Built once per container, at cold start (Lambda's init phase).
+runtime = build_runtime(Path(__file__).parent)
+lambda_handler = make_handler(runtime)

@@ -25,8 +25,8 @@ import pytest
 from weasis_link import config as cfg
 from weasis_link.connectors.base import QueryContext
 from weasis_link.connectors.dicomweb import DicomWebConnector
-from weasis_link.criteria import criteria_from_query_string
 from weasis_link.errors import ArchiveError
+from weasis_link.http.requests import criteria_from_query_string
 from weasis_link.oauth_client import ClientCredentialsTokenProvider
 from weasis_link.study_tree import StudyTreeBuilder
 from weasis_link_dev.orthanc import OrthancServer
@@ -88,8 +88,8 @@ def post_only_endpoint() -> Iterator[PostOnlyTokenEndpoint]:
     endpoint.stop()
 
 
-def credentials(url: str, **extra: str) -> cfg.ClientCredentials:
-    return cfg.ClientCredentials.model_validate(
+def credentials(url: str, **extra: str) -> cfg.ClientCredentialsConfig:
+    return cfg.ClientCredentialsConfig.model_validate(
         {"token-url": url, "client-id": CLIENT_ID, "client-secret": CLIENT_SECRET, "scope": "pacs.read", **extra}
     )
 
@@ -173,7 +173,7 @@ def proxy(orthanc: OrthancServer) -> Iterator[RecordingProxy]:
 
 
 def instances_found(url: str, query: str, **settings: Any) -> set[str]:
-    connector = DicomWebConnector("pacs", cfg.DicomWebConnector.model_validate({"url": url, **settings}))
+    connector = DicomWebConnector("pacs", cfg.DicomWebConnectorConfig.model_validate({"url": url, **settings}))
     criteria = criteria_from_query_string(query)
     builder = StudyTreeBuilder()
     connector.find(criteria, QueryContext(None, time.monotonic() + 30), builder)

@@ -22,8 +22,8 @@ from weasis_link import config as cfg
 from weasis_link import manifest as mf
 from weasis_link.connectors.base import QueryContext
 from weasis_link.connectors.database import DatabaseConnector
-from weasis_link.criteria import criteria_from_query_string
 from weasis_link.errors import ArchiveError, ArchiveTimeout, ArchiveUnavailable, InvalidRequest
+from weasis_link.http.requests import criteria_from_query_string
 from weasis_link.study_tree import Study, StudyTreeBuilder
 from weasis_link_dev.dataset import InstanceRecord
 from weasis_link_dev.pacs_database import (
@@ -51,7 +51,7 @@ ALIAS_QUERY: dict[str, str] = {"select": STANDARD_SELECT}  # the *-column defaul
 
 
 def connector(url: str, query: dict[str, str] | None = None, **settings: Any) -> DatabaseConnector:
-    db = cfg.DbConnector.model_validate({"uri": url, "query": query or QUALIFIED_QUERY, **settings})
+    db = cfg.DbConnectorConfig.model_validate({"uri": url, "query": query or QUALIFIED_QUERY, **settings})
     return DatabaseConnector("pacs-db", db)
 
 
@@ -112,7 +112,7 @@ def test_query_matrix(database_url: str, query: dict[str, str]) -> None:
 
 def test_key_columns_resolve_to_the_selects_output_columns(pg: DatabaseConnector) -> None:
     _, columns = pg._prepare()
-    q = pg._settings.query
+    q = pg.settings.query
     resolved = [
         columns.find(c)
         for c in (

@@ -24,9 +24,10 @@ import pytest
 
 from weasis_link import config as cfg
 from weasis_link.connectors.base import QueryContext
-from weasis_link.connectors.dicomweb import TAGS, DicomWebConnector, matching_value, query_string
-from weasis_link.criteria import criteria_from_query_string
+from weasis_link.connectors.dicom_json import TAGS, matching_value, query_string
+from weasis_link.connectors.dicomweb import DicomWebConnector
 from weasis_link.errors import ArchiveError
+from weasis_link.http.requests import criteria_from_query_string
 from weasis_link.oauth_client import AccessToken, ClientCredentialsTokenProvider
 from weasis_link.study_tree import Study, StudyTreeBuilder
 from weasis_link_dev.dataset import InstanceRecord
@@ -43,7 +44,7 @@ Answer = dict[str, tuple[str, str | None]]
 
 # --------------------------------------------------------------------------------------------------- helpers
 def connector(url: str, **settings: Any) -> DicomWebConnector:
-    return DicomWebConnector("pacs", cfg.DicomWebConnector.model_validate({"url": url, **settings}))
+    return DicomWebConnector("pacs", cfg.DicomWebConnectorConfig.model_validate({"url": url, **settings}))
 
 
 def find(conn: DicomWebConnector, query: str, token: str | None = None) -> tuple[Answer, list[Study]]:
@@ -574,7 +575,7 @@ def test_qido_with_a_client_credentials_service_token(
 @pytest.mark.integration
 def test_token_provider_renews_before_expiry_and_after_invalidation(token_endpoint: TokenEndpoint) -> None:
     now = [1_000_000.0]
-    config = cfg.ClientCredentials.model_validate(
+    config = cfg.ClientCredentialsConfig.model_validate(
         {"token-url": token_endpoint.url, "client-id": "weasis-link", "client-secret": token_endpoint.client_secret}
     )
     token_endpoint.lifetime = 120
@@ -611,7 +612,7 @@ def test_token_provider_renews_before_expiry_and_after_invalidation(token_endpoi
 def test_token_endpoint_failures_are_archive_errors_without_secrets(token_endpoint: TokenEndpoint) -> None:
     from weasis_link.errors import ArchiveUnavailable
 
-    config = cfg.ClientCredentials.model_validate(
+    config = cfg.ClientCredentialsConfig.model_validate(
         {"token-url": token_endpoint.url, "client-id": "weasis-link", "client-secret": "wrong-secret"}
     )
     with pytest.raises(ArchiveError) as refused:

@@ -14,11 +14,11 @@ from urllib.parse import parse_qsl, quote, urlsplit
 
 import pytest
 
-from weasis_link.config import DicomWebConnector as DicomWebSettings
+from weasis_link.config import DicomWebConnectorConfig as DicomWebSettings
 from weasis_link.connectors.base import QueryContext
 from weasis_link.connectors.dicomweb import DicomWebConnector
-from weasis_link.criteria import criteria_from_query_string
 from weasis_link.errors import InvalidRequest
+from weasis_link.http.requests import criteria_from_query_string
 from weasis_link.study_tree import StudyTreeBuilder
 from weasis_link_dev.orthanc import OrthancServer
 from weasis_link_dev.pytest_stack import StackHandle

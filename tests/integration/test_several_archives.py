@@ -23,8 +23,9 @@ import pytest
 from weasis_link.auth import Caller
 from weasis_link.config import AppConfig, load_config
 from weasis_link.connectors import Connector, QueryContext, create_connector
-from weasis_link.criteria import QueryCriteria, criteria_from_query_string
+from weasis_link.criteria import QueryCriteria
 from weasis_link.errors import AllArchivesFailed, CriterionDeactivated, UnknownArchive
+from weasis_link.http.requests import criteria_from_query_string
 from weasis_link.service import ManifestService
 from weasis_link.settings import ServiceSettings
 from weasis_link.storage import ManifestStore, s3_client

@@ -5,51 +5,31 @@ from __future__ import annotations
 import gzip
 import importlib
 import json
-import os
-from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import boto3
 import pytest
 from moto import mock_aws
 
-from weasis_link.launch import InlineDispatcher
-from weasis_link.runtime import runtime_for
-from weasis_link.storage import ManifestStore, s3_client
+from weasis_link.runtime import Runtime
+from weasis_link.storage import ManifestStore
 from weasis_link_dev.dev_keys import SigningKey, access_token_claims
-from weasis_link_dev.local_api import LambdaContext
+from weasis_link_dev.local_api import Handler, LambdaContext
+from weasis_link_dev.stored import stored_manifest
 from weasis_link_dev.weasis_client import manifest_url_of, read_manifest, validate
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 
 
-@pytest.fixture(scope="module")
-def api(service_env: dict[str, str]) -> Iterator[ModuleType]:
-    saved = dict(os.environ)
-    os.environ.update(service_env)
-    try:
-        yield importlib.import_module("functions.api.app")
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+@pytest.fixture
+def api(api_handler: Handler) -> Handler:
+    return api_handler
 
 
 @pytest.fixture
-def store(api: ModuleType, monkeypatch: pytest.MonkeyPatch) -> Iterator[ManifestStore]:
-    with mock_aws():
-        client = s3_client("eu-central-1")
-        client.create_bucket(
-            Bucket="weasis-link-test", CreateBucketConfiguration={"LocationConstraint": "eu-central-1"}
-        )
-        store = ManifestStore(client, "weasis-link-test")
-        runtime = runtime_for(api.settings, api.config, store)
-        # Launches build before answering here: deterministic, and no thread outlives the moto mock.
-        runtime.launcher.dispatcher = InlineDispatcher(runtime.launcher.run_build)
-        for name in ("service", "launcher", "links", "uploads"):
-            monkeypatch.setattr(api, name, getattr(runtime, name))
-        yield store
+def store(runtime: Runtime) -> ManifestStore:
+    return runtime.store
 
 
 def event(name: str, token: str | None, **changes: Any) -> dict[str, Any]:
@@ -62,8 +42,8 @@ def event(name: str, token: str | None, **changes: Any) -> dict[str, Any]:
     return e
 
 
-def invoke(api: ModuleType, e: dict[str, Any]) -> dict[str, Any]:
-    response: dict[str, Any] = api.lambda_handler(e, LambdaContext(aws_request_id="test"))
+def invoke(api: Handler, e: dict[str, Any]) -> dict[str, Any]:
+    response: dict[str, Any] = api(e, LambdaContext(aws_request_id="test"))
     return response
 
 
@@ -82,7 +62,7 @@ def objects() -> int:
     ],
 )
 def test_manifest_routes_answer_json_and_store_a_valid_manifest(
-    api: ModuleType, store: ManifestStore, signing_key: SigningKey, name: str, instances: int
+    api: Handler, store: ManifestStore, signing_key: SigningKey, name: str, instances: int
 ) -> None:
     token = signing_key.sign(access_token_claims())
     response = invoke(api, event(name, token))
@@ -93,14 +73,14 @@ def test_manifest_routes_answer_json_and_store_a_valid_manifest(
     assert body["instances"] == instances and body["expiresAt"].endswith("Z")
     assert manifest_url_of(body["weasisUrl"]) == body["manifestLink"]
     manifest_id = body["manifestUrl"].split("/manifests/", 1)[1].split(".xml.gz", 1)[0]
-    xml = gzip.decompress(store.read(manifest_id))
+    xml = gzip.decompress(stored_manifest(store, manifest_id))
     assert validate(xml) == []
     [archive] = read_manifest(xml)
     assert archive.http_tags == {"Authorization": f"Bearer {token}"}
     assert len(archive.instances) == instances
 
 
-def test_launch_route_redirects_to_weasis(api: ModuleType, store: ManifestStore, signing_key: SigningKey) -> None:
+def test_launch_route_redirects_to_weasis(api: Handler, store: ManifestStore, signing_key: SigningKey) -> None:
     response = invoke(api, event("get_weasis.json", signing_key.sign(access_token_claims())))
     assert response["statusCode"] == 302
     assert response["headers"]["Location"].startswith("weasis://?%24dicom%3Aget+-w+")
@@ -117,7 +97,7 @@ def test_launch_route_redirects_to_weasis(api: ModuleType, store: ManifestStore,
     ],
 )
 def test_bad_tokens_are_refused_with_a_challenge_and_nothing_is_stored(
-    api: ModuleType,
+    api: Handler,
     store: ManifestStore,
     signing_key: SigningKey,
     token_claims: dict[str, Any] | None,
@@ -134,7 +114,7 @@ def test_bad_tokens_are_refused_with_a_challenge_and_nothing_is_stored(
     assert objects() == 0
 
 
-def test_forged_token_is_refused(api: ModuleType, store: ManifestStore) -> None:
+def test_forged_token_is_refused(api: Handler, store: ManifestStore) -> None:
     forged = SigningKey.generate("test-key-1").sign(access_token_claims())
     response = invoke(api, event("get_manifests_by_study.json", forged))
     assert response["statusCode"] == 401
@@ -151,7 +131,7 @@ def test_forged_token_is_refused(api: ModuleType, store: ManifestStore) -> None:
     ],
 )
 def test_bad_criteria_are_400_problems_and_nothing_is_stored(
-    api: ModuleType, store: ManifestStore, signing_key: SigningKey, query: str, field: str
+    api: Handler, store: ManifestStore, signing_key: SigningKey, query: str, field: str
 ) -> None:
     e = event("get_manifests_by_study.json", signing_key.sign(access_token_claims()), rawQueryString=query)
     e.pop("queryStringParameters", None)
@@ -163,7 +143,7 @@ def test_bad_criteria_are_400_problems_and_nothing_is_stored(
     assert objects() == 0
 
 
-def test_unknown_route_is_a_404_problem(api: ModuleType, store: ManifestStore) -> None:
+def test_unknown_route_is_a_404_problem(api: Handler, store: ManifestStore) -> None:
     e = event("get_manifests_by_study.json", None, rawPath="/nope")
     e["requestContext"]["http"]["path"] = "/nope"
     response = invoke(api, e)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from jwt import PyJWKClient
 
-from weasis_link.auth import TokenValidator, extract_bearer_token
+from weasis_link.auth import TokenValidator
 from weasis_link.errors import AuthenticationError, IdentityProviderUnavailable, InsufficientScope
+from weasis_link.http.requests import extract_bearer_token
 from weasis_link.settings import ServiceSettings
 from weasis_link_dev.dev_keys import JwksServer, SigningKey, access_token_claims
 

@@ -10,12 +10,11 @@ from weasis_link.criteria import (
     PatientIdentifier,
     QueryCriteria,
     SearchKey,
-    criteria_from_query_string,
     fold_text,
-    parse_query_string,
     wildcard_match,
 )
 from weasis_link.errors import InvalidRequest
+from weasis_link.http.requests import criteria_from_query_string, parse_query_string
 from weasis_link.study_tree import PatientKey, StudyTreeBuilder
 
 

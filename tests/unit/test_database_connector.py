@@ -10,11 +10,11 @@ from urllib.parse import quote
 import pytest
 import sqlalchemy as sa
 
-from weasis_link.config import DbConnector, load_config
+from weasis_link.config import DbConnectorConfig, load_config
 from weasis_link.connectors.base import QueryContext
 from weasis_link.connectors.database import DatabaseConnector, sqlalchemy_url
-from weasis_link.criteria import criteria_from_query_string
 from weasis_link.errors import InvalidRequest
+from weasis_link.http.requests import criteria_from_query_string
 from weasis_link.study_tree import StudyTreeBuilder
 
 BUNDLED = Path(__file__).resolve().parents[2] / "functions" / "api" / "weasis-link.yaml"
@@ -142,7 +142,7 @@ def test_sql_sent_to_the_database_never_contains_a_value(connector: DatabaseConn
     ],
 )
 def test_jdbc_urls_and_driver_classes_translate(uri: str, driver: str | None, expected: str) -> None:
-    db = DbConnector.model_validate(
+    db = DbConnectorConfig.model_validate(
         {"uri": uri, "driver": driver, "user": "u", "password": "p@ss/word", "query": {"select": "SELECT 1 AS x"}}
     )
     url = sqlalchemy_url(db)

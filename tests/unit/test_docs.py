@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import typing
 from pathlib import Path
 from typing import Any
@@ -63,3 +64,13 @@ def test_the_architecture_names_every_module_of_the_layer() -> None:
     package = ROOT / "layers" / "shared" / "weasis_link"
     modules = {p.name for p in package.rglob("*.py") if p.name != "__init__.py"}
     assert sorted(m for m in modules if m not in architecture) == []
+
+
+def test_the_architecture_points_at_modules_that_exist() -> None:
+    architecture = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    paths = set(re.findall(r"`((?:weasis_link|functions)/[a-z_/]+\.py)`", architecture))
+    assert {"functions/api/app.py", "functions/builder/app.py", "functions/cleanup/app.py"} <= paths
+    layer = ROOT / "layers" / "shared"
+    missing = [p for p in paths if not ((ROOT / p).is_file() or (layer / p).is_file())]
+    assert missing == []
+    assert len(paths) >= 10

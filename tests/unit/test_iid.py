@@ -6,7 +6,7 @@ import pytest
 
 from weasis_link.criteria import criteria_from_pairs
 from weasis_link.errors import InvalidRequest, RequestTypeNotSupported
-from weasis_link.iid import iid_criteria_pairs
+from weasis_link.http.iid import iid_criteria_pairs
 
 BOTH = ("STUDY", "PATIENT")
 

@@ -7,6 +7,7 @@ import gzip
 import json
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from weasis_link.connectors.base import QueryContext
 from weasis_link.criteria import QueryCriteria, criteria_from_pairs
 from weasis_link.errors import ArchiveUnavailable, BuilderUnavailable, CriterionDeactivated, InvalidRequest
 from weasis_link.launch import (
+    Builder,
     BuildRequest,
     InlineDispatcher,
     LambdaDispatcher,
@@ -33,6 +35,7 @@ from weasis_link.service import ManifestService
 from weasis_link.settings import ServiceSettings
 from weasis_link.storage import ManifestStore, s3_client
 from weasis_link.study_tree import StudyTreeBuilder
+from weasis_link_dev.stored import stored_manifest
 from weasis_link_dev.weasis_client import manifest_url_of, parse_launch_uri, read_manifest, validate
 
 BUCKET = "weasis-link-test"
@@ -108,19 +111,33 @@ class Recorder:
         self.requests.append(request)
 
 
+@dataclass(frozen=True)
+class Launch:
+    """Both sides of a launch: the API's launcher and the builder (the dispatcher between them is recorded)."""
+
+    launcher: Launcher
+    builder: Builder
+
+    def launch(self, *args: Any, **kwargs: Any) -> Any:
+        return self.launcher.launch(*args, **kwargs)
+
+    def run_build(self, request: BuildRequest) -> str:
+        return self.builder.run_build(request)
+
+
 def make_launcher(
     config: AppConfig, store: ManifestStore, behaviour: Callable[[StudyTreeBuilder], None] = two_instances
-) -> tuple[Launcher, Recorder]:
+) -> tuple[Launch, Recorder]:
     settings = ServiceSettings.model_validate(
         {"manifest_bucket": BUCKET, "oauth_issuer": "i", "oauth_audiences": ["a"], "oauth_jwks_url": "https://i/j"}
     )
     service = ManifestService(
         settings, config, store, connector_factory=lambda _: FakeConnector(behaviour), clock=lambda: NOW
     )
-    launcher = Launcher(service, store, settings.build_deadline_seconds, clock=lambda: NOW)
     recorder = Recorder()
-    launcher.dispatcher = recorder
-    return launcher, recorder
+    launcher = Launcher(service, store, recorder, settings.build_deadline_seconds, clock=lambda: NOW)
+    builder = Builder(service, store, settings.build_deadline_seconds, clock=lambda: NOW)
+    return Launch(launcher, builder), recorder
 
 
 def keys() -> list[str]:
@@ -161,7 +178,7 @@ def test_the_build_stores_the_manifest_under_the_launched_id(config: AppConfig, 
     launcher, recorder = make_launcher(config, store)
     result = launcher.launch(QUERY, criteria_from_pairs(QUERY), CALLER, None, BASE)
     assert launcher.run_build(recorder.requests[0]) == "built"
-    xml = gzip.decompress(store.read(result.manifest_id))
+    xml = gzip.decompress(stored_manifest(store, result.manifest_id))
     assert validate(xml) == []
     [view] = read_manifest(xml)
     assert len(view.instances) == 2 and view.http_tags == {"Authorization": f"Bearer {TOKEN}"}
@@ -171,7 +188,7 @@ def test_a_failed_build_stores_an_error_manifest(config: AppConfig, store: Manif
     launcher, recorder = make_launcher(config, store, unreachable)
     result = launcher.launch(QUERY, criteria_from_pairs(QUERY), CALLER, None, BASE)
     assert launcher.run_build(recorder.requests[0]) == "failed"
-    xml = gzip.decompress(store.read(result.manifest_id))
+    xml = gzip.decompress(stored_manifest(store, result.manifest_id))
     assert validate(xml) == []
     [view] = read_manifest(xml)
     assert view.message is not None and view.message["severity"] == "ERROR"
@@ -186,7 +203,7 @@ def test_a_crashing_build_still_stores_an_error_manifest(config: AppConfig, stor
     launcher, recorder = make_launcher(config, store, crash)
     result = launcher.launch(QUERY, criteria_from_pairs(QUERY), CALLER, None, BASE)
     launcher.run_build(recorder.requests[0])
-    [view] = read_manifest(gzip.decompress(store.read(result.manifest_id)))
+    [view] = read_manifest(gzip.decompress(stored_manifest(store, result.manifest_id)))
     assert view.message is not None and view.message["severity"] == "ERROR"
 
 

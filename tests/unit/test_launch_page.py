@@ -11,7 +11,7 @@ import pytest
 from lxml import html as lxml_html
 
 from weasis_link.errors import InvalidRequest
-from weasis_link.launch_page import CONTENT_SECURITY_POLICY, launch_page, wants_html
+from weasis_link.http.launch_page import CONTENT_SECURITY_POLICY, launch_page, wants_html
 
 NOW = dt.datetime(2026, 11, 22, 10, 15, tzinfo=dt.UTC)
 URI = "weasis://?%24dicom%3Aget+-w+%22https%3A%2F%2Fapi.example.org%2Fmanifests%2F1795342830-abc%22"

@@ -5,54 +5,33 @@ from __future__ import annotations
 
 import base64
 import gzip
-import importlib
 import json
-import os
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
-from moto import mock_aws
 
-from weasis_link.launch import InlineDispatcher
-from weasis_link.runtime import runtime_for
-from weasis_link.storage import ManifestStore, s3_client
-from weasis_link.upload import ManifestUploads
+from weasis_link.runtime import Runtime
+from weasis_link.storage import ManifestStore
 from weasis_link_dev.dev_keys import SigningKey, access_token_claims
-from weasis_link_dev.local_api import LambdaContext
+from weasis_link_dev.local_api import Handler, LambdaContext
+from weasis_link_dev.stored import stored_manifest
 from weasis_link_dev.weasis_client import manifest_url_of, read_manifest, validate
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 DOMAIN = "abc123.execute-api.eu-central-1.amazonaws.com"
 
 
-@pytest.fixture(scope="module")
-def api(service_env: dict[str, str]) -> Iterator[ModuleType]:
-    saved = dict(os.environ)
-    os.environ.update(service_env)
-    try:
-        yield importlib.import_module("functions.api.app")
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+@pytest.fixture
+def api(api_handler: Handler) -> Handler:
+    return api_handler
 
 
 @pytest.fixture
-def store(api: ModuleType, monkeypatch: pytest.MonkeyPatch) -> Iterator[ManifestStore]:
-    with mock_aws():
-        client = s3_client("eu-central-1")
-        client.create_bucket(
-            Bucket="weasis-link-test", CreateBucketConfiguration={"LocationConstraint": "eu-central-1"}
-        )
-        store = ManifestStore(client, "weasis-link-test")
-        runtime = runtime_for(api.settings, api.config, store)
-        runtime.launcher.dispatcher = InlineDispatcher(runtime.launcher.run_build)
-        for name in ("service", "launcher", "links", "uploads"):
-            monkeypatch.setattr(api, name, getattr(runtime, name))
-        yield store
+def store(runtime: Runtime) -> ManifestStore:
+    return runtime.store
 
 
 @pytest.fixture
@@ -79,12 +58,12 @@ def with_path(e: dict[str, Any], path: str, query: str = "") -> dict[str, Any]:
     return e
 
 
-def invoke(api: ModuleType, e: dict[str, Any]) -> dict[str, Any]:
-    response: dict[str, Any] = api.lambda_handler(e, LambdaContext(aws_request_id="test", deadline=1e12))
+def invoke(api: Handler, e: dict[str, Any]) -> dict[str, Any]:
+    response: dict[str, Any] = api(e, LambdaContext(aws_request_id="test", deadline=1e12))
     return response
 
 
-def follow_short_link(api: ModuleType, store: ManifestStore, link: str) -> bytes:
+def follow_short_link(api: Handler, store: ManifestStore, link: str) -> bytes:
     """GET /manifests/{id} as API Gateway delivers it, then read the object its 302 points at."""
     assert link.startswith(f"https://{DOMAIN}/manifests/")
     path = urlsplit(link).path
@@ -93,11 +72,11 @@ def follow_short_link(api: ModuleType, store: ManifestStore, link: str) -> bytes
     assert response["headers"]["Cache-Control"] == "no-store"
     location = urlsplit(response["headers"]["Location"])
     assert location.path == f"{path}.xml.gz" and "X-Amz-Signature=" in location.query
-    return gzip.decompress(store.read(path.rsplit("/", 1)[1]))
+    return gzip.decompress(stored_manifest(store, path.rsplit("/", 1)[1]))
 
 
 def test_launch_answers_a_short_link_that_redirects_to_the_built_manifest(
-    api: ModuleType, store: ManifestStore, token: str
+    api: Handler, store: ManifestStore, token: str
 ) -> None:
     response = invoke(api, event("get_weasis.json", token))
     assert response["statusCode"] == 302
@@ -109,7 +88,7 @@ def test_launch_answers_a_short_link_that_redirects_to_the_built_manifest(
     assert view.http_tags == {"Authorization": f"Bearer {token}"} and view.instances
 
 
-def test_the_json_route_returns_the_short_link_too(api: ModuleType, store: ManifestStore, token: str) -> None:
+def test_the_json_route_returns_the_short_link_too(api: Handler, store: ManifestStore, token: str) -> None:
     body = json.loads(invoke(api, event("get_manifests_by_study.json", token))["body"])
     assert body["manifestLink"] == f"https://{DOMAIN}/manifests/{body['manifestId']}"
     assert manifest_url_of(body["weasisUrl"]) == body["manifestLink"]
@@ -117,7 +96,7 @@ def test_the_json_route_returns_the_short_link_too(api: ModuleType, store: Manif
     assert validate(follow_short_link(api, store, body["manifestLink"])) == []
 
 
-def test_browsers_get_the_launch_page(api: ModuleType, store: ManifestStore, token: str) -> None:
+def test_browsers_get_the_launch_page(api: Handler, store: ManifestStore, token: str) -> None:
     response = invoke(api, event("get_weasis_html.json", token))
     assert response["statusCode"] == 200
     headers = response["headers"]
@@ -128,7 +107,7 @@ def test_browsers_get_the_launch_page(api: ModuleType, store: ManifestStore, tok
     assert forced["statusCode"] == 302
 
 
-def test_iid_study_request(api: ModuleType, store: ManifestStore, token: str) -> None:
+def test_iid_study_request(api: Handler, store: ManifestStore, token: str) -> None:
     response = invoke(api, event("get_iid_study.json", token))
     assert response["statusCode"] == 302, response["body"]
     [view] = read_manifest(follow_short_link(api, store, manifest_url_of(response["headers"]["Location"])))
@@ -144,7 +123,7 @@ def test_iid_study_request(api: ModuleType, store: ManifestStore, token: str) ->
         ("requestType=STUDY&studyUID=1.2.x", 400, "studyUID[0]"),
     ],
 )
-def test_iid_errors(api: ModuleType, store: ManifestStore, token: str, query: str, status: int, field: str) -> None:
+def test_iid_errors(api: Handler, store: ManifestStore, token: str, query: str, status: int, field: str) -> None:
     e = event("get_iid_study.json", token, rawQueryString=query)
     e.pop("queryStringParameters")
     response = invoke(api, e)
@@ -162,13 +141,13 @@ def test_iid_errors(api: ModuleType, store: ManifestStore, token: str, query: st
         ("/manifests/9795342830-REPLACE_WITH_MANIFEST_ID_32CHARS", "attempt=9", 422),
     ],
 )
-def test_unknown_links_are_problems(api: ModuleType, store: ManifestStore, path: str, query: str, status: int) -> None:
+def test_unknown_links_are_problems(api: Handler, store: ManifestStore, path: str, query: str, status: int) -> None:
     response = invoke(api, with_path(event("get_manifest_short_link.json"), path, query))
     assert response["statusCode"] == status
     assert response["headers"]["Content-Type"] == "application/problem+json"
 
 
-def test_xml_upload_is_served_back_byte_equal(api: ModuleType, store: ManifestStore, token: str) -> None:
+def test_xml_upload_is_served_back_byte_equal(api: Handler, store: ManifestStore, token: str) -> None:
     e = event("post_manifests_xml.json", token)
     response = invoke(api, e)
     assert response["statusCode"] == 201, response["body"]
@@ -178,7 +157,7 @@ def test_xml_upload_is_served_back_byte_equal(api: ModuleType, store: ManifestSt
     assert (body["patients"], body["instances"]) == (1, 1)
 
 
-def test_gzipped_binary_upload(api: ModuleType, store: ManifestStore, token: str) -> None:
+def test_gzipped_binary_upload(api: Handler, store: ManifestStore, token: str) -> None:
     e = event("post_manifests_xml.json", token)
     xml = e["body"].encode()
     e["headers"]["content-encoding"] = "gzip"
@@ -189,7 +168,11 @@ def test_gzipped_binary_upload(api: ModuleType, store: ManifestStore, token: str
 
 
 def test_invalid_oversized_and_unsupported_uploads(
-    api: ModuleType, store: ManifestStore, token: str, monkeypatch: pytest.MonkeyPatch
+    api: Handler,
+    store: ManifestStore,
+    token: str,
+    function_modules: dict[str, Any],
+    runtime_factory: Callable[..., Runtime],
 ) -> None:
     e = event("post_manifests_xml.json", token)
     e["body"] = e["body"].replace('Modality="CT"', 'Modality="ct"')
@@ -202,15 +185,19 @@ def test_invalid_oversized_and_unsupported_uploads(
     e = event("post_manifests_xml.json", token)
     e["headers"]["content-type"] = "text/plain"
     assert invoke(api, e)["statusCode"] == 415
-    monkeypatch.setattr(api, "uploads", ManifestUploads(api.service, 100))
-    assert invoke(api, event("post_manifests_xml.json", token))["statusCode"] == 413
+    small = function_modules["api"].make_handler(runtime_factory(upload_max_bytes=1024))
+    e = event("post_manifests_xml.json", token)
+    e["body"] += " " * 1024  # white space after the root element: still the same valid manifest, but too large
+    assert invoke(small, e)["statusCode"] == 413
     assert store.delete_expired(2e9).scanned == 0  # nothing was stored
 
 
-def test_uid_list_upload(api: ModuleType, store: ManifestStore, token: str) -> None:
+def test_uid_list_upload(api: Handler, store: ManifestStore, token: str) -> None:
     study = read_manifest(
         gzip.decompress(
-            store.read(json.loads(invoke(api, event("get_manifests_by_study.json", token))["body"])["manifestId"])
+            stored_manifest(
+                store, json.loads(invoke(api, event("get_manifests_by_study.json", token))["body"])["manifestId"]
+            )
         )
     )[0].studies[0]["StudyInstanceUID"]
     e = event("post_manifests_uids.json", token)
@@ -222,7 +209,7 @@ def test_uid_list_upload(api: ModuleType, store: ManifestStore, token: str) -> N
     assert view.http_tags == {"Authorization": f"Bearer {token}"} and body["instances"] == len(view.instances) > 0
 
 
-def test_protected_properties_are_refused(api: ModuleType, store: ManifestStore, token: str) -> None:
+def test_protected_properties_are_refused(api: Handler, store: ManifestStore, token: str) -> None:
     e = event("get_weasis.json", token, rawQueryString="patientID=WLS-1001&pro=java.home+%2Ftmp")
     e.pop("queryStringParameters")
     response = invoke(api, e)
@@ -233,26 +220,15 @@ def test_protected_properties_are_refused(api: ModuleType, store: ManifestStore,
 # --- the builder function -----------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def builder(
-    api: ModuleType, store: ManifestStore, service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
-) -> ModuleType:
-    for name, value in service_env.items():  # read at import, like a cold start
-        monkeypatch.setenv(name, value)
-    module = importlib.import_module("functions.api.builder")
-    monkeypatch.setattr(module, "launcher", api.launcher)
-    return module
-
-
 def test_builder_function_builds_the_requested_manifest(
-    builder: ModuleType, store: ManifestStore, token: str, capsys: pytest.CaptureFixture[str]
+    builder_handler: Handler, store: ManifestStore, token: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     request = json.loads((EVENTS / "build_request.json").read_text())
     manifest_id = f"{int(2e9)}-" + "A" * 32
     request.update(manifest_id=manifest_id, expires_at=int(2e9), token=token, token_expires_at=int(2e9))
-    answer = builder.lambda_handler(request, LambdaContext(aws_request_id="b"))
+    answer = builder_handler(request, LambdaContext(aws_request_id="b"))
     assert answer == {"manifestId": manifest_id, "outcome": "built"}
-    [view] = read_manifest(gzip.decompress(store.read(manifest_id)))
+    [view] = read_manifest(gzip.decompress(stored_manifest(store, manifest_id)))
     assert view.http_tags == {"Authorization": f"Bearer {token}"}
-    assert builder.lambda_handler({"token": token}, LambdaContext(aws_request_id="c")) == {"outcome": "malformed"}
+    assert builder_handler({"token": token}, LambdaContext(aws_request_id="c")) == {"outcome": "malformed"}
     assert token not in capsys.readouterr().out

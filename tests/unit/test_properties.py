@@ -17,8 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from weasis_link import manifest as mf
-from weasis_link.criteria import PatientIdentifier, QueryCriteria, criteria_from_query_string, fold_text
+from weasis_link.criteria import PatientIdentifier, QueryCriteria, fold_text
 from weasis_link.errors import InvalidRequest
+from weasis_link.http.requests import criteria_from_query_string
 from weasis_link.launch_uri import (
     PATH_CHECKED_PROPERTIES,
     PROTECTED_PREFIXES,

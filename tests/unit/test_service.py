@@ -15,12 +15,14 @@ from moto import mock_aws
 from weasis_link.auth import Caller
 from weasis_link.config import AppConfig, load_config
 from weasis_link.connectors.base import Connector, QueryContext
-from weasis_link.criteria import QueryCriteria, criteria_from_query_string
+from weasis_link.criteria import QueryCriteria
 from weasis_link.errors import AllArchivesFailed, ArchiveError, ArchiveTimeout, CriterionDeactivated, UnknownArchive
+from weasis_link.http.requests import criteria_from_query_string
 from weasis_link.service import ManifestService
 from weasis_link.settings import ServiceSettings
 from weasis_link.storage import ManifestStore, s3_client
 from weasis_link.study_tree import StudyTreeBuilder
+from weasis_link_dev.stored import stored_manifest
 from weasis_link_dev.weasis_client import read_manifest, validate
 
 BUCKET = "weasis-link-test"
@@ -137,7 +139,7 @@ def stored_objects() -> list[str]:
 
 
 def manifest_of(store: ManifestStore, manifest_id: str) -> bytes:
-    return gzip.decompress(store.read(manifest_id))
+    return gzip.decompress(stored_manifest(store, manifest_id))
 
 
 def test_default_archives_are_queried_and_each_gets_its_own_arcquery(config: AppConfig, s3: ManifestStore) -> None:

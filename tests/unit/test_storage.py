@@ -12,6 +12,7 @@ from moto import mock_aws
 
 from weasis_link.errors import ManifestNotFound, StorageError
 from weasis_link.storage import MANIFEST_ID, ManifestStore, expiry_of, new_manifest_id, s3_client
+from weasis_link_dev.stored import stored_manifest
 
 BUCKET = "weasis-link-test"
 NOW = dt.datetime(2026, 11, 22, 10, 0, tzinfo=dt.UTC)
@@ -43,7 +44,7 @@ def test_put_is_encrypted_gzip_with_expiry_metadata(store: ManifestStore) -> Non
     assert head["ServerSideEncryption"] == "aws:kms"
     assert head["Metadata"] == {"expires-at": str(int(NOW.timestamp()))}
     assert head["ContentType"] == "application/gzip"
-    assert store.read(manifest_id) == b"\x1f\x8bdata"
+    assert stored_manifest(store, manifest_id) == b"\x1f\x8bdata"
     assert store.exists(manifest_id)
 
 

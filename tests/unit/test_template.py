@@ -181,7 +181,7 @@ def test_shared_layer_builds_arm64_wheels(template: dict[str, Any]) -> None:
     ("name", "code_uri", "handler"),
     [
         ("ApiFunction", "functions/api/", "app.lambda_handler"),
-        ("BuilderFunction", "functions/api/", "builder.lambda_handler"),
+        ("BuilderFunction", "functions/builder/", "app.lambda_handler"),
         ("CleanupFunction", "functions/cleanup/", "app.lambda_handler"),
     ],
 )

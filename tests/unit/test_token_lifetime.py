@@ -12,17 +12,18 @@ from typing import Any
 import pytest
 from moto import mock_aws
 
-from weasis_link import service as service_module
 from weasis_link.auth import Caller
 from weasis_link.config import load_config
 from weasis_link.connectors.base import QueryContext
-from weasis_link.criteria import QueryCriteria, criteria_from_query_string
+from weasis_link.criteria import QueryCriteria
 from weasis_link.errors import ArchiveUnavailable
+from weasis_link.http.requests import criteria_from_query_string
 from weasis_link.oauth_client import AccessToken
 from weasis_link.service import ManifestService
 from weasis_link.settings import ServiceSettings
 from weasis_link.storage import ManifestStore, s3_client
 from weasis_link.study_tree import StudyTreeBuilder
+from weasis_link_dev.stored import stored_manifest
 from weasis_link_dev.weasis_client import read_manifest
 
 BUCKET = "weasis-link-test"
@@ -97,8 +98,15 @@ def make(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         store = ManifestStore(client, BUCKET)
 
         def build(provider: FakeProvider) -> tuple[ManifestService, ManifestStore]:
-            monkeypatch.setattr(service_module, "shared_token_provider", lambda _: provider)
-            return ManifestService(settings, config, store, connector_factory=OneInstance, clock=lambda: NOW), store
+            service = ManifestService(
+                settings,
+                config,
+                store,
+                connector_factory=OneInstance,
+                clock=lambda: NOW,
+                token_providers=lambda _: provider,
+            )
+            return service, store
 
         yield build
 
@@ -108,7 +116,7 @@ def caller(lifetime: int) -> Caller:
 
 
 def tokens_by_archive(store: ManifestStore, manifest_id: str) -> dict[str, tuple[str, str | None]]:
-    views = read_manifest(gzip.decompress(store.read(manifest_id)))
+    views = read_manifest(gzip.decompress(stored_manifest(store, manifest_id)))
     return {v.arc_id: (v.http_tags.get("Authorization", ""), v.message["title"] if v.message else None) for v in views}
 
 
@@ -134,8 +142,8 @@ def test_a_short_lived_caller_token_is_replaced_where_configured_and_reported_el
         "service": (f"Bearer {SERVICE_TOKEN}", None),
         "always": (f"Bearer {SERVICE_TOKEN}", None),
     }
-    assert service.token_warning(caller(120), ["service", "always"]) is None  # what the launch page shows
-    assert service.token_warning(caller(120), ["plain"]) is not None
+    assert service.access.token_warning(caller(120), ["service", "always"]) is None  # what the launch page shows
+    assert service.access.token_warning(caller(120), ["plain"]) is not None
 
 
 def test_a_short_lived_service_token_is_reported_too(make: Any) -> None:

@@ -15,11 +15,14 @@ from weasis_link.config import AppConfig, load_config
 from weasis_link.connectors.base import QueryContext
 from weasis_link.criteria import QueryCriteria
 from weasis_link.errors import InvalidManifest, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
-from weasis_link.service import ManifestService
+from weasis_link.http.requests import read_upload
+from weasis_link.launch_uri import LaunchOptions
+from weasis_link.service import ManifestResult, ManifestService
 from weasis_link.settings import ServiceSettings
 from weasis_link.storage import ManifestStore, s3_client
 from weasis_link.study_tree import StudyTreeBuilder
-from weasis_link.upload import XSD_PATH, ManifestUploads, read_upload, uid_list_pairs, validate_manifest
+from weasis_link.upload import XSD_PATH, ManifestUploads, uid_list_pairs, validate_manifest
+from weasis_link_dev.stored import stored_manifest
 from weasis_link_dev.weasis_client import XSD_REFERENCE, read_manifest, validate
 
 BUCKET = "weasis-link-test"
@@ -76,8 +79,32 @@ def config(tmp_path: Path) -> AppConfig:
     return load_config(path, environ={}, resolve_secret=lambda r: r)
 
 
+class Uploader:
+    """What POST /manifests does with a body: read it as HTTP says (media type, encoding, size), then upload it."""
+
+    def __init__(self, uploads: ManifestUploads, max_bytes: int) -> None:
+        self._uploads = uploads
+        self._max_bytes = max_bytes
+
+    def upload(
+        self,
+        body: bytes,
+        content_type: str | None,
+        content_encoding: str | None,
+        caller: Caller,
+        launch: LaunchOptions | None,
+        base_url: str,
+        *,
+        inject_token: bool = False,
+    ) -> ManifestResult:
+        document = read_upload(body, content_type, content_encoding, self._max_bytes)
+        return self._uploads.upload(
+            document.media_type, document.content, caller, launch, base_url, inject_token=inject_token
+        )
+
+
 @pytest.fixture
-def uploads(config: AppConfig, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[ManifestUploads, ManifestStore]]:
+def uploads(config: AppConfig, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Uploader, ManifestStore]]:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     with mock_aws():
@@ -88,26 +115,28 @@ def uploads(config: AppConfig, monkeypatch: pytest.MonkeyPatch) -> Iterator[tupl
             {"manifest_bucket": BUCKET, "oauth_issuer": "i", "oauth_audiences": ["a"], "oauth_jwks_url": "https://i/j"}
         )
         service = ManifestService(settings, config, store, connector_factory=lambda _: OneStudy(), clock=lambda: NOW)
-        yield ManifestUploads(service, 4096), store
+        yield Uploader(ManifestUploads(service), 4096), store
 
 
-def test_valid_xml_is_stored_byte_equal_and_linked(uploads: tuple[ManifestUploads, ManifestStore]) -> None:
+def test_valid_xml_is_stored_byte_equal_and_linked(uploads: tuple[Uploader, ManifestStore]) -> None:
     up, store = uploads
     result = up.upload(VALID, "application/xml", None, CALLER, None, BASE)
-    assert gzip.decompress(store.read(result.manifest_id)) == VALID
+    assert gzip.decompress(stored_manifest(store, result.manifest_id)) == VALID
     assert result.manifest_link == f"{BASE}/manifests/{result.manifest_id}"
     assert (result.patients, result.studies, result.series, result.instances) == (1, 1, 1, 2)
-    assert TOKEN.encode() not in gzip.decompress(store.read(result.manifest_id))  # nothing injected by default
+    assert TOKEN.encode() not in gzip.decompress(
+        stored_manifest(store, result.manifest_id)
+    )  # nothing injected by default
 
 
-def test_gzipped_uploads_are_read_either_way(uploads: tuple[ManifestUploads, ManifestStore]) -> None:
+def test_gzipped_uploads_are_read_either_way(uploads: tuple[Uploader, ManifestStore]) -> None:
     up, store = uploads
     for content_type, encoding in (("application/xml", "gzip"), ("application/gzip", None)):
         result = up.upload(gzip.compress(VALID), content_type, encoding, CALLER, None, BASE)
-        assert gzip.decompress(store.read(result.manifest_id)) == VALID
+        assert gzip.decompress(stored_manifest(store, result.manifest_id)) == VALID
 
 
-def test_schema_errors_are_reported(uploads: tuple[ManifestUploads, ManifestStore]) -> None:
+def test_schema_errors_are_reported(uploads: tuple[Uploader, ManifestStore]) -> None:
     up, _ = uploads
     invalid = VALID.replace(b"SOPInstanceUID='1.2.3.4.5'", b"SOPInstanceUID='1.2.x'")
     with pytest.raises(InvalidManifest) as raised:
@@ -169,21 +198,21 @@ def test_json_uid_lists() -> None:
             uid_list_pairs(bad)
 
 
-def test_json_uploads_are_resolved_with_the_callers_token(uploads: tuple[ManifestUploads, ManifestStore]) -> None:
+def test_json_uploads_are_resolved_with_the_callers_token(uploads: tuple[Uploader, ManifestStore]) -> None:
     up, store = uploads
     result = up.upload(b'{"studyUID": ["1.2.3"]}', "application/json", None, CALLER, None, BASE)
-    xml = gzip.decompress(store.read(result.manifest_id))
+    xml = gzip.decompress(stored_manifest(store, result.manifest_id))
     assert validate(xml) == []
     [view] = read_manifest(xml)
     assert view.http_tags == {"Authorization": f"Bearer {TOKEN}"} and result.instances == 1
 
 
 def test_token_injection_is_opt_in_and_only_for_configured_wado_urls(
-    uploads: tuple[ManifestUploads, ManifestStore],
+    uploads: tuple[Uploader, ManifestStore],
 ) -> None:
     up, store = uploads
     result = up.upload(VALID, "application/xml", None, CALLER, None, BASE, inject_token=True)
-    xml = gzip.decompress(store.read(result.manifest_id))
+    xml = gzip.decompress(stored_manifest(store, result.manifest_id))
     assert validate(xml) == []
     pacs, elsewhere = read_manifest(xml)
     assert pacs.http_tags == {"Authorization": f"Bearer {TOKEN}"}

@@ -1,4 +1,5 @@
-"""OAuth2 bearer tokens: extraction (RFC 6750) and JWT validation with PyJWT against the issuer's JWKS.
+"""OAuth2 bearer tokens: JWT validation with PyJWT against the issuer's JWKS (the token is taken from the request
+by weasis_link.http.requests, RFC 6750).
 
 Checked: signature (key from the JWKS by `kid`), an explicit list of asymmetric algorithms, `iss`, `aud`, `exp`,
 `nbf`, `iat` (not in the future), the presence of `exp`/`iat`/`iss`/`aud`/`sub`, that it is an access token and not
@@ -8,7 +9,6 @@ an ID token, and the required scopes. The token itself never reaches a log line 
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -21,8 +21,6 @@ from weasis_link.settings import ServiceSettings
 
 MAX_TOKEN_LENGTH: Final = 8192
 JWKS_TIMEOUT_SECONDS: Final = 3  # well inside API Gateway's 29 s, and a dead IdP fails fast
-_BEARER: Final = re.compile(r"Bearer +([A-Za-z0-9\-._~+/]+=*) *", re.IGNORECASE)
-_JWS_COMPACT: Final = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 # Header `typ` values that say "ID token" or anything but a JWT access token (RFC 9068 uses at+jwt).
 _ACCEPTED_HEADER_TYPES: Final = frozenset({"jwt", "at+jwt", "application/at+jwt", "application/jwt"})
 
@@ -39,43 +37,6 @@ class Caller:
 
     def __repr__(self) -> str:  # keep the token out of any accidental repr/log
         return f"Caller(subject={self.subject!r}, scopes={sorted(self.scopes)!r}, expires_at={self.expires_at})"
-
-
-def extract_bearer_token(headers: Mapping[str, str], query_pairs: list[tuple[str, str]], *, allow_query: bool) -> str:
-    """The token from `Authorization: Bearer` or, when allowed, `access_token=` (never both: RFC 6750 §2)."""
-    header = next((v for k, v in headers.items() if k.lower() == "authorization"), None)
-    query_tokens = [v for k, v in query_pairs if k == "access_token"]
-    if header is not None and query_tokens:
-        raise AuthenticationError(
-            "Send the token in the Authorization header or in access_token, not both.", "invalid_request"
-        )
-    if len(query_tokens) > 1:
-        raise AuthenticationError("access_token must be given once.", "invalid_request")
-    if query_tokens:
-        if not allow_query:
-            raise AuthenticationError(
-                "This service does not accept access_token in the query; use the Authorization header.",
-                "invalid_request",
-            )
-        token = query_tokens[0].strip()
-    elif header is not None:
-        if len(header) > MAX_TOKEN_LENGTH + 7:
-            raise AuthenticationError("The bearer token is too large.")
-        scheme = header.strip().partition(" ")[0]
-        if scheme.lower() != "bearer":
-            # Another scheme (Basic...) is no bearer token at all: a bare challenge (RFC 6750 §3.1).
-            raise AuthenticationError("A bearer token is required (Authorization: Bearer <token>).", None)
-        m = _BEARER.fullmatch(header.strip())
-        if m is None:
-            raise AuthenticationError("The bearer token is malformed.")
-        token = m[1]
-    else:
-        raise AuthenticationError("A bearer token is required.", None)
-    if len(token) > MAX_TOKEN_LENGTH:
-        raise AuthenticationError("The bearer token is too large.")
-    if not _JWS_COMPACT.fullmatch(token):
-        raise AuthenticationError("The bearer token is not a signed JWT.")
-    return token
 
 
 @functools.cache
@@ -160,10 +121,6 @@ class TokenValidator:
             claims=claims,
         )
 
-    @property
-    def required_scopes(self) -> tuple[str, ...]:
-        return self._required_scopes
-
 
 def _refuse_id_tokens(claims: Mapping[str, Any]) -> None:
     """ID tokens prove a login to a client; they are not credentials for an API (OIDC Core §2, RFC 9068)."""
@@ -186,8 +143,3 @@ def _scopes(claims: Mapping[str, Any]) -> frozenset[str]:
         elif isinstance(value, list):
             found.update(str(v) for v in value)
     return frozenset(found)
-
-
-def query_pairs_without_token(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """The request parameters minus access_token, so the token never travels further than authentication."""
-    return [(k, v) for k, v in pairs if k != "access_token"]

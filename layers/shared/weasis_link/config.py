@@ -74,44 +74,44 @@ class _Model(BaseModel):
 # --- WADO: how Weasis fetches the images (what goes into the manifest's arcQuery) ----------------------------
 
 
-class ServiceToken(_Model):
+class ServiceTokenConfig(_Model):
     """Inject the service's own token (client credentials) into the manifest instead of the caller's: Weasis
     downloads with the injected token for minutes, and callers' tokens may expire before it is done."""
 
     # when-caller-token-expires: only when the caller's token would expire before the manifest (plus the margin).
     use: Literal["always", "when-caller-token-expires"] = "when-caller-token-expires"
-    client_credentials: ClientCredentials
+    client_credentials: ClientCredentialsConfig
 
 
-class OAuth2Wado(_Model):
+class OAuth2WadoConfig(_Model):
     url: HttpUrl
-    service_token: ServiceToken | None = None
+    service_token: ServiceTokenConfig | None = None
 
 
-class BasicWado(_Model):
+class BasicWadoConfig(_Model):
     url: HttpUrl
     login: str | None = None
     password: SecretStr | None = None
 
 
-class WadoAuthentication(_Model):
+class WadoAuthenticationConfig(_Model):
     force_basic: bool = False
-    oauth2: OAuth2Wado | None = None
-    basic: BasicWado | None = None
+    oauth2: OAuth2WadoConfig | None = None
+    basic: BasicWadoConfig | None = None
 
     @model_validator(mode="after")
-    def _force_basic_needs_basic(self) -> WadoAuthentication:
+    def _force_basic_needs_basic(self) -> WadoAuthenticationConfig:
         if self.force_basic and self.basic is None:
             raise ValueError("force-basic is true but no basic block is configured")
         return self
 
 
-class Wado(_Model):
+class WadoConfig(_Model):
     url: HttpUrl | None = Field(default=None, description="WADO URL used when no authentication block applies")
-    authentication: WadoAuthentication | None = None
+    authentication: WadoAuthenticationConfig | None = None
 
 
-class ManifestOptions(_Model):
+class ManifestConfig(_Model):
     """Per-connector arcQuery options."""
 
     mode: Literal["WADO_URI", "WADO_RS"] = "WADO_URI"
@@ -147,7 +147,7 @@ class ManifestOptions(_Model):
 # --- connector types ------------------------------------------------------------------------------------------
 
 
-class DbQuery(_Model):
+class DbQueryConfig(_Model):
     """`select` returns one row per instance with the standard column names (docs/configuration.md); the key
     columns name what search criteria are matched against: an output column of the select (`patientId`) or the
     `table.column` it is selected from (`p.pat_id`, as weasis-pacs-connector configurations say)."""
@@ -169,12 +169,12 @@ class DbQuery(_Model):
         return stripped
 
 
-class DbConnector(_Model):
+class DbConnectorConfig(_Model):
     user: str | None = None
     password: SecretStr | None = None
     uri: str = Field(min_length=3, description="SQLAlchemy URL or JDBC URL (jdbc:postgresql://host:5432/db)")
     driver: str | None = Field(default=None, description="SQLAlchemy dialect+driver or a JDBC driver class name")
-    query: DbQuery
+    query: DbQueryConfig
     connect_timeout_seconds: float = Field(default=5, gt=0, le=20)
     query_timeout_seconds: float = Field(default=15, gt=0, le=25)
     init_script: str | None = Field(
@@ -182,13 +182,13 @@ class DbConnector(_Model):
     )
 
     @model_validator(mode="after")
-    def _init_script_only_for_sqlite(self) -> DbConnector:
+    def _init_script_only_for_sqlite(self) -> DbConnectorConfig:
         if self.init_script and not self.uri.startswith(("sqlite:", "jdbc:sqlite:")):
             raise ValueError("init-script is only supported for SQLite")
         return self
 
 
-class DicomTls(_Model):
+class DicomTlsConfig(_Model):
     """DICOM TLS (PS3.15 Annex B): the PACS certificate is checked against `ca-file` (else the system CAs); a client
     certificate is presented when the PACS asks for one."""
 
@@ -204,7 +204,7 @@ class DicomTls(_Model):
     )
 
     @model_validator(mode="after")
-    def _cert_and_key(self) -> DicomTls:
+    def _cert_and_key(self) -> DicomTlsConfig:
         if (self.cert_file is None) != (self.key_file is None):
             raise ValueError("cert-file and key-file go together")
         return self
@@ -214,12 +214,12 @@ class DicomTls(_Model):
 _AE_TITLE: Final = r"^[ -\[\]-~]{1,16}$"
 
 
-class DicomConnector(_Model):
+class DicomConnectorConfig(_Model):
     calling_aet: str = Field(pattern=_AE_TITLE, description="our AE title")
     aet: str = Field(pattern=_AE_TITLE, description="the PACS's (called) AE title")
     host: str = Field(min_length=1, max_length=253)
     port: int = Field(ge=1, le=65535)
-    tls: DicomTls | None = None
+    tls: DicomTlsConfig | None = None
     connect_timeout_seconds: float = Field(default=5, gt=0, le=20, description="TCP (and TLS) connection")
     acse_timeout_seconds: float = Field(default=10, gt=0, le=25, description="association negotiation")
     dimse_timeout_seconds: float = Field(default=15, gt=0, le=25, description="longest wait for one C-FIND answer")
@@ -238,7 +238,7 @@ class DicomConnector(_Model):
         return title
 
 
-class ClientCredentials(_Model):
+class ClientCredentialsConfig(_Model):
     """An OAuth2 client-credentials grant (RFC 6749 §4.4): the service's own token, not the caller's."""
 
     token_url: HttpUrl = Field(description="the authorization server's token endpoint")
@@ -252,16 +252,16 @@ class ClientCredentials(_Model):
     timeout_seconds: float = Field(default=5, gt=0, le=10)
 
 
-class QidoAuthentication(_Model):
+class QidoAuthenticationConfig(_Model):
     """How we authenticate our QIDO requests (independent of what goes into the manifest)."""
 
     type: Literal["NONE", "BASIC", "BEARER_PASSTHROUGH", "CLIENT_CREDENTIALS"] = "NONE"
     login: str | None = None
     password: SecretStr | None = None
-    client_credentials: ClientCredentials | None = None
+    client_credentials: ClientCredentialsConfig | None = None
 
     @model_validator(mode="after")
-    def _complete(self) -> QidoAuthentication:
+    def _complete(self) -> QidoAuthenticationConfig:
         if self.type == "BASIC" and (self.login is None or self.password is None):
             raise ValueError("type BASIC needs login and password")
         if self.type == "BASIC" and self.login is not None and ":" in self.login:
@@ -276,10 +276,10 @@ def _without_trailing_slash(url: str | None) -> str | None:
     return url.rstrip("/") if url else url
 
 
-class DicomWebConnector(_Model):
+class DicomWebConnectorConfig(_Model):
     url: HttpUrl = Field(description="DICOMweb (QIDO-RS) root, e.g. https://pacs.example/dicom-web")
     wado_rs_url: HttpUrl | None = Field(default=None, description="WADO-RS root for WADO_RS manifests, if not url")
-    authentication: QidoAuthentication = Field(default_factory=QidoAuthentication)
+    authentication: QidoAuthenticationConfig = Field(default_factory=QidoAuthenticationConfig)
     connect_timeout_seconds: float = Field(default=3, gt=0, le=10)
     read_timeout_seconds: float = Field(default=15, gt=0, le=25)
     retries: int = Field(default=2, ge=0, le=5)
@@ -296,21 +296,21 @@ class DicomWebConnector(_Model):
         return _without_trailing_slash(url)
 
 
-class SearchCriteria(_Model):
+class SearchCriteriaConfig(_Model):
     deactivated: Annotated[list[SearchKey], BeforeValidator(_comma_list)] = Field(default_factory=list)
 
 
-class Connector(_Model):
+class ConnectorConfig(_Model):
     type: Literal["DB", "DICOM", "DICOM_WEB"]
-    search_criteria: SearchCriteria = Field(default_factory=SearchCriteria)
-    wado: Wado | None = None
-    manifest: ManifestOptions = Field(default_factory=ManifestOptions)
-    db_connector: DbConnector | None = None
-    dicom_connector: DicomConnector | None = None
-    dicom_web_connector: DicomWebConnector | None = None
+    search_criteria: SearchCriteriaConfig = Field(default_factory=SearchCriteriaConfig)
+    wado: WadoConfig | None = None
+    manifest: ManifestConfig = Field(default_factory=ManifestConfig)
+    db_connector: DbConnectorConfig | None = None
+    dicom_connector: DicomConnectorConfig | None = None
+    dicom_web_connector: DicomWebConnectorConfig | None = None
 
     @model_validator(mode="after")
-    def _block_for_type(self) -> Connector:
+    def _block_for_type(self) -> ConnectorConfig:
         blocks = {"DB": "db_connector", "DICOM": "dicom_connector", "DICOM_WEB": "dicom_web_connector"}
         needed = blocks[self.type]
         if getattr(self, needed) is None:
@@ -326,14 +326,14 @@ class Connector(_Model):
         return self.wado is not None and _wado_has_url(self.wado)
 
 
-class Connectors(_Model):
+class ConnectorsConfig(_Model):
     default: Annotated[list[str], BeforeValidator(_comma_list)] = Field(default_factory=list)
-    config: dict[Annotated[str, Field(pattern=CONNECTOR_ID_PATTERN)], Connector] = Field(min_length=1)
+    config: dict[Annotated[str, Field(pattern=CONNECTOR_ID_PATTERN)], ConnectorConfig] = Field(min_length=1)
 
 
 class AppConfig(_Model):
-    connector: Connectors
-    wado: Wado | None = None
+    connector: ConnectorsConfig
+    wado: WadoConfig | None = None
 
     @model_validator(mode="after")
     def _every_connector_has_a_wado_url(self) -> AppConfig:
@@ -356,13 +356,13 @@ class AppConfig(_Model):
     def unknown_default_ids(self) -> list[str]:
         return [cid for cid in self.connector.default if cid not in self.connector.config]
 
-    def wado_for(self, connector_id: str) -> Wado | None:
+    def wado_for(self, connector_id: str) -> WadoConfig | None:
         """The connector's own wado block replaces the global one (no field-by-field merge)."""
         own = self.connector.config[connector_id].wado
         return own if own is not None else self.wado
 
 
-def _wado_has_url(w: Wado) -> bool:
+def _wado_has_url(w: WadoConfig) -> bool:
     auth = w.authentication
     return bool(w.url or (auth and (auth.oauth2 or auth.basic)))
 

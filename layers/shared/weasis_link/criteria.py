@@ -25,7 +25,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final
-from urllib.parse import parse_qsl
 
 from weasis_link import dicom_values as dv
 from weasis_link.errors import FieldProblem, InvalidRequest
@@ -33,7 +32,6 @@ from weasis_link.study_tree import PatientKey, Study
 
 MAX_VALUES_PER_KEY: Final = 100
 MAX_MOST_RECENT: Final = 1000
-MAX_QUERY_STRING: Final = 16384
 
 
 class SearchKey(StrEnum):
@@ -74,10 +72,6 @@ class PatientIdentifier:
 
     patient_id: str
     issuer: str | None = None
-
-    @property
-    def has_wildcard(self) -> bool:
-        return _WILDCARDS.search(self.patient_id) is not None
 
     def matches(self, key: PatientKey) -> bool:
         if self.issuer is not None and key.issuer != self.issuer:
@@ -224,17 +218,6 @@ def study_datetime(study: Study) -> dt.datetime | None:
 # --- parsing ---------------------------------------------------------------------------------------------------
 
 
-def parse_query_string(raw: str) -> list[tuple[str, str]]:
-    """Pairs in order, repeats kept. We parse the raw string ourselves because API Gateway's HTTP API joins
-    repeated parameters with commas, which would split a PatientID that contains a comma into two patients."""
-    if len(raw) > MAX_QUERY_STRING:
-        raise InvalidRequest(f"The query string is longer than {MAX_QUERY_STRING} characters.")
-    try:
-        return parse_qsl(raw, keep_blank_values=True, strict_parsing=False, encoding="utf-8", errors="strict")
-    except UnicodeDecodeError as exc:
-        raise InvalidRequest("The query string is not valid UTF-8 once percent-decoded.") from exc
-
-
 def criteria_from_pairs(pairs: Iterable[tuple[str, str]], *, require_key: bool = True) -> QueryCriteria:
     """Validate request parameters into criteria; every problem is reported at once (400 with a list)."""
     values: dict[str, list[str]] = {}
@@ -323,10 +306,6 @@ def criteria_from_pairs(pairs: Iterable[tuple[str, str]], *, require_key: bool =
     if problems:
         raise InvalidRequest("The search criteria are not valid.", problems)
     return criteria
-
-
-def criteria_from_query_string(raw: str, *, require_key: bool = True) -> QueryCriteria:
-    return criteria_from_pairs(parse_query_string(raw), require_key=require_key)
 
 
 def _patient(raw: str, index: int, problems: list[FieldProblem]) -> PatientIdentifier:

@@ -1,5 +1,5 @@
 """Domain errors. Each names what went wrong in words a caller can act on; the API maps them to HTTP in one place
-(functions/api/problems.py). Messages never carry a token, a password or a patient name."""
+(weasis_link/http/problems.py). Messages never carry a token, a password or a patient name."""
 
 from __future__ import annotations
 
@@ -154,3 +154,13 @@ class StorageError(WeasisLinkError):
     """S3 refused or failed a write/read: nothing half-written is left behind."""
 
     code = "storage-unavailable"
+
+
+def error_code(exc: Exception) -> str:
+    """The AWS error code of a botocore ClientError, else the exception's class name (never its message)."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        code = response.get("Error", {}).get("Code")
+        if code:
+            return str(code)
+    return type(exc).__name__

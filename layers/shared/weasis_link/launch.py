@@ -6,10 +6,10 @@ The Java connectors start Weasis while they query the PACS (weasis-facts §3.1, 
    archive selection, launch options, URI length), writes the pending marker `<id>.pending` (storage.py), hands a
    `BuildRequest` to the dispatcher and returns the weasis:// URI carrying the short link. Its latency does not
    depend on the study: no PACS query, one small PutObject, one asynchronous invocation.
-2. `Launcher.run_build` (builder function on AWS, a worker thread locally) queries the archives and stores the
+2. `Builder.run_build` (builder function on AWS, a worker thread locally) queries the archives and stores the
    manifest under the final key, or, when the build fails, a manifest whose ERROR <Message> says why, so the user
    reads the reason in Weasis instead of facing an empty viewer.
-3. GET /manifests/{id} (short_links.py) waits for the final key.
+3. GET /manifests/{id} (manifest_links.py) waits for the final key.
 
 Dispatchers: `LambdaDispatcher` (Invoke with InvocationType=Event, when BUILDER_FUNCTION_NAME is set),
 `ThreadDispatcher` (the local stack), `InlineDispatcher` (builds before answering: the safe fallback inside a Lambda
@@ -30,12 +30,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from weasis_link.auth import Caller
 from weasis_link.criteria import QueryCriteria, criteria_from_pairs
-from weasis_link.errors import AllArchivesFailed, BuilderUnavailable, WeasisLinkError
+from weasis_link.errors import AllArchivesFailed, BuilderUnavailable, WeasisLinkError, error_code
 from weasis_link.launch_uri import LaunchOptions, bounded_weasis_uri
+from weasis_link.manifest_links import short_link
 from weasis_link.observability import manifest_reference
 from weasis_link.service import ManifestService
-from weasis_link.short_links import short_link
-from weasis_link.storage import MANIFEST_ID, ManifestStore, error_code, new_manifest_id
+from weasis_link.storage import MANIFEST_ID, ManifestStore, new_manifest_id
 
 if TYPE_CHECKING:
     from mypy_boto3_lambda import LambdaClient
@@ -165,21 +165,16 @@ class LaunchResult:
     warnings: list[str]
 
 
+@dataclass(frozen=True, slots=True)
 class Launcher:
-    def __init__(
-        self,
-        service: ManifestService,
-        store: ManifestStore,
-        build_deadline_seconds: float,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self._service = service
-        self._store = store
-        self._build_deadline = build_deadline_seconds
-        self._clock = clock
-        self.dispatcher: BuildDispatcher = InlineDispatcher(self.run_build)
+    """The API side: register a build, start it, answer the launch URI."""
 
-    # --- API side -------------------------------------------------------------------------------------------
+    service: ManifestService
+    store: ManifestStore
+    dispatcher: BuildDispatcher
+    build_deadline_seconds: float
+    clock: Callable[[], float] = time.time
+
     def launch(
         self,
         query: Sequence[tuple[str, str]],
@@ -193,13 +188,13 @@ class Launcher:
         `query` holds the criteria parameters the builder parses again (`criteria` is what they parsed to here);
         it must not hold access_token: the token travels once, in its own field."""
         # An unknown archive or a deactivated criterion is refused now, not discovered by the builder.
-        archive_ids = self._service.select_archives(criteria)
-        expires_at = self._service.expiry()
+        archive_ids = self.service.archives.select(criteria)
+        expires_at = self.service.expiry()
         manifest_id = new_manifest_id(expires_at)
         link = short_link(base_url, manifest_id)
         uri = bounded_weasis_uri(link, options)
-        now = self._clock()
-        self._store.put_pending(manifest_id, expires_at, now + self._build_deadline + BUILD_OVERHEAD_SECONDS)
+        now = self.clock()
+        self.store.put_pending(manifest_id, expires_at, now + self.build_deadline_seconds + BUILD_OVERHEAD_SECONDS)
         request = BuildRequest(
             manifest_id=manifest_id,
             expires_at=int(expires_at.timestamp()),
@@ -211,17 +206,26 @@ class Launcher:
             launched_at=now,
         )
         self.dispatcher.dispatch(request)
-        warning = self._service.token_warning(caller, archive_ids)
-        warnings = self._service.deactivation_warnings(criteria) + ([warning] if warning else [])
+        warning = self.service.access.token_warning(caller, archive_ids)
+        warnings = self.service.archives.deactivation_warnings(criteria) + ([warning] if warning else [])
         return LaunchResult(manifest_id, link, uri, expires_at, warnings)
 
-    # --- builder side ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Builder:
+    """The builder side (the builder function on AWS, a worker thread locally): build a launch's manifest."""
+
+    service: ManifestService
+    store: ManifestStore
+    build_deadline_seconds: float
+    clock: Callable[[], float] = time.time
+
     def run_build(self, request: BuildRequest) -> BuildOutcome:
         """Build and store the manifest of a launch; on failure store one that says why. Never raises for a PACS
         failure: the user learns about it in Weasis."""
         started = time.perf_counter()
         expires_at = dt.datetime.fromtimestamp(request.expires_at, tz=dt.UTC)
-        if request.expires_at <= self._clock():
+        if request.expires_at <= self.clock():
             logger.warning(
                 "build skipped: its manifest has already expired",
                 extra={"manifest": manifest_reference(request.manifest_id)},
@@ -231,12 +235,12 @@ class Launcher:
         archive_ids: list[str] = []
         try:
             criteria = criteria_from_pairs(request.query)
-            archive_ids = self._service.select_archives(criteria)
-            body = self._service.build(criteria, request.caller(), self._build_deadline).body_gzip
+            archive_ids = self.service.archives.select(criteria)
+            body = self.service.build(criteria, request.caller(), self.build_deadline_seconds).body_gzip
         except AllArchivesFailed as exc:
             outcome = "failed"
             details = " ".join(f"{f.archive_id}: {f.detail}." for f in exc.failures)
-            body = self._service.failure_manifest(
+            body = self.service.failure_manifest(
                 [f.archive_id for f in exc.failures],
                 "The archive could not be queried",
                 f"No image list could be obtained. {details} Try again in a moment.",
@@ -246,25 +250,25 @@ class Launcher:
             logger.warning(
                 "build refused", extra={"manifest": manifest_reference(request.manifest_id), "code": exc.code}
             )
-            body = self._service.failure_manifest(
-                archive_ids or self._service.default_archive_ids(), "The images could not be listed", exc.detail
+            body = self.service.failure_manifest(
+                archive_ids or self.service.archives.default_ids(), "The images could not be listed", exc.detail
             )
         except Exception:
             outcome = "failed"
             logger.exception("build crashed", extra={"manifest": manifest_reference(request.manifest_id)})
-            body = self._service.failure_manifest(
-                archive_ids or self._service.default_archive_ids(),
+            body = self.service.failure_manifest(
+                archive_ids or self.service.archives.default_ids(),
                 "The images could not be listed",
                 "An unexpected error stopped the preparation of the image list; it has been logged.",
             )
-        self._store.put(request.manifest_id, body, expires_at)
+        self.store.put(request.manifest_id, body, expires_at)
         logger.info(
             "build stored",
             extra={
                 "manifest": manifest_reference(request.manifest_id),
                 "outcome": outcome,
                 "seconds": round(time.perf_counter() - started, 3),
-                "since_launch_seconds": round(max(0.0, self._clock() - request.launched_at), 3),
+                "since_launch_seconds": round(max(0.0, self.clock() - request.launched_at), 3),
             },
         )
         return outcome

@@ -1,4 +1,4 @@
-"""The weasis:// launch URI (../shared/docs/weasis-facts.md §2).
+"""The weasis:// launch URI (Weasis's weasis:// protocol handler).
 
 `weasis://?` + form-encode(`$dicom:get -w "<manifest URL>"` [` $weasis:config cdb="…" pro="key value" arg="…"`]).
 The launcher URL-decodes the whole URI once and splits it on `$`, so no `$` may appear inside a value, and a `"`

@@ -1,4 +1,4 @@
-"""The Weasis XML manifest, namespace http://www.weasis.org/xsd/2.5 (../shared/reference/weasis-manifest-2.5.xsd).
+"""The Weasis XML manifest, namespace http://www.weasis.org/xsd/2.5 (schema: schemas/weasis-manifest-2.5.xsd).
 
 Streamed with lxml's incremental writer straight into gzip: a 100,000-instance manifest never exists as a tree in
 memory. Values come normalised from the study tree (dicom_values), and lxml escapes them, so no PACS data can make

@@ -1,6 +1,7 @@
-"""The objects a function builds once, at cold start, from its environment: settings, connector configuration, S3
-store, and the domain services on top of them. The API function and the builder function share this, so a manifest
-built asynchronously comes from exactly the same configuration as one built synchronously."""
+"""The composition root: everything a function builds once, at cold start, from its environment: settings, connector
+configuration, S3 store, token validator, and the domain services on top of them (with the build dispatcher). The
+API function and the builder function share this, so a manifest built asynchronously comes from exactly the same
+configuration as one built synchronously; tests build their runtime here too (over a moto store)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from weasis_link.auth import TokenValidator
 from weasis_link.config import AppConfig, load_config
-from weasis_link.launch import Launcher
+from weasis_link.launch import BuildDispatcher, Builder, InlineDispatcher, Launcher, make_dispatcher
+from weasis_link.manifest_links import ManifestLinks
 from weasis_link.service import ManifestService
 from weasis_link.settings import ServiceSettings
-from weasis_link.short_links import ManifestLinks
 from weasis_link.storage import ManifestStore, s3_client
 from weasis_link.upload import ManifestUploads
 
@@ -24,7 +26,10 @@ class Runtime:
     settings: ServiceSettings
     config: AppConfig
     store: ManifestStore
+    validator: TokenValidator
     service: ManifestService
+    builder: Builder
+    dispatcher: BuildDispatcher
     launcher: Launcher
     links: ManifestLinks
     uploads: ManifestUploads
@@ -38,27 +43,46 @@ def config_path(settings: ServiceSettings, function_dir: Path) -> Path:
     return Path(os.environ.get("LAMBDA_TASK_ROOT") or function_dir) / path
 
 
-def build_runtime(function_dir: Path, settings: ServiceSettings | None = None) -> Runtime:
+def build_runtime(
+    function_dir: Path,
+    settings: ServiceSettings | None = None,
+    *,
+    store: ManifestStore | None = None,
+    inline_builds: bool = False,
+) -> Runtime:
+    """The runtime of a function whose code (and connector YAML) is in `function_dir`. `store` replaces the S3
+    store of the settings; `inline_builds` builds launches before they answer (instead of the dispatcher that
+    `make_dispatcher` chooses), so that no build outlives a test."""
     settings = settings or ServiceSettings.from_environment()
     config = load_config(config_path(settings, function_dir))
-    store = ManifestStore(
-        s3_client(settings.aws_region, settings.s3_endpoint_url),
-        settings.manifest_bucket,
-        settings.manifest_prefix,
-        settings.manifest_kms_key_arn,
-    )
-    return runtime_for(settings, config, store)
-
-
-def runtime_for(settings: ServiceSettings, config: AppConfig, store: ManifestStore) -> Runtime:
-    """The services over a given store (tests swap the store for one on moto)."""
+    if store is None:
+        store = ManifestStore(
+            s3_client(settings.aws_region, settings.s3_endpoint_url),
+            settings.manifest_bucket,
+            settings.manifest_prefix,
+            settings.manifest_kms_key_arn,
+        )
     service = ManifestService(settings, config, store)
+    builder = Builder(service, store, settings.build_deadline_seconds)
+    dispatcher: BuildDispatcher
+    if inline_builds:
+        dispatcher = InlineDispatcher(builder.run_build)
+    else:
+        dispatcher = make_dispatcher(
+            settings.builder_function_name,
+            settings.aws_region,
+            builder.run_build,
+            on_lambda="AWS_LAMBDA_FUNCTION_NAME" in os.environ,
+        )
     return Runtime(
         settings=settings,
         config=config,
         store=store,
+        validator=TokenValidator(settings),
         service=service,
-        launcher=Launcher(service, store, settings.build_deadline_seconds),
+        builder=builder,
+        dispatcher=dispatcher,
+        launcher=Launcher(service, store, dispatcher, settings.build_deadline_seconds),
         links=ManifestLinks(store, settings.presign_expires_seconds),
-        uploads=ManifestUploads(service, settings.upload_max_bytes),
+        uploads=ManifestUploads(service),
     )

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from weasis_link.errors import ManifestNotFound, StorageError
+from weasis_link.errors import ManifestNotFound, StorageError, error_code
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -49,6 +49,11 @@ class StoredManifest:
 
 def new_manifest_id(expires_at: dt.datetime) -> str:
     return f"{int(expires_at.timestamp()):010d}-{secrets.token_urlsafe(24)}"
+
+
+def manifest_expiry(now: float, ttl_seconds: int) -> dt.datetime:
+    """When a manifest created at `now` (epoch seconds) expires: whole seconds, UTC."""
+    return dt.datetime.fromtimestamp(int(now), tz=dt.UTC) + dt.timedelta(seconds=ttl_seconds)
 
 
 def expiry_of(manifest_id: str) -> dt.datetime | None:
@@ -156,18 +161,6 @@ class ManifestStore:
             raise StorageError(f"The manifest store cannot be read ({error_code(exc)}).") from None
         return True
 
-    def read(self, manifest_id: str) -> bytes:
-        try:
-            answer: Any = self._s3.get_object(Bucket=self.bucket, Key=self.key_for(manifest_id))
-            return bytes(answer["Body"].read())
-        except Exception as exc:
-            if error_code(exc) in _MISSING:
-                raise ManifestNotFound("This manifest does not exist or has expired.") from None
-            raise StorageError(f"The manifest store cannot be read ({error_code(exc)}).") from None
-
-    def delete(self, manifest_id: str) -> None:
-        self._s3.delete_object(Bucket=self.bucket, Key=self.key_for(manifest_id))
-
     # --- cleanup --------------------------------------------------------------------------------------------
     def delete_expired(self, now: float | None = None) -> CleanupReport:
         """Delete every manifest whose expiry has passed; idempotent (deleting a missing key succeeds)."""
@@ -253,13 +246,3 @@ def _strip_suffix(name: str) -> str:
         if name.endswith(suffix):
             return name[: -len(suffix)]
     return name
-
-
-def error_code(exc: Exception) -> str:
-    """The AWS error code of a botocore ClientError, else the exception's class name (never its message)."""
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        code = response.get("Error", {}).get("Code")
-        if code:
-            return str(code)
-    return type(exc).__name__

@@ -203,9 +203,6 @@ class StudyTreeBuilder:
         """The studies that hold at least one instance (the XSD needs Series+ and Instance+)."""
         return [s for s in self._studies.values() if s.series]
 
-    def study(self, study_uid: str) -> Study | None:
-        return self._studies.get(study_uid)
-
 
 def _patient_key(attrs: Mapping[str, object]) -> PatientKey | None:
     """(PatientID, IssuerOfPatientID), or None when either cannot be represented exactly: an issuer we dropped

@@ -1,7 +1,7 @@
 """Uploaded manifests: POST /manifests with a Weasis XML manifest, or a JSON list of UIDs to resolve.
 
-XML (`application/xml`, `text/xml`; gzipped with `Content-Encoding: gzip` or as `application/gzip`):
-- at most UPLOAD_MAX_BYTES of XML (after gunzip, read with that bound, so a gzip bomb stops there) -> else 413;
+XML (`application/xml`, `text/xml`; gzipped with `Content-Encoding: gzip` or as `application/gzip`; the media
+types, the gunzip and the UPLOAD_MAX_BYTES bound (413) are read by weasis_link.http.requests.read_upload):
 - well-formed, without a DOCTYPE (no entity tricks) -> else 400; valid against the Weasis manifest 2.5 XSD shipped
   in this package (schemas/, the reference file of weasis-facts §1) -> else 422 with the schema's errors;
 - stored exactly as uploaded: fetched and gunzipped, it is byte-for-byte the uploaded document.
@@ -24,25 +24,21 @@ import functools
 import gzip
 import io
 import json
-import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, cast
+from typing import Any, Final, Literal, cast
 
 from lxml import etree
 
 from weasis_link import manifest as mf
 from weasis_link.auth import Caller
 from weasis_link.criteria import FILTER_PARAMETERS, KEY_PARAMETERS, criteria_from_pairs
-from weasis_link.errors import FieldProblem, InvalidManifest, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+from weasis_link.errors import FieldProblem, InvalidManifest, InvalidRequest
 from weasis_link.launch_uri import LaunchOptions
 from weasis_link.service import ManifestResult, ManifestService
 
 XSD_PATH: Final = Path(__file__).parent / "schemas" / "weasis-manifest-2.5.xsd"
-XML_MEDIA_TYPES: Final = frozenset({"application/xml", "text/xml"})
-GZIP_MEDIA_TYPES: Final = frozenset({"application/gzip", "application/x-gzip"})
-JSON_MEDIA_TYPE: Final = "application/json"
 JSON_KEYS: Final = frozenset({*KEY_PARAMETERS, *FILTER_PARAMETERS, "archive"})
 MAX_SCHEMA_ERRORS: Final = 20
 _NS: Final = f"{{{mf.NAMESPACE}}}"
@@ -51,46 +47,6 @@ _NS: Final = f"{{{mf.NAMESPACE}}}"
 @functools.cache
 def manifest_schema() -> etree.XMLSchema:
     return etree.XMLSchema(etree.parse(str(XSD_PATH)))
-
-
-@dataclass(frozen=True, slots=True)
-class UploadedDocument:
-    media_type: str  # "xml" | "json"
-    content: bytes  # the XML document (gunzipped) or the JSON text
-
-
-def read_upload(
-    body: bytes, content_type: str | None, content_encoding: str | None, max_bytes: int
-) -> UploadedDocument:
-    """What was uploaded, by media type; the size limit applies to the document itself (after gunzip)."""
-    media_type = (content_type or "").split(";", 1)[0].strip().lower()
-    encoding = (content_encoding or "identity").strip().lower()
-    if encoding not in ("identity", "gzip"):
-        raise UnsupportedMediaType(f"Content-Encoding {encoding} is not supported (use gzip or none).")
-    if len(body) > max_bytes:
-        raise PayloadTooLarge(f"The upload is larger than {max_bytes} bytes.")
-    if encoding == "gzip" or media_type in GZIP_MEDIA_TYPES:
-        body = _gunzip(body, max_bytes)
-        if media_type in GZIP_MEDIA_TYPES:
-            media_type = "application/xml"
-    if media_type in XML_MEDIA_TYPES:
-        return UploadedDocument("xml", body)
-    if media_type == JSON_MEDIA_TYPE:
-        return UploadedDocument("json", body)
-    raise UnsupportedMediaType(
-        "Upload a Weasis manifest as application/xml (optionally gzipped) or a list of UIDs as application/json."
-    )
-
-
-def _gunzip(body: bytes, max_bytes: int) -> bytes:
-    try:
-        with gzip.GzipFile(fileobj=io.BytesIO(body)) as gz:
-            data = gz.read(max_bytes + 1)
-    except (OSError, EOFError, zlib.error):
-        raise InvalidRequest("The upload is not valid gzip.") from None
-    if len(data) > max_bytes:
-        raise PayloadTooLarge(f"The uploaded manifest is larger than {max_bytes} bytes once decompressed.")
-    return data
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,27 +113,25 @@ def uid_list_pairs(text: bytes) -> list[tuple[str, str]]:
 
 
 class ManifestUploads:
-    def __init__(self, service: ManifestService, max_bytes: int) -> None:
+    def __init__(self, service: ManifestService) -> None:
         self._service = service
-        self.max_bytes = max_bytes
 
     def upload(
         self,
-        body: bytes,
-        content_type: str | None,
-        content_encoding: str | None,
+        media_type: Literal["xml", "json"],
+        content: bytes,
         caller: Caller,
         launch: LaunchOptions | None,
         base_url: str,
         *,
         inject_token: bool = False,
     ) -> ManifestResult:
-        document = read_upload(body, content_type, content_encoding, self.max_bytes)
-        if document.media_type == "json":
-            criteria = criteria_from_pairs(uid_list_pairs(document.content))
+        """Store an uploaded document (`content`: the XML manifest, gunzipped, or the JSON text)."""
+        if media_type == "json":
+            criteria = criteria_from_pairs(uid_list_pairs(content))
             return self._service.create_manifest(criteria, caller, launch, base_url=base_url)
-        validated = validate_manifest(document.content)
-        xml = document.content
+        validated = validate_manifest(content)
+        xml = content
         warnings: list[str] = []
         if inject_token:
             xml, warnings = self._inject(validated.tree, caller)
@@ -189,8 +143,8 @@ class ManifestUploads:
         injected: list[str] = []
         for arc in tree.getroot().iterfind(f"{_NS}arcQuery"):
             arc_id, base_url = arc.get("arcId", ""), arc.get("baseUrl", "")
-            target = self._service.token_target(arc_id, caller)
-            if target is None or target[0] != base_url:
+            target = self._service.access.token_target(arc_id, caller)
+            if target is None or target.base_url != base_url:
                 warnings.append(
                     f"The token was not injected into the arcQuery {arc_id}: its baseUrl is not the WADO URL "
                     "configured for a token on that archive."
@@ -200,11 +154,11 @@ class ManifestUploads:
                 raise InvalidManifest(
                     f"The arcQuery {arc_id} already has an Authorization httpTag; remove it or leave injectToken off."
                 )
-            for position, (key, value) in enumerate(target[1]):
+            for position, (key, value) in enumerate(target.http_tags):
                 arc.insert(position, etree.Element(f"{_NS}httpTag", {"key": key, "value": value}))
             injected.append(arc_id)
         if injected:
-            token_warning = self._service.token_warning(caller, injected)
+            token_warning = self._service.access.token_warning(caller, injected)
             if token_warning:
                 warnings.append(token_warning)
         xml = etree.tostring(tree, xml_declaration=True, encoding="UTF-8")

@@ -32,12 +32,15 @@ from pydicom.dataset import Dataset
 from pynetdicom import AE, _config
 from weasis_link import config as cfg
 from weasis_link.connectors.base import QueryContext
-from weasis_link.connectors.dicom import IMAGE_KEYS, SERIES_KEYS, STUDY_KEYS, STUDY_ROOT_FIND, DicomConnector
-from weasis_link.criteria import criteria_from_query_string
+from weasis_link.connectors.dicom import STUDY_ROOT_FIND, DicomConnector
+from weasis_link.connectors.dicom_identifiers import IMAGE_KEYS, SERIES_KEYS, STUDY_KEYS
+from weasis_link.http.requests import criteria_from_query_string
 from weasis_link.study_tree import StudyTreeBuilder
 
 uid, port, aet, host = args["uid"], args["port"], args["aet"], args["host"]
-settings = cfg.DicomConnector.model_validate({"calling-aet": "WEASIS-LINK", "aet": aet, "host": host, "port": port})
+settings = cfg.DicomConnectorConfig.model_validate(
+    {"calling-aet": "WEASIS-LINK", "aet": aet, "host": host, "port": port}
+)
 connector = DicomConnector("bench", settings)
 criteria = criteria_from_query_string("studyUID=" + uid)
 
@@ -120,7 +123,7 @@ for _ in range(args["repeat"]):
         started = time.perf_counter()
         fn()
         seconds[name].append(time.perf_counter() - started)
-print(json.dumps({"seconds": seconds, "queries": connector.last_query_count}))
+print(json.dumps({"seconds": seconds, "queries": connector.last_request_count}))
 """
 
 

@@ -33,7 +33,7 @@ os.environ.update(service_environment(jwks.url, args["s3"], {"WEASIS_LINK_CONFIG
 import urllib3
 import urllib3.connectionpool
 from functions.api.app import lambda_handler
-from weasis_link.connectors.dicomweb import INSTANCE_FIELDS, query_string
+from weasis_link.connectors.dicom_json import INSTANCE_FIELDS, query_string
 from weasis_link_dev.local_api import LambdaContext, http_api_event
 
 from weasis_link.connectors.dicomweb import DicomWebConnector

@@ -36,7 +36,7 @@ import sqlalchemy as sa
 from functions.api import app
 from functions.api.app import lambda_handler
 from weasis_link.connectors.database import DatabaseConnector
-from weasis_link.criteria import criteria_from_query_string
+from weasis_link.http.requests import criteria_from_query_string
 from weasis_link_dev.local_api import LambdaContext, http_api_event
 
 find_seconds = [0.0]
@@ -58,7 +58,7 @@ def handler():
     return json.loads(response["body"])["instances"]
 
 handler()  # warm: imports, JWKS, the connector's engine and column discovery (what a warm container has)
-connector = app.service._connector("pacs")
+connector = app.runtime.service.archives._connector("pacs")
 connector_engine, columns = connector._prepare()
 statement = connector.statement(criteria_from_query_string("studyUID=" + uid), columns)
 plain_engine = sa.create_engine(args["url"])  # pg8000 as it comes

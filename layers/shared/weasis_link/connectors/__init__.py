@@ -6,7 +6,7 @@ DICOMweb-only deployment never pays for pydicom, pynetdicom or SQLAlchemy at col
 
 from __future__ import annotations
 
-from weasis_link.config import Connector as ConnectorConfig
+from weasis_link.config import ConnectorConfig
 from weasis_link.connectors.base import Connector, QueryContext
 
 

@@ -22,9 +22,16 @@ class Connector(Protocol):
     """Finds the studies matching the criteria and feeds their instances into the builder.
 
     A connector may return more than asked (the service re-checks every answer with `criteria.restrict`), never
-    less. It raises `ArchiveError` (or a subclass: timeout, unavailable) when the PACS cannot answer.
+    less. It raises `ArchiveError` (or a subclass: timeout, unavailable) when the PACS cannot answer. Every
+    connector class also shows its configuration block (`settings`) and how many requests (C-FIND queries, HTTP
+    requests, SQL statements) its last `find` sent (`last_request_count`, for logs and benchmarks); the planning
+    the DICOM and DICOMweb connectors share is in planning.py.
     """
 
     connector_id: str
+    last_request_count: int
+
+    @property
+    def settings(self) -> object: ...
 
     def find(self, criteria: QueryCriteria, context: QueryContext, builder: StudyTreeBuilder) -> None: ...

@@ -67,7 +67,7 @@ def _fold(name: str) -> str:
     return name.replace("_", "").lower()
 
 
-def sqlalchemy_url(db: cfg.DbConnector) -> URL:
+def sqlalchemy_url(db: cfg.DbConnectorConfig) -> URL:
     """The SQLAlchemy URL for a configured uri/driver/user/password (JDBC forms accepted)."""
     uri = db.uri.strip()
     if uri.startswith("jdbc:"):
@@ -136,9 +136,9 @@ class SelectColumns:
 
 
 class DatabaseConnector:
-    def __init__(self, connector_id: str, settings: cfg.DbConnector) -> None:
+    def __init__(self, connector_id: str, settings: cfg.DbConnectorConfig) -> None:
         self.connector_id = connector_id
-        self._settings = settings
+        self.settings = settings
         self._url = sqlalchemy_url(settings)
         self._engine: Engine | None = None
         self._columns: SelectColumns | None = None
@@ -146,16 +146,18 @@ class DatabaseConnector:
         # An in-memory SQLite database is one connection shared by every thread (StaticPool): queries on it must
         # take turns (the local stack serves requests concurrently; Lambda never does).
         self._single_connection: threading.Lock | None = None
+        self.last_request_count = 0  # SQL statements of the last find (logs, benchmark)
 
     # --- the query ------------------------------------------------------------------------------------------
     def find(self, criteria: QueryCriteria, context: QueryContext, builder: StudyTreeBuilder) -> None:
         engine, columns = self._prepare()
         statement = self.statement(criteria, columns)
-        timeout = max(0.5, min(self._settings.query_timeout_seconds, context.deadline - time.monotonic()))
+        timeout = max(0.5, min(self.settings.query_timeout_seconds, context.deadline - time.monotonic()))
         try:
             with self._single_connection or contextlib.nullcontext(), engine.connect() as conn:
                 self._apply_timeout(conn, timeout)
                 result = conn.execute(statement)
+                self.last_request_count = 1
                 names = list(result.keys())  # a result's keys, not a dict's: iterating the result gives rows
                 keywords = [columns.keywords.get(n, n) for n in names]
                 _add_rows(builder, (dict(zip(keywords, row, strict=True)) for row in result))
@@ -164,7 +166,7 @@ class DatabaseConnector:
 
     def statement(self, criteria: QueryCriteria, columns: SelectColumns) -> sa.Select[Any]:
         """SELECT * FROM (<configured select>) AS weasis_q WHERE <criteria as bound parameters>."""
-        q = self._settings.query
+        q = self.settings.query
         subquery = sa.text(q.select).columns(*(sa.column(c) for c in columns.names)).subquery("weasis_q")
 
         def col(config_name: str | None) -> sa.ColumnElement[Any] | None:
@@ -201,7 +203,7 @@ class DatabaseConnector:
 
     def _create_engine(self) -> Engine:
         url = self._url
-        connect_timeout = self._settings.connect_timeout_seconds
+        connect_timeout = self.settings.connect_timeout_seconds
         kwargs: dict[str, Any] = {"pool_pre_ping": True, "pool_recycle": 300}
         if url.get_backend_name() == "sqlite":
             kwargs.pop("pool_recycle")
@@ -221,8 +223,8 @@ class DatabaseConnector:
             raise ConfigurationError(f"connector '{self.connector_id}': unsupported database URL ({exc})") from None
         if url.get_driver_name() == "pg8000":
             sa.event.listen(engine, "connect", _cache_pg8000_temporal_parsing)
-        if self._settings.init_script:
-            self._run_init_script(engine, Path(self._settings.init_script))
+        if self.settings.init_script:
+            self._run_init_script(engine, Path(self.settings.init_script))
         return engine
 
     def _run_init_script(self, engine: Engine, script: Path) -> None:
@@ -235,13 +237,13 @@ class DatabaseConnector:
 
     def _discover_columns(self, engine: Engine) -> SelectColumns:
         """The select's real output column names (drivers fold unquoted aliases differently), once per container."""
-        probe = sa.select(sa.text("*")).select_from(sa.text(f"({self._settings.query.select}) AS weasis_probe"))
+        probe = sa.select(sa.text("*")).select_from(sa.text(f"({self.settings.query.select}) AS weasis_probe"))
         try:
             with engine.connect() as conn:
                 names = tuple(conn.execute(probe.where(sa.false())).keys())
         except SQLAlchemyError as exc:
             raise _archive_error(exc) from None
-        columns = SelectColumns(names, self._settings.query.select)
+        columns = SelectColumns(names, self.settings.query.select)
         missing = [
             k
             for k in ("PatientID", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
@@ -249,7 +251,7 @@ class DatabaseConnector:
         ]
         if missing:
             raise ArchiveError(f"the configured select returns no column for {', '.join(missing)}", "bad-response")
-        q = self._settings.query
+        q = self.settings.query
         for config_name in (
             q.patient_id_column,
             q.study_instance_uid_column,

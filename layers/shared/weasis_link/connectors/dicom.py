@@ -44,17 +44,11 @@ import logging
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from io import BytesIO
-from typing import Final, Literal, ParamSpec, TypeVar
+from collections.abc import Callable, Iterable, Mapping
+from typing import Final, ParamSpec, TypeVar
 
-from pydicom.charset import convert_encodings
-from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataset import Dataset
-from pydicom.filereader import data_element_generator
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pydicom.valuerep import PersonName
-from pydicom.values import convert_PN, convert_single_string, convert_text
 from pynetdicom import AE
 from pynetdicom import _config as pynetdicom_config
 from pynetdicom.association import Association
@@ -64,14 +58,19 @@ from pynetdicom.status import QR_FIND_SERVICE_CLASS_STATUS, code_to_category
 
 from weasis_link import config as cfg
 from weasis_link.connectors.base import QueryContext
+from weasis_link.connectors.dicom_identifiers import (
+    IMAGE_KEYS,
+    STUDY_KEYS,
+    Attributes,
+    IdentifierReader,
+    Level,
+    query_identifier,
+)
+from weasis_link.connectors.planning import instances_at_once, most_recent, plan_study_queries, worth_fetching
 from weasis_link.criteria import QueryCriteria
 from weasis_link.errors import ArchiveError, ArchiveTimeout, ArchiveUnavailable, ConfigurationError
 from weasis_link.study_tree import (
-    INSTANCE_KEYWORDS,
-    PATIENT_KEYWORDS,
-    SERIES_KEYWORDS,
     SKIP_PATIENT_CONFLICT,
-    STUDY_KEYWORDS,
     Study,
     StudyTreeBuilder,
 )
@@ -89,139 +88,11 @@ logging.getLogger("pynetdicom").setLevel(logging.WARNING)
 STUDY_ROOT_FIND: Final = "1.2.840.10008.5.1.4.1.2.2.1"
 TRANSFER_SYNTAXES: Final = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
 
-# Return keys per query level (the matching keys are added to these).
-STUDY_KEYS: Final = (*PATIENT_KEYWORDS, *STUDY_KEYWORDS)
-SERIES_KEYS: Final = SERIES_KEYWORDS
-INSTANCE_KEYS: Final = INSTANCE_KEYWORDS
-# An IMAGE-level query of one study: the instances, their series, and the patient each instance names.
-IMAGE_KEYS: Final = ("StudyInstanceUID", *SERIES_KEYS, *INSTANCE_KEYS, "PatientID", "IssuerOfPatientID")
-
 _PENDING: Final = frozenset({0xFF00, 0xFF01})
 _CAPPED: Final = 0xB001  # "Matching reached response limit": a partial answer
-_SPECIFIC_CHARACTER_SET: Final = 0x00080005
 _POLL_SECONDS: Final = 0.2  # how often a waiting query looks at the deadline and at its siblings' failures
-_TEXT_VRS: Final = frozenset({"LO", "SH", "UC"})
-_SINGLE_TEXT_VRS: Final = frozenset({"ST", "LT", "UT"})
-# Values that differ for every instance are not worth remembering.
-_UNCACHED: Final = frozenset({"SOPInstanceUID", "InstanceNumber"})
-
-Level = Literal["STUDY", "SERIES", "IMAGE"]
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
-Attributes = dict[str, object]
-
-
-# --- reading identifiers ----------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Key:
-    keyword: str
-    kind: Literal["ascii", "text", "single", "pn"]
-    cached: bool
-
-
-def _key(keyword: str) -> tuple[int, _Key]:
-    tag = tag_for_keyword(keyword)
-    if tag is None:
-        raise ValueError(f"{keyword} is not a DICOM keyword")
-    vr = dictionary_VR(tag)
-    kind: Literal["ascii", "text", "single", "pn"]
-    if vr == "PN":
-        kind = "pn"
-    elif vr in _TEXT_VRS:
-        kind = "text"
-    elif vr in _SINGLE_TEXT_VRS:
-        kind = "single"
-    else:  # UI, CS, DA, TM, IS, AE: the default repertoire (ASCII) only, whatever the character set
-        kind = "ascii"
-    return tag, _Key(keyword, kind, keyword not in _UNCACHED)
-
-
-_KEYS: Final = dict(_key(keyword) for keyword in (*STUDY_KEYS, *SERIES_KEYS, *INSTANCE_KEYS))
-
-
-def person_name(value: PersonName) -> str:
-    """The one name the manifest shows: the Alphabetic group, else the Ideographic, else the Phonetic one."""
-    return value.alphabetic or value.ideographic or value.phonetic
-
-
-class IdentifierReader:
-    """Reads C-FIND answer identifiers into keyword -> value mappings for the study tree builder.
-
-    Only the elements we asked for are converted; a value seen before (with the same character set) is not decoded
-    again. One reader per association: it is not thread-safe, and its cache lives as long as the association.
-    """
-
-    def __init__(self) -> None:
-        self._cache: dict[tuple[int, bytes, bytes], object] = {}
-        self._encodings: dict[bytes, list[str]] = {}
-
-    def read(self, stream: BytesIO, implicit_vr: bool) -> Attributes:
-        stream.seek(0)
-        attrs: Attributes = {}
-        charset = b""
-        encodings: list[str] | None = None
-        for element in data_element_generator(stream, implicit_vr, True):
-            # A plain int: pydicom's BaseTag compares (and so looks up) through a Python-level __eq__.
-            tag = int(element.tag)
-            if tag == _SPECIFIC_CHARACTER_SET:
-                charset = bytes(element.value or b"")
-                encodings = self._encodings_of(charset)
-                continue
-            key = _KEYS.get(tag)
-            if key is None:
-                continue
-            raw = element.value
-            if not isinstance(raw, bytes) or not raw:
-                continue  # absent or empty (Type 2 attributes come back empty when unknown)
-            if not key.cached:
-                attrs[key.keyword] = self._decode(key, raw, encodings)
-                continue
-            cache_key = (tag, raw, charset)
-            value = self._cache.get(cache_key)
-            if value is None:
-                value = self._cache[cache_key] = self._decode(key, raw, encodings)
-            attrs[key.keyword] = value
-        return attrs
-
-    def _encodings_of(self, charset: bytes) -> list[str]:
-        encodings = self._encodings.get(charset)
-        if encodings is None:
-            terms = [term.strip() for term in charset.decode("ascii", "replace").split("\\")]
-            encodings = self._encodings[charset] = convert_encodings(terms)
-        return encodings
-
-    @staticmethod
-    def _decode(key: _Key, raw: bytes, encodings: list[str] | None) -> object:
-        if key.kind == "ascii":
-            return raw.decode("ascii", "replace").strip(" \x00")
-        if key.kind == "pn":
-            names = convert_PN(raw, encodings)
-            first = names if isinstance(names, PersonName) else (names[0] if names else None)
-            return person_name(first) if first is not None else None
-        vr = "LO" if key.kind == "text" else "LT"
-        text = convert_text(raw, encodings, vr) if key.kind == "text" else convert_single_string(raw, encodings, vr)
-        # A multi-valued text comes back as a list: the builder takes the first of backslash-separated values.
-        return text if isinstance(text, str) else "\\".join(text)
-
-
-# --- query identifiers ------------------------------------------------------------------------------------------
-
-
-def query_identifier(level: Level, matching: Mapping[str, str | Sequence[str]], returned: Iterable[str]) -> Dataset:
-    """A C-FIND request identifier: matching keys with their values (a list is UID list matching), return keys
-    empty. Specific Character Set is sent only when a value needs more than ASCII."""
-    ds = Dataset()
-    if any(not v.isascii() for value in matching.values() for v in ([value] if isinstance(value, str) else value)):
-        ds.SpecificCharacterSet = "ISO_IR 192"
-    ds.QueryRetrieveLevel = level
-    for keyword in returned:
-        if keyword not in matching:
-            setattr(ds, keyword, "")
-    for keyword, value in matching.items():
-        setattr(ds, keyword, value if isinstance(value, str) else list(value))
-    return ds
 
 
 def study_plans(criteria: QueryCriteria) -> list[dict[str, str | list[str]]]:
@@ -239,25 +110,7 @@ def study_plans(criteria: QueryCriteria) -> list[dict[str, str | list[str]]]:
         dimensions.append([{"AccessionNumber": a} for a in criteria.accession_numbers])
     if criteria.study_uids:
         dimensions.append([{"StudyInstanceUID": list(criteria.study_uids)}])
-    fixed: dict[str, str | list[str]] = {}
-    for values in dimensions:
-        if len(values) == 1:
-            fixed |= values[0]
-    several = [values for values in dimensions if len(values) > 1]
-    if not several:
-        return [fixed]
-    return [fixed | value for value in min(several, key=len)]
-
-
-def worth_fetching(study: Study, criteria: QueryCriteria) -> bool:
-    """Whether the STUDY answer leaves the study a chance; only what that answer shows for certain rules a study
-    out (the service re-checks everything on the complete studies)."""
-    if not criteria.study_matches_keys(study):
-        return False
-    if criteria.modalities and not study.modalities_in_study:
-        # No ModalitiesInStudy in the answer: only the series will tell.
-        return dataclasses.replace(criteria, modalities=frozenset()).study_passes_filters(study)
-    return criteria.study_passes_filters(study)
+    return [{k: v for keys in plan for k, v in keys.items()} for plan in plan_study_queries(dimensions)]
 
 
 # --- associations -----------------------------------------------------------------------------------------------
@@ -322,7 +175,7 @@ class _Find:
     def _open(self) -> Association:
         s = self.connector.settings
         started = time.monotonic()
-        tls = self.connector.tls_args
+        tls = self.connector._tls
         assoc = self._ae.associate(s.host, s.port, ae_title=s.aet, tls_args=tls)
         with self._lock:
             self._associations.append(assoc)
@@ -422,11 +275,11 @@ class _StudySlot:
 
 
 class DicomConnector:
-    def __init__(self, connector_id: str, settings: cfg.DicomConnector) -> None:
+    def __init__(self, connector_id: str, settings: cfg.DicomConnectorConfig) -> None:
         self.connector_id = connector_id
         self.settings = settings
-        self.tls_args = _tls_args(connector_id, settings)
-        self.last_query_count = 0  # C-FIND requests of the last find (logs, benchmark)
+        self._tls = _tls_args(connector_id, settings)  # built once: certificate files are read at cold start
+        self.last_request_count = 0  # C-FIND requests of the last find (logs, benchmark)
 
     def find(self, criteria: QueryCriteria, context: QueryContext, builder: StudyTreeBuilder) -> None:
         run = _Find(self, context)
@@ -449,7 +302,7 @@ class DicomConnector:
             pass
         finally:
             run.close(abort=failed)
-            self.last_query_count = run.queries
+            self.last_request_count = run.queries
             logger.info(
                 "C-FIND queries done",
                 extra={
@@ -490,14 +343,7 @@ class DicomConnector:
             )
             for plan in study_plans(criteria)
         ]
-        # A studyUID-only request names its studies: their IMAGE queries need not wait for the STUDY answer.
-        speculative = bool(
-            criteria.study_uids
-            and not criteria.patients
-            and not criteria.accession_numbers
-            and not criteria.has_study_filters
-        )
-        if speculative:
+        if instances_at_once(criteria):  # speculative IMAGE queries
             for uid in criteria.study_uids:
                 fetch_images(uid)
         _wait(run, study_tasks)
@@ -507,10 +353,7 @@ class DicomConnector:
                 study = builder.add_study(row)
                 if study is not None and study.study_instance_uid not in wanted and worth_fetching(study, criteria):
                     wanted[study.study_instance_uid] = study
-        if not (criteria.series_uids or criteria.object_uids):
-            # The N most recent of what remains; with series/object keys a newer study may end up empty.
-            kept = criteria.keep_most_recent(list(wanted.values()))
-            wanted = {s.study_instance_uid: s for s in kept}
+        wanted = most_recent(wanted, criteria)
         for uid, slot in slots.items():  # the speculative queries learn whether their study is wanted
             slot.study = wanted.get(uid)
             slot.resolved.set()
@@ -645,7 +488,7 @@ def _wait(run: _Find, tasks: Iterable[concurrent.futures.Future[int]]) -> None:
             raise _Failed
 
 
-def _tls_args(connector_id: str, settings: cfg.DicomConnector) -> tuple[ssl.SSLContext, str] | None:
+def _tls_args(connector_id: str, settings: cfg.DicomConnectorConfig) -> tuple[ssl.SSLContext, str] | None:
     """The TLS context for every association of this connector, built once (at cold start)."""
     tls = settings.tls
     if tls is None:

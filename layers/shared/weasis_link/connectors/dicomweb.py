@@ -58,173 +58,37 @@ from urllib3.util import Retry
 
 from weasis_link import config as cfg
 from weasis_link.connectors.base import QueryContext
+from weasis_link.connectors.dicom_json import (
+    INSTANCE_FIELDS,
+    ROOT_INSTANCE_FIELDS,
+    ROOT_SERIES_FIELDS,
+    SERIES_FIELDS,
+    STUDY_FIELDS,
+    TAGS,
+    QidoAttributes,
+    first_value,
+    lacks_series_attributes,
+    lacks_series_uids,
+    matching_value,
+    query_string,
+    uid_chunks,
+    uid_of,
+)
+from weasis_link.connectors.planning import instances_at_once, most_recent, plan_study_queries, worth_fetching
+from weasis_link.connectors.qido_credentials import QidoCredentials, qido_credentials
 from weasis_link.criteria import QueryCriteria
 from weasis_link.errors import ArchiveError, ArchiveTimeout, ArchiveUnavailable
-from weasis_link.oauth_client import QidoCredentials, qido_credentials
 from weasis_link.study_tree import (
-    INSTANCE_KEYWORDS,
-    PATIENT_KEYWORDS,
-    SERIES_KEYWORDS,
-    STUDY_KEYWORDS,
     Study,
     StudyTreeBuilder,
 )
 
 logger = logging.getLogger(__name__)
 
-# DICOM JSON (PS3.18 Annex F) is keyed by tag; the study tree by keyword.
-TAGS: Final = {
-    "PatientID": "00100020",
-    "IssuerOfPatientID": "00100021",
-    "PatientName": "00100010",
-    "PatientBirthDate": "00100030",
-    "PatientBirthTime": "00100032",
-    "PatientSex": "00100040",
-    "StudyInstanceUID": "0020000D",
-    "StudyDate": "00080020",
-    "StudyTime": "00080030",
-    "StudyDescription": "00081030",
-    "AccessionNumber": "00080050",
-    "StudyID": "00200010",
-    "ReferringPhysicianName": "00080090",
-    "ModalitiesInStudy": "00080061",
-    "NumberOfStudyRelatedInstances": "00201208",
-    "SeriesInstanceUID": "0020000E",
-    "Modality": "00080060",
-    "SeriesNumber": "00200011",
-    "SeriesDescription": "0008103E",
-    "SeriesDate": "00080021",
-    "SeriesTime": "00080031",
-    "SOPInstanceUID": "00080018",
-    "SOPClassUID": "00080016",
-    "InstanceNumber": "00200013",
-}
-# ModalitiesInStudy is asked for separately, at study level only.
-_PATIENT_STUDY: Final = tuple(k for k in (*PATIENT_KEYWORDS, *STUDY_KEYWORDS) if k != "ModalitiesInStudy")
-_SERIES: Final = SERIES_KEYWORDS
-_INSTANCE: Final = INSTANCE_KEYWORDS
-
-
-def _includefield(keywords: Sequence[str]) -> tuple[str, str]:
-    # PS3.18 §8.3.4.3 allows a comma-separated list; asking for a default attribute again costs nothing.
-    return ("includefield", ",".join(TAGS[k] for k in keywords))
-
-
-STUDY_FIELDS: Final = _includefield((*_PATIENT_STUDY, "ModalitiesInStudy", "NumberOfStudyRelatedInstances"))
-# Study-scoped instance queries: the study's own attributes come from the study-level answer.
-INSTANCE_FIELDS: Final = _includefield((*_SERIES[1:], *_INSTANCE[1:]))
-SERIES_FIELDS: Final = _includefield(_SERIES[1:])
-# Root-level queries (/series, /instances) must also bring the patient and study they belong to.
-ROOT_SERIES_FIELDS: Final = _includefield((*_PATIENT_STUDY, *_SERIES[1:]))
-ROOT_INSTANCE_FIELDS: Final = _includefield((*_PATIENT_STUDY, *_SERIES[1:], *_INSTANCE[1:]))
-
-# Characters sent as they are in a matching value. Everything else in PatientID/AccessionNumber becomes a wildcard
-# (module docstring); ';' and '+' are left out on purpose: some servers read them as separators or spaces.
-_RAW_MATCHING: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~*?!$'():@/")
-# RFC 3986 query characters minus the ones that delimit parameters: left unescaped in other values.
-_QUERY_SAFE: Final = "-._~!$'()*,:@/?"
 _WARNING_MORE: Final = ("additional", "more", "remaining")
 _MAX_PAGES: Final = 1000
 _USER_AGENT: Final = "weasis-link (QIDO-RS)"
 _ACCEPT: Final = "application/dicom+json, application/json;q=0.9"
-
-
-# --- DICOM JSON -------------------------------------------------------------------------------------------------
-
-
-class QidoAttributes(Mapping[str, object]):
-    """One DICOM JSON object read by keyword, as the study tree builder wants it: the first value of each
-    attribute (PN: its Alphabetic group), or None when absent or empty. `fallback` completes the object (the
-    series-level answer for an instance whose answer lacks the series attributes)."""
-
-    __slots__ = ("_fallback", "_row")
-
-    def __init__(self, row: Mapping[str, Any], fallback: Mapping[str, Any] | None = None) -> None:
-        self._row = row
-        self._fallback = fallback
-
-    def __getitem__(self, keyword: str) -> object:
-        tag = TAGS[keyword]  # KeyError for keywords we do not map, as a Mapping should
-        element = self._row.get(tag)
-        if element is None and self._fallback is not None:
-            element = self._fallback.get(tag)
-        if keyword == "ModalitiesInStudy":
-            values = _values(element)
-            return [v for v in values if isinstance(v, str)] or None
-        return _first_value(element)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(TAGS)  # every keyword we map; an absent attribute reads as None
-
-    def __len__(self) -> int:
-        return len(TAGS)
-
-
-def _values(element: object) -> list[Any]:
-    if not isinstance(element, dict):
-        return []
-    values = element.get("Value")
-    return values if isinstance(values, list) else []
-
-
-def _first_value(element: object) -> object:
-    if not isinstance(element, dict):
-        return None
-    values = element.get("Value")
-    if not values or not isinstance(values, list):
-        return None  # empty attributes come as {"vr": "SH"} without a Value
-    value = values[0]
-    if isinstance(value, dict):  # PN: {"Alphabetic": "…", "Ideographic": "…"}
-        return value.get("Alphabetic")
-    return value
-
-
-def _uid_of(row: Mapping[str, Any], keyword: str) -> str | None:
-    value = _first_value(row.get(TAGS[keyword]))
-    return value.strip() if isinstance(value, str) and value.strip() else None
-
-
-def _lacks_series_attributes(rows: Sequence[Mapping[str, Any]]) -> bool:
-    """Modality is Type 1 in every series: an answer where no instance has one did not include series attributes."""
-    modality = TAGS["Modality"]
-    return not any(_first_value(row.get(modality)) for row in rows)
-
-
-def _lacks_series_uids(rows: Sequence[Mapping[str, Any]]) -> bool:
-    tag = TAGS["SeriesInstanceUID"]
-    return any(not _first_value(row.get(tag)) for row in rows)
-
-
-# --- query encoding ---------------------------------------------------------------------------------------------
-
-
-def matching_value(value: str) -> str:
-    """A PatientID/AccessionNumber as sent to the PACS: raw where every server reads it alike, wildcards elsewhere.
-
-    A value that would become all wildcards (only non-ASCII letters, say) would match the whole archive: it is sent
-    percent-encoded instead, as the standard says (Orthanc 1.10 then finds nothing: a limitation of that version).
-    """
-    out: list[str] = []
-    for char in value:
-        if char in _RAW_MATCHING:
-            out.append(char)
-        elif char.isascii():
-            out.append("?")
-        elif not out or out[-1] != "*":
-            out.append("*")
-    sent = "".join(out)
-    if not sent.strip("*?"):
-        return quote(value, safe=_QUERY_SAFE)
-    return sent
-
-
-def query_string(params: Sequence[tuple[str, str]]) -> str:
-    """`k=v&…` with RFC 3986 query characters left as they are (Orthanc does not decode %2A, %2C…)."""
-    return "&".join(f"{quote(k, safe='')}={quote(v, safe=_QUERY_SAFE)}" for k, v in params)
-
-
-def _chunks(values: Sequence[str], size: int) -> list[list[str]]:
-    return [list(values[i : i + size]) for i in range(0, len(values), size)]
 
 
 # --- HTTP -------------------------------------------------------------------------------------------------------
@@ -286,10 +150,10 @@ class _Query:
 
 class DicomWebConnector:
     def __init__(
-        self, connector_id: str, settings: cfg.DicomWebConnector, *, http: urllib3.PoolManager | None = None
+        self, connector_id: str, settings: cfg.DicomWebConnectorConfig, *, http: urllib3.PoolManager | None = None
     ) -> None:
         self.connector_id = connector_id
-        self._settings = settings
+        self.settings = settings
         self._root = settings.url.rstrip("/")
         self._credentials: QidoCredentials = qido_credentials(settings.authentication)
         extra: dict[str, Any] = {"ca_certs": settings.ca_file} if settings.ca_file else {}
@@ -326,17 +190,10 @@ class DicomWebConnector:
     def _study_first(self, query: _Query, criteria: QueryCriteria, builder: StudyTreeBuilder) -> None:
         plans = self._study_plans(criteria)
         filters = self._instance_filters(criteria)
-        # A studyUID-only request names its studies: their instance queries need not wait for the study-level
-        # answer, which then only completes the study attributes (and says which UIDs exist).
-        speculative = bool(
-            criteria.study_uids
-            and not criteria.patients
-            and not criteria.accession_numbers
-            and not criteria.has_study_filters
-        )
+        speculative = instances_at_once(criteria)
         totals = _StudyTotals()
         try:
-            with _Pool(self._settings.max_concurrency, query) as pool:
+            with _Pool(self.settings.max_concurrency, query) as pool:
                 study_answers = [
                     pool.submit(self._paged, query, "/studies", [*p, STUDY_FIELDS], "study") for p in plans
                 ]
@@ -350,14 +207,11 @@ class DicomWebConnector:
                         study = builder.add_study(QidoAttributes(row))
                         if study is None or study.study_instance_uid in wanted:
                             continue
-                        if self._worth_fetching(study, criteria):
+                        if worth_fetching(study, criteria):
                             wanted[study.study_instance_uid] = study
                             totals.set(study.study_instance_uid, row)
                 totals.close()
-                if not (criteria.series_uids or criteria.object_uids):
-                    # The N most recent of what remains; with series/object keys a newer study may end up empty.
-                    kept = criteria.keep_most_recent(list(wanted.values()))
-                    wanted = {s.study_instance_uid: s for s in kept}
+                wanted = most_recent(wanted, criteria)
                 for uid in wanted:
                     if uid not in instance_answers:
                         instance_answers[uid] = pool.submit(self._study_instances, query, uid, filters, totals)
@@ -371,9 +225,9 @@ class DicomWebConnector:
             totals.close()  # never leave a speculative query waiting for totals that will not come
 
     def _series_first(self, query: _Query, criteria: QueryCriteria, builder: StudyTreeBuilder) -> None:
-        chunks = _chunks(criteria.series_uids, self._settings.max_uids_per_request)
+        chunks = uid_chunks(criteria.series_uids, self.settings.max_uids_per_request)
         object_filter = self._uid_filter("SOPInstanceUID", criteria.object_uids)
-        with _Pool(self._settings.max_concurrency, query) as pool:
+        with _Pool(self.settings.max_concurrency, query) as pool:
             answers = [
                 pool.submit(
                     self._paged, query, "/series", [("SeriesInstanceUID", ",".join(c)), ROOT_SERIES_FIELDS], "series"
@@ -385,11 +239,11 @@ class DicomWebConnector:
             requested = frozenset(criteria.series_uids)
             for answer in answers:
                 for row in pool.result(answer):
-                    series_uid = _uid_of(row, "SeriesInstanceUID")
+                    series_uid = uid_of(row, "SeriesInstanceUID")
                     if series_uid not in requested:
                         continue  # a PACS that ignored the matching key must not make us fetch its whole archive
                     study = builder.add_study(QidoAttributes(row))
-                    if study is None or not self._worth_fetching(study, criteria):
+                    if study is None or not worth_fetching(study, criteria):
                         continue
                     studies[study.study_instance_uid] = study
                     series_of.setdefault(study.study_instance_uid, {})[series_uid] = row
@@ -409,8 +263,8 @@ class DicomWebConnector:
                     builder.add_instance(attrs, studies[uid])
 
     def _instances_first(self, query: _Query, criteria: QueryCriteria, builder: StudyTreeBuilder) -> None:
-        chunks = _chunks(criteria.object_uids, self._settings.max_uids_per_request)
-        with _Pool(self._settings.max_concurrency, query) as pool:
+        chunks = uid_chunks(criteria.object_uids, self.settings.max_uids_per_request)
+        with _Pool(self.settings.max_concurrency, query) as pool:
             answers = [
                 pool.submit(
                     self._paged,
@@ -425,51 +279,44 @@ class DicomWebConnector:
             by_study: dict[str, list[dict[str, Any]]] = {}
             for answer in answers:
                 for row in pool.result(answer):
-                    if _uid_of(row, "SOPInstanceUID") not in requested:
+                    if uid_of(row, "SOPInstanceUID") not in requested:
                         continue
-                    study_uid = _uid_of(row, "StudyInstanceUID")
+                    study_uid = uid_of(row, "StudyInstanceUID")
                     if study_uid is not None:
                         by_study.setdefault(study_uid, []).append(row)
                     else:
                         builder.add_instance(QidoAttributes(row))  # counted as skipped by the builder
-            incomplete = {uid: rows for uid, rows in by_study.items() if _lacks_series_attributes(rows)}
+            incomplete = {uid: rows for uid, rows in by_study.items() if lacks_series_attributes(rows)}
             completions = {uid: pool.submit(self._series_rows, query, uid) for uid in incomplete}
             for uid, rows in by_study.items():
                 series = pool.result(completions[uid]) if uid in completions else {}
                 for row in rows:
-                    series_uid = _uid_of(row, "SeriesInstanceUID")
+                    series_uid = uid_of(row, "SeriesInstanceUID")
                     builder.add_instance(QidoAttributes(row, series.get(series_uid or "")))
 
     # --- planning -----------------------------------------------------------------------------------------------
     def _study_plans(self, criteria: QueryCriteria) -> list[list[tuple[str, str]]]:
-        """Study-level queries whose answers, together, hold every study the keys can match.
+        """Study-level queries whose answers, together, hold every study the keys can match (planning.py).
 
         A QIDO key takes one value (a repeated key keeps only the last on Orthanc), so a key with several values
-        takes one query per value, except UIDs, which list matching accepts comma-separated. Keys with one value
-        go into every query; of the keys with several, only the one with the fewest values is queried, and the
-        others are left to the study-level filtering, so that the number of queries stays that small number.
+        takes one query per value, except UIDs, which list matching accepts comma-separated.
         """
-        dimensions: list[tuple[str, list[str]]] = []
+        dimensions: list[list[tuple[str, str]]] = []
         if criteria.patients:
-            ids = list(dict.fromkeys(matching_value(p.patient_id) for p in criteria.patients))
-            dimensions.append(("PatientID", ids))
+            ids = dict.fromkeys(matching_value(p.patient_id) for p in criteria.patients)
+            dimensions.append([("PatientID", v) for v in ids])
         if criteria.accession_numbers:
-            accessions = list(dict.fromkeys(matching_value(a) for a in criteria.accession_numbers))
-            dimensions.append(("AccessionNumber", accessions))
+            accessions = dict.fromkeys(matching_value(a) for a in criteria.accession_numbers)
+            dimensions.append([("AccessionNumber", v) for v in accessions])
         if criteria.study_uids:
-            uid_lists = [",".join(c) for c in _chunks(criteria.study_uids, self._settings.max_uids_per_request)]
-            dimensions.append(("StudyInstanceUID", uid_lists))
-        fixed = [(key, values[0]) for key, values in dimensions if len(values) == 1]
-        several = [d for d in dimensions if len(d[1]) > 1]
-        if not several:
-            return [fixed]
-        key, values = min(several, key=lambda d: len(d[1]))
-        return [[*fixed, (key, value)] for value in values]
+            chunks = uid_chunks(criteria.study_uids, self.settings.max_uids_per_request)
+            dimensions.append([("StudyInstanceUID", ",".join(c)) for c in chunks])
+        return plan_study_queries(dimensions)
 
     def _uid_filter(self, key: str, uids: Sequence[str]) -> list[tuple[str, str]]:
         """A UID list as a matching key when it fits one request; beyond that it is left out (the service's
         restrict() drops the rest), rather than multiplying the per-study queries."""
-        if not uids or len(uids) > self._settings.max_uids_per_request:
+        if not uids or len(uids) > self.settings.max_uids_per_request:
             return []
         return [(key, ",".join(uids))]
 
@@ -478,16 +325,6 @@ class DicomWebConnector:
             *self._uid_filter("SeriesInstanceUID", criteria.series_uids),
             *self._uid_filter("SOPInstanceUID", criteria.object_uids),
         ]
-
-    def _worth_fetching(self, study: Study, criteria: QueryCriteria) -> bool:
-        """Whether the study-level answer leaves the study a chance; only what that answer shows for certain
-        rules a study out (the service re-checks everything on the complete studies)."""
-        if not criteria.study_matches_keys(study):
-            return False
-        if criteria.modalities and not study.modalities_in_study:
-            # No ModalitiesInStudy in the answer: only the series will tell.
-            return dataclasses.replace(criteria, modalities=frozenset()).study_passes_filters(study)
-        return criteria.study_passes_filters(study)
 
     # --- per-study work (runs on the pool) ------------------------------------------------------------------
     def _study_instances(
@@ -506,20 +343,20 @@ class DicomWebConnector:
         if not rows:
             return []
         series = known_series
-        walk = _lacks_series_uids(rows)
-        if series is None and (walk or _lacks_series_attributes(rows)):
+        walk = lacks_series_uids(rows)
+        if series is None and (walk or lacks_series_attributes(rows)):
             # This PACS leaves series attributes out of study-level instance answers: ask the series level.
             series = self._series_rows(query, study_uid)
         if walk and series is not None:
             return self._walk_series(query, study_uid, series, filters)
         if series is None:
             return [QidoAttributes(row) for row in rows]
-        return [QidoAttributes(row, series.get(_uid_of(row, "SeriesInstanceUID") or "")) for row in rows]
+        return [QidoAttributes(row, series.get(uid_of(row, "SeriesInstanceUID") or "")) for row in rows]
 
     def _series_rows(self, query: _Query, study_uid: str) -> dict[str, dict[str, Any]]:
         path = f"/studies/{quote(study_uid, safe='.')}/series"
         rows = self._paged(query, path, [SERIES_FIELDS], "series")
-        return {uid: row for row in rows if (uid := _uid_of(row, "SeriesInstanceUID")) is not None}
+        return {uid: row for row in rows if (uid := uid_of(row, "SeriesInstanceUID")) is not None}
 
     def _walk_series(
         self,
@@ -551,7 +388,7 @@ class DicomWebConnector:
         missing_ok: bool = False,
     ) -> list[dict[str, Any]]:
         """Every row of a QIDO-RS query, page after page (`limit`/`offset`) while the PACS has more."""
-        size = self._settings.page_size
+        size = self.settings.page_size
         rows: list[dict[str, Any]] = []
         for _ in range(_MAX_PAGES):
             page_params = [*params, ("limit", str(size))]
@@ -593,7 +430,7 @@ class DicomWebConnector:
         remaining = query.remaining()
         if remaining <= 0.05:
             raise ArchiveTimeout(f"the PACS did not answer every query in time (at the {what})")
-        s = self._settings
+        s = self.settings
         connect, read = min(s.connect_timeout_seconds, remaining), min(s.read_timeout_seconds, remaining)
         retry = DeadlineRetry(
             total=s.retries,
@@ -681,7 +518,7 @@ class _StudyTotals:
         self._done = threading.Event()
 
     def set(self, study_uid: str, row: Mapping[str, Any]) -> None:
-        value = _first_value(row.get(TAGS["NumberOfStudyRelatedInstances"]))
+        value = first_value(row.get(TAGS["NumberOfStudyRelatedInstances"]))
         with contextlib.suppress(ValueError):  # absent or not a number: page without it
             self._totals[study_uid] = int(str(value))
 

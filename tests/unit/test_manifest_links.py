@@ -10,7 +10,8 @@ import pytest
 from moto import mock_aws
 
 from weasis_link.errors import InvalidRequest, ManifestNotFound
-from weasis_link.short_links import MAX_SELF_REDIRECTS, InlineManifest, ManifestLinks, Redirect, api_base_url
+from weasis_link.http.requests import api_base_url
+from weasis_link.manifest_links import MAX_SELF_REDIRECTS, InlineManifest, ManifestLinks, Redirect
 from weasis_link.storage import ManifestStore, new_manifest_id, s3_client
 from weasis_link_dev.weasis_client import read_manifest, validate
 

@@ -16,7 +16,6 @@ deadline without storing anything (the builder crashed or was never run) is answ
 from __future__ import annotations
 
 import datetime as dt
-import re
 import time
 import uuid
 from collections.abc import Callable
@@ -24,7 +23,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from weasis_link import manifest as mf
-from weasis_link.errors import InvalidRequest, ManifestNotFound
+from weasis_link.errors import ManifestNotFound
 from weasis_link.storage import ManifestStore, expiry_of
 
 MANIFESTS_PATH: Final = "/manifests/"
@@ -33,23 +32,6 @@ MAX_SELF_REDIRECTS: Final = 2
 # Long enough for Weasis to follow it at once, short enough to be useless if it leaks from a log later.
 REDIRECT_PRESIGN_SECONDS: Final = 60
 SERVICE_ARC_ID: Final = "weasis-link"
-_HOST: Final = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})(?::[0-9]{1,5})?")
-_STAGE: Final = re.compile(r"[A-Za-z0-9_-]{1,128}")
-_LOOPBACK: Final = ("127.0.0.1", "localhost", "[::1]")
-
-
-def api_base_url(public_base_url: str | None, domain_name: str | None, stage: str | None) -> str:
-    """The API's own base URL: the configured PUBLIC_BASE_URL (a custom domain), else the domain API Gateway was
-    called on (requestContext.domainName, not a client header) and the stage when it is not `$default`."""
-    if public_base_url:
-        return public_base_url.rstrip("/")
-    if not domain_name or not _HOST.fullmatch(domain_name):
-        raise InvalidRequest("The request's host name cannot be used to build a manifest link.")
-    host = domain_name.rsplit(":", 1)[0]
-    # API Gateway is HTTPS only; plain HTTP exists only on the local stack.
-    scheme = "http" if host in _LOOPBACK else "https"
-    prefix = f"/{stage}" if stage and stage != "$default" and _STAGE.fullmatch(stage) else ""
-    return f"{scheme}://{domain_name}{prefix}"
 
 
 def short_link(base_url: str, manifest_id: str) -> str:
