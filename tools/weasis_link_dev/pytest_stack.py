@@ -102,10 +102,10 @@ class StackHandle:
     def wait_for_builds(self, timeout: float = BUILD_WAIT_SECONDS) -> None:
         """Wait until every build a launch started has ended.
 
-        A launch writes `<id>.pending` before it answers (storage.py), and each build ends with exactly one
-        builder log line (stored, skipped as expired, or failed to store). So no build is in flight when the log
-        holds as many such lines as the bucket holds pending markers, and each marker has its manifest unless a
-        build ended without one."""
+        A launch writes `<id>.pending` before it answers (storage.py, never deleted by a build), and each launch
+        ends with exactly one log line of BUILD_END_LINES (its build stored, skipped as expired or failed to store,
+        or the builder could not be invoked). So no build is in flight once the log holds as many such lines as
+        the bucket holds pending markers."""
         deadline = time.monotonic() + timeout
         while True:
             keys = self._keys()
