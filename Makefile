@@ -13,17 +13,19 @@ BIN := $(VENV)/bin
 # Reinstall when pyproject.toml changes.
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
 # Everything the tests, the local stack and the benchmarks start: Orthanc (+ DICOMweb, Python plugin and the
-# token filter's PyJWT), dcmtk (findscu), PostgreSQL, Chromium for the launch-page test.
+# token filter's PyJWT), dcmtk (findscu), PostgreSQL and MariaDB (dcm4chee-arc-light's databases), Chromium for
+# the launch-page test.
 DEBIAN_PACKAGES := orthanc orthanc-dicomweb orthanc-python python3-jwt python3-cryptography dcmtk postgresql \
-	chromium chromium-driver
+	mariadb-server chromium chromium-driver
 
 .PHONY: help run token test test-unit test-integration test-e2e lint typecheck iac build deploy bench \
-	system-packages venv sample-archive openapi clean
+	system-packages venv sample-archive openapi clean check-config
 
 help:
 	@echo "make run      serve the API on http://127.0.0.1:$${PORT:-3000} (embedded sample archive, S3 on moto)"
 	@echo "              ARCHIVE=orthanc: serve from a local Orthanc seeded with synthetic studies"
 	@echo "make token    print a development access token for that stack"
+	@echo "make check-config CONFIG=file.yaml   validate a configuration and probe every archive it names"
 	@echo "make test     every test and check (lint, types, IaC, unit, integration, end-to-end)"
 	@echo "make bench    the benchmark table"
 	@echo "make build    sam build (arm64, no Docker)   make deploy   sam deploy --guided"
@@ -46,6 +48,10 @@ run: venv $(if $(filter orthanc,$(ARCHIVE)),system-packages)
 
 token: venv
 	@$(BIN)/python -m weasis_link_dev.dev_keys
+
+# CONFIG defaults to $$WEASIS_LINK_CONFIG; CHECK_ARGS e.g. "--timeout 5 --archive pacs". Exit 1 if an archive fails.
+check-config: venv
+	@$(BIN)/python -m weasis_link.check_config $(CONFIG) $(CHECK_ARGS)
 
 lint: venv
 	$(BIN)/ruff check .

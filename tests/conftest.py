@@ -1,4 +1,4 @@
-"""Shared fixtures. Service fixtures (Orthanc, PostgreSQL) are imported here so every test layer shares one
+"""Shared fixtures. Service fixtures (Orthanc, PostgreSQL, MariaDB) are imported here so every test layer shares one
 session-scoped instance; they start only when a test asks for them, and install what is missing.
 
 `runtime` / `runtime_factory`: the composition root (weasis_link.runtime.build_runtime) over S3 faked in-process by
@@ -21,6 +21,7 @@ from weasis_link.settings import ServiceSettings
 from weasis_link.storage import ManifestStore, s3_client
 from weasis_link_dev.dev_keys import DEV_AUDIENCE, DEV_ISSUER, DEV_SCOPE, JwksServer, SigningKey
 from weasis_link_dev.local_api import Handler
+from weasis_link_dev.pytest_mariadb import mariadb_server  # noqa: F401 - fixtures
 from weasis_link_dev.pytest_orthanc import (  # noqa: F401 - fixtures
     _orthanc_servers,
     orthanc,

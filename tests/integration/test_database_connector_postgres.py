@@ -1,6 +1,7 @@
-"""The DB connector on a real PostgreSQL (private cluster, dcm4chee-like schema with DATE/TIME columns, pg8000) and
-on SQLite (the same schema with DICOM strings): the whole query matrix on both, SQL injection in every parameter,
+"""The DB connector on a real PostgreSQL (private cluster, our own small test schema with DATE/TIME columns, pg8000)
+and on SQLite (the same schema with DICOM strings): the whole query matrix on both, SQL injection in every parameter,
 the SQL text sent to the database, DATE/TIME to DA/TM in the manifest, statement timeouts, unreachable databases.
+dcm4chee-arc-light's real schema and the shipped profile: test_dcm4chee_arc_light_db.py.
 
 Run: .venv/bin/pytest tests/integration/test_database_connector_postgres.py -q
 """
@@ -72,7 +73,7 @@ def find(conn: DatabaseConnector, query: str, seconds: float = 20) -> tuple[Answ
 
 @pytest.fixture(scope="module")
 def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The standard dataset in a SQLite file, DICOM strings for dates and times (as dcm4chee-arc stores them)."""
+    """The standard dataset in a SQLite file, DICOM strings for dates and times (as the embedded sample archive stores them)."""
     url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'pacs.db'}"
     engine = sa.create_engine(url)
     try:

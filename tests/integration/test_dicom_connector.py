@@ -424,6 +424,7 @@ def test_rejected_association_is_unavailable(fake_pacs: Callable[..., FakePacs])
     with pytest.raises(ArchiveUnavailable) as raised:
         find(connector(pacs.port, "WRONG-AET"), "patientID=P1")
     assert "rejected the association" in raised.value.detail
+    assert "called ae title not recognised" in raised.value.detail  # the PACS's reason, for the integrator
     assert raised.value.kind == "unavailable"  # -> 503
     answered, _, _ = find(connector(pacs.port, "FAKEPACS"), "patientID=P1")  # the right called AET is accepted
     assert answered == {}

@@ -23,6 +23,7 @@ RANKS = {
     "weasis_link.upload": 3,
     "weasis_link.manifest_links": 3,
     "weasis_link.service": 3,
+    "weasis_link.check_config": 3,  # an entry point (make check-config) over the connectors, like runtime
     "weasis_link.archives": 2,
     "weasis_link.connectors": 1,
 }

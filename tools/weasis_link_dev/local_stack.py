@@ -4,6 +4,7 @@ Starts a JWKS endpoint with the development signing key, moto's S3 server, and t
 real `lambda_handler` (functions/api/app.py) on the embedded sample archive, then prints a ready-to-paste curl and
 the weasis:// URI it got back. Tests start it as a subprocess with `--port 0 --ready-file …`.
 `--archive orthanc` (`make run ARCHIVE=orthanc`) serves from a local Orthanc instead: see `serve_orthanc`.
+`--config FILE` or `WEASIS_LINK_CONFIG=FILE make run` serves from your own configuration (your PACS).
 """
 
 from __future__ import annotations
@@ -158,6 +159,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="no banner, no sample request")
     parser.add_argument("--archive", choices=("embedded", "orthanc"), default="embedded", help="what to serve from")
     parser.add_argument("--s3-endpoint", help="use this S3 endpoint instead of starting moto's server (fault tests)")
+    parser.add_argument(
+        "--sample-query",
+        default=ServedArchive.sample_query,
+        help="the banner's sample request with your own configuration (e.g. patientID=<an ID your PACS holds>)",
+    )
     parser.add_argument("--orthanc-auth", choices=("none", "bearer"), default="none", help="with --archive orthanc")
     args = parser.parse_args(argv)
 
@@ -170,8 +176,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.archive == "orthanc":
             served = serve_orthanc(cleanup, jwks.url, bearer=args.orthanc_auth == "bearer")
             extra["WEASIS_LINK_CONFIG"] = str(served.config)
-        if args.config:
-            extra["WEASIS_LINK_CONFIG"] = str(Path(args.config).resolve())
+        # Your own configuration: --config, or WEASIS_LINK_CONFIG=… make run (resolved here: the function would
+        # read a relative path from its own code directory).
+        own = args.config or (os.environ.get("WEASIS_LINK_CONFIG") if args.archive == "embedded" else None)
+        if own:
+            extra["WEASIS_LINK_CONFIG"] = str(Path(own).resolve())
+            served = ServedArchive(description=f"the archives of {own}", sample_query=args.sample_query)
         os.environ.update(service_environment(jwks.url, s3_endpoint, extra))
         if not args.s3_endpoint:  # an external endpoint brings its own bucket (or none: fault tests)
             create_bucket(s3_endpoint)

@@ -1,8 +1,10 @@
 """The PACS database used by the DB connector's tests: schema, standard query, and a fast loader.
 
-Tables follow dcm4chee-arc's patient / study / series / instance layout. PostgreSQL gets real DATE / TIME
-columns (so the connector's SQL-date → DICOM DA/TM normalisation is exercised); SQLite keeps the DICOM
-strings `YYYYMMDD` / `HHMMSS`, as dcm4chee-arc stores them and as the layer's embedded sample archive does.
+Our own small patient / study / series / instance schema, for the connector's generic behaviour (any select, SQL
+DATE / TIME columns, SQLite files, injection) and for the embedded sample archive: it is not any PACS's schema.
+dcm4chee-arc-light's real database is loaded from the archive's own DDL by `dcm4chee_arc` (the shipped profile is
+tested there). PostgreSQL gets real DATE / TIME columns (so the connector's SQL-date → DICOM DA/TM normalisation is
+exercised); SQLite keeps the DICOM strings `YYYYMMDD` / `HHMMSS`, as the embedded sample archive does.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ Dialect = Literal["postgresql", "sqlite"]
 
 # -- schema -------------------------------------------------------------------------------------------------------
 
-# BIGINT keys as in dcm4chee-arc; SQLite needs exactly "INTEGER PRIMARY KEY" for a rowid alias.
+# BIGINT keys; SQLite needs exactly "INTEGER PRIMARY KEY" for a rowid alias.
 _PK: Final[TypeEngine[int]] = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
@@ -386,7 +388,7 @@ def _load(conn: Connection, records: Iterable[InstanceRecord]) -> LoadResult:
         next_pk["instance"] += 1
 
     for row in study_rows:
-        # dcm4chee-arc keeps ModalitiesInStudy backslash-separated.
+        # ModalitiesInStudy backslash-separated, as DICOM multi-values are.
         row["mods_in_study"] = "\\".join(modalities[row["pk"]]) or None
 
     _insert(conn, patient, patient_rows)

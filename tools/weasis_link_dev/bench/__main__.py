@@ -19,7 +19,7 @@ BENCHES = {
     "load": "load test over two archives",
     "launch": "launch latency, 10- vs 5,000-instance study (DICOMweb on Orthanc)",
     "cfind": "DICOM C-FIND on Orthanc, 5,000-instance study: connector vs findscu and the Java strategy",
-    "sql": "DB on PostgreSQL, 5,000-instance manifest: handler vs the bare query",
+    "sql": "DB on dcm4chee-arc-light's schema (PostgreSQL, MariaDB), 5,000-instance manifest: handler vs bare query",
 }
 
 

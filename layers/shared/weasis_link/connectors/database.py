@@ -11,6 +11,14 @@ The `*-column` settings name the columns the criteria are matched against: an ou
 SQL DATE / TIME / TIMESTAMP values (pg8000 returns date and time objects) become DICOM DA / TM in the study tree
 (`dicom_values`); DICOM strings stored as text (dcm4chee-arc, SQLite) pass through unchanged.
 
+An optional `patientPk` output column (the archive's key of the patient record) makes rows of one record that carry
+several identifiers (dcm4chee-arc-light's `patient_id` table) one patient: the identifier first in (PatientID,
+issuer) order among the rows answered is kept, so each query shows one deterministic identity.
+
+When the database refuses the configured select, the log line names the archive, the driver's error class, the
+SQL state and the server's message (which names the missing column or table), with bound values and the password
+removed; the caller only reads "the configured select failed".
+
 Drivers are imported by SQLAlchemy when the engine is created: pg8000 for PostgreSQL, PyMySQL for MySQL/MariaDB,
 the standard library's sqlite3 for SQLite. JDBC URLs and driver class names from a weasis-pacs-connector or
 ViewerHub configuration are translated.
@@ -20,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import re
 import sqlite3
 import threading
@@ -61,6 +70,9 @@ _JDBC_DRIVERS: Final = {
 }
 _DEFAULT_DRIVERS: Final = {"postgresql": "postgresql+pg8000", "mysql": "mysql+pymysql", "mariadb": "mysql+pymysql"}
 _LIKE_ESCAPE: Final = "\\"
+_PATIENT_RECORD: Final = "patientpk"  # folded name of the optional patient-record column
+
+logger = logging.getLogger(__name__)
 
 
 def _fold(name: str) -> str:
@@ -160,9 +172,11 @@ class DatabaseConnector:
                 self.last_request_count = 1
                 names = list(result.keys())  # a result's keys, not a dict's: iterating the result gives rows
                 keywords = [columns.keywords.get(n, n) for n in names]
-                _add_rows(builder, (dict(zip(keywords, row, strict=True)) for row in result))
+                rows: Iterable[dict[str, Any]] = (dict(zip(keywords, row, strict=True)) for row in result)
+                record = next((n for n in names if _fold(n) == _PATIENT_RECORD), None)
+                _add_rows(builder, _one_identity_per_record(rows, record) if record else rows)
         except SQLAlchemyError as exc:
-            raise _archive_error(exc) from None
+            raise self._archive_error(exc) from None
 
     def statement(self, criteria: QueryCriteria, columns: SelectColumns) -> sa.Select[Any]:
         """SELECT * FROM (<configured select>) AS weasis_q WHERE <criteria as bound parameters>."""
@@ -242,7 +256,10 @@ class DatabaseConnector:
             with engine.connect() as conn:
                 names = tuple(conn.execute(probe.where(sa.false())).keys())
         except SQLAlchemyError as exc:
-            raise _archive_error(exc) from None
+            raise self._archive_error(exc) from None
+        return self._checked_columns(names)
+
+    def _checked_columns(self, names: tuple[str, ...]) -> SelectColumns:
         columns = SelectColumns(names, self.settings.query.select)
         missing = [
             k
@@ -262,14 +279,82 @@ class DatabaseConnector:
                 raise ArchiveError(f"the configured select has no column '{config_name}'", "bad-response")
         return columns
 
+    def probe(self, seconds: float) -> int:
+        """For check-config: connect, run the configured select with LIMIT 1 (bounded by `seconds`), check its
+        columns; the number of rows answered (0 or 1). The error says what the driver said (safe for a terminal:
+        no bound value, no password)."""
+        select = sa.select(sa.text("*")).select_from(sa.text(f"({self.settings.query.select}) AS weasis_probe"))
+        try:
+            with self._lock:
+                if self._engine is None:
+                    self._engine = self._create_engine()
+            with self._engine.connect() as conn:
+                self._apply_timeout(conn, seconds)
+                result = conn.execute(select.limit(1))
+                names = tuple(result.keys())
+                rows = len(result.all())
+        except SQLAlchemyError as exc:
+            error = _archive_error(exc)
+            password = self.settings.password.get_secret_value() if self.settings.password else None
+            detail = f"{error.detail}: {driver_message(exc, password)}"
+            if isinstance(error, ArchiveTimeout):
+                raise ArchiveTimeout(detail) from None
+            if isinstance(error, ArchiveUnavailable):
+                raise ArchiveUnavailable(detail) from None
+            raise ArchiveError(detail, error.kind) from None
+        self._checked_columns(names)
+        return rows
+
+    def _archive_error(self, exc: SQLAlchemyError) -> ArchiveError:
+        """The error for the caller (no schema detail), after logging what the integrator needs to fix it."""
+        error = _archive_error(exc)
+        password = self.settings.password.get_secret_value() if self.settings.password else None
+        logger.warning(
+            "archive '%s': %s: %s",
+            self.connector_id,
+            error.detail,
+            driver_message(exc, password),
+            extra={"archive": self.connector_id, "kind": error.kind, "driver_error": _error_class(exc)},
+        )
+        return error
+
     @staticmethod
     def _apply_timeout(conn: sa.Connection, seconds: float) -> None:
         backend = conn.engine.url.get_backend_name()
         if backend == "postgresql":
             # Bound parameter, set for this transaction only.
             conn.execute(sa.text("SELECT set_config('statement_timeout', :ms, true)"), {"ms": str(int(seconds * 1000))})
+        elif backend == "mysql" and getattr(conn.dialect, "is_mariadb", False):
+            # MariaDB has no MAX_EXECUTION_TIME (error 1193): its own max_statement_time, in seconds.
+            conn.execute(sa.text("SET SESSION max_statement_time = :s"), {"s": round(seconds, 3)})
         elif backend == "mysql":
             conn.execute(sa.text("SET SESSION MAX_EXECUTION_TIME = :ms"), {"ms": int(seconds * 1000)})
+
+
+def _one_identity_per_record(rows: Iterable[dict[str, Any]], record_column: str) -> list[dict[str, Any]]:
+    """Rows of one patient record under several identifiers (one row per identifier and instance) down to the
+    rows of one identifier: the first in (PatientID, issuer) order, the same whatever order the rows came in."""
+    materialised = list(rows)
+    chosen: dict[object, tuple[object, object]] = {}
+    several = False
+    for row in materialised:  # one pass, cheap: most answers have one identifier per record
+        identity = (row.get("PatientID"), row.get("IssuerOfPatientID"))
+        key = row.get(record_column)
+        previous = chosen.setdefault(key, identity)
+        if previous != identity:
+            several = True
+            chosen[key] = min(previous, identity, key=_identity_order)
+    if not several:
+        return materialised
+    return [
+        row
+        for row in materialised
+        if (row.get("PatientID"), row.get("IssuerOfPatientID")) == chosen[row.get(record_column)]
+    ]
+
+
+def _identity_order(identity: tuple[object, object]) -> tuple[str, str]:
+    return (str(identity[0] or ""), str(identity[1] or ""))
 
 
 def _add_rows(builder: StudyTreeBuilder, rows: Iterable[Mapping[str, object]]) -> None:
@@ -345,17 +430,71 @@ def _archive_error(exc: SQLAlchemyError) -> ArchiveError:
         return ArchiveTimeout("the database query timed out")
     if code in _CREDENTIAL_CODES:
         return ArchiveError("the database refused the configured credentials")
+    if isinstance(code, int) and code < _MYSQL_CLIENT_ERRORS and code not in _MYSQL_SERVER_BUSY:
+        # PyMySQL raises OperationalError for most server errors (1054 unknown column...): the select is at fault,
+        # not the network (client-side errors, 2000 and up, are).
+        return ArchiveError(f"the configured select failed ({type(original or exc).__name__})")
     if (
         isinstance(exc, OperationalError | InterfaceError)
         or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
         or _caused_by(original, OSError)
     ):
         return ArchiveUnavailable(f"the database cannot be reached ({type(original or exc).__name__})")
-    return ArchiveError(f"the database refused the query ({type(original or exc).__name__})")
+    return ArchiveError(f"the configured select failed ({type(original or exc).__name__})")
 
 
-# PostgreSQL query_canceled (what statement_timeout raises); MySQL max_execution_time exceeded.
-_TIMEOUT_CODES: Final = frozenset({"57014", 3024})
+def _error_class(exc: SQLAlchemyError) -> str:
+    original = exc.orig if isinstance(exc, DBAPIError) else None
+    return type(original or exc).__name__
+
+
+def driver_message(exc: SQLAlchemyError, password: str | None = None) -> str:
+    """The driver's error class, SQL state or error number and the server's message (which names the column or
+    table), with every bound value and the password replaced by `?`: safe for our logs, never for the caller."""
+    original = exc.orig if isinstance(exc, DBAPIError) else None
+    args: tuple[object, ...] = tuple(getattr(original, "args", ()))
+    if args and isinstance(args[0], dict):  # pg8000: the server's fields (C = SQLSTATE, M = message, H = hint)
+        fields = args[0]
+        text = f"SQLSTATE {fields.get('C')}: {fields.get('M')}"
+        if fields.get("H"):
+            text += f" (hint: {fields['H']})"
+    elif len(args) >= 2 and isinstance(args[0], int):  # PyMySQL: (error number, message)
+        text = f"error {args[0]}: {args[1]}"
+    else:
+        text = str(original or exc).split("\n", 1)[0]  # SQLAlchemy appends the SQL on later lines
+    cause = original.__cause__ if original is not None else None
+    if isinstance(cause, OSError):  # pg8000 hides "Connection refused" behind "Can't create a connection"
+        text += f" ({cause.strerror or type(cause).__name__})"
+    secrets = [password] if password else []
+    params = exc.params if isinstance(exc, DBAPIError) else None
+    secrets.extend(str(v) for v in _bound_values(params))
+    for value in sorted({v for v in secrets if v}, key=len, reverse=True):
+        if len(value) >= 3:
+            text = text.replace(value, "?")
+        else:  # a short value only where the server quotes it, so that words of the message survive
+            for quote in ("'", '"'):
+                text = text.replace(f"{quote}{value}{quote}", f"{quote}?{quote}")
+    return f"{_error_class(exc)}: {text}"
+
+
+def _bound_values(params: object) -> Iterable[object]:
+    if isinstance(params, Mapping):
+        params = list(params.values())
+    if isinstance(params, list | tuple):
+        for value in params:
+            if isinstance(value, list | tuple | Mapping):
+                yield from _bound_values(value)
+            elif value is not None:
+                yield value
+
+
+# PostgreSQL query_canceled (what statement_timeout raises); MySQL max_execution_time exceeded; MariaDB
+# max_statement_time exceeded.
+_TIMEOUT_CODES: Final = frozenset({"57014", 3024, 1969})
+# MySQL/MariaDB: client errors (can't connect, lost connection) from 2000 on; server errors that mean "busy or going
+# away" rather than "this select is wrong" (too many connections, shutdown, lock wait timeout).
+_MYSQL_CLIENT_ERRORS: Final = 2000
+_MYSQL_SERVER_BUSY: Final = frozenset({1040, 1053, 1077, 1205, 1213})
 # PostgreSQL invalid_password / invalid_authorization_specification; MySQL access denied.
 _CREDENTIAL_CODES: Final = frozenset({"28P01", "28000", 1045})
 

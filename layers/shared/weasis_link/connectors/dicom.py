@@ -183,8 +183,7 @@ class _Find:
             return assoc
         elapsed = time.monotonic() - started
         if assoc.is_rejected:
-            reason = getattr(assoc.acceptor.primitive, "reason_str", "no reason given")
-            raise ArchiveUnavailable(f"the archive rejected the association ({reason})")
+            raise ArchiveUnavailable(f"the archive rejected the association ({rejection_text(assoc)})")
         limit = min(self._ae.connection_timeout or 0.0, self._ae.acse_timeout or 0.0)
         if elapsed >= 0.9 * limit or self.remaining() <= 0:
             raise ArchiveTimeout(f"the archive did not accept the association within {elapsed:.1f} s")
@@ -486,6 +485,18 @@ def _wait(run: _Find, tasks: Iterable[concurrent.futures.Future[int]]) -> None:
         if pending and run.remaining() <= 0:
             run.fail(ArchiveTimeout("the C-FIND queries did not finish before the deadline"))
             raise _Failed
+
+
+def rejection_text(assoc: Association) -> str:
+    """A-ASSOCIATE-RJ as the PACS said it: result, source and reason ("rejected permanent by the service user:
+    called AE title not recognised"), what an integrator needs to fix a calling/called AE title."""
+    primitive = assoc.acceptor.primitive
+    reason = getattr(primitive, "reason_str", None) or "no reason given"
+    result = getattr(primitive, "result_str", None)
+    source = getattr(primitive, "source_str", None)
+    if result and source:
+        return f"{result} by the {source}: {reason}".lower()
+    return str(reason).lower()
 
 
 def _tls_args(connector_id: str, settings: cfg.DicomConnectorConfig) -> tuple[ssl.SSLContext, str] | None:

@@ -465,10 +465,19 @@ class DicomWebConnector:
             raise _transport_error(exc, what) from None
 
 
+def _first_line(body: bytes, limit: int = 200) -> str:
+    """The first line of an error answer, printable and bounded (an HTML error page must not flood the log)."""
+    line = body[:4096].decode("utf-8", "replace").strip().split("\n", 1)[0]
+    line = "".join(c if c.isprintable() else " " for c in line).strip()
+    return (line[:limit] + "…") if len(line) > limit else line or "(empty answer)"
+
+
 def _page(response: urllib3.BaseHTTPResponse, what: str) -> Page:
     status = response.status
     if status == 204:  # PS3.18: no matches may be "204 No Content"
         return Page([], False)
+    if status != 200:  # the integrator's clue (the PACS says why), in our log only: the caller gets the status
+        logger.warning("the PACS answered HTTP %d to the %s: %s", status, what, _first_line(response.data))
     if status in (401, 403):
         raise ArchiveError(f"the PACS refused our credentials (HTTP {status} to the {what})", "refused")
     if 300 <= status < 400:
