@@ -1,5 +1,6 @@
-"""Shared fixtures. Service fixtures (Orthanc, PostgreSQL, MariaDB) are imported here so every test layer shares one
-session-scoped instance; they start only when a test asks for them, and install what is missing.
+"""Shared fixtures. Service fixtures (Orthanc, PostgreSQL, MariaDB, node's oidc-provider) are imported here so every
+test layer shares one session-scoped instance; they start only when a test asks for them, and install what is
+missing.
 
 `runtime` / `runtime_factory`: the composition root (weasis_link.runtime.build_runtime) over S3 faked in-process by
 moto, building launches inline; the function handlers are made over it (`make_handler`), never patched."""
@@ -22,6 +23,7 @@ from weasis_link.storage import ManifestStore, s3_client
 from weasis_link_dev.dev_keys import DEV_AUDIENCE, DEV_ISSUER, DEV_SCOPE, JwksServer, SigningKey
 from weasis_link_dev.local_api import Handler
 from weasis_link_dev.pytest_mariadb import mariadb_server  # noqa: F401 - fixtures
+from weasis_link_dev.pytest_oidc import oidc_provider_factory  # noqa: F401 - fixture
 from weasis_link_dev.pytest_orthanc import (  # noqa: F401 - fixtures
     _orthanc_servers,
     orthanc,
@@ -76,20 +78,25 @@ def service_env(jwks_server: JwksServer) -> dict[str, str]:
 
 
 @pytest.fixture
-def runtime_factory(service_env: dict[str, str]) -> Iterator[RuntimeFactory]:
-    """Runtimes over one moto S3 bucket (empty at the start of each test) and the bundled connector YAML, unless
-    the settings say otherwise; `overrides` are ServiceSettings fields."""
+def manifest_store() -> Iterator[ManifestStore]:
+    """An empty manifest bucket on S3 faked in-process by moto (for the length of the test)."""
     with mock_aws():
         client = s3_client(TEST_REGION)
         client.create_bucket(Bucket=TEST_BUCKET, CreateBucketConfiguration={"LocationConstraint": TEST_REGION})
-        store = ManifestStore(client, TEST_BUCKET)
-        base = ServiceSettings.from_environment(service_env)
+        yield ManifestStore(client, TEST_BUCKET)
 
-        def make(**overrides: Any) -> Runtime:
-            settings = base.model_copy(update=overrides) if overrides else base
-            return build_runtime(API_DIR, settings, store=store, inline_builds=True)
 
-        yield make
+@pytest.fixture
+def runtime_factory(service_env: dict[str, str], manifest_store: ManifestStore) -> RuntimeFactory:
+    """Runtimes over the test's manifest bucket and the bundled connector YAML, unless the settings say otherwise;
+    `overrides` are ServiceSettings fields."""
+    base = ServiceSettings.from_environment(service_env)
+
+    def make(**overrides: Any) -> Runtime:
+        settings = base.model_copy(update=overrides) if overrides else base
+        return build_runtime(API_DIR, settings, store=manifest_store, inline_builds=True)
+
+    return make
 
 
 @pytest.fixture

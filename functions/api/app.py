@@ -21,12 +21,12 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Depends,
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from weasis_link.auth import Caller
 from weasis_link.criteria import QueryCriteria, criteria_from_pairs
-from weasis_link.errors import WeasisLinkError
+from weasis_link.errors import AllArchivesFailed, WeasisLinkError
 from weasis_link.http import schemas
 from weasis_link.http.iid import iid_criteria_pairs
 from weasis_link.http.launch_page import launch_page, page_headers, wants_html
@@ -42,6 +42,7 @@ from weasis_link.http.requests import (
 from weasis_link.launch import LaunchResult
 from weasis_link.launch_uri import LaunchOptions, launch_options_from_pairs
 from weasis_link.manifest_links import InlineManifest
+from weasis_link.metrics import record_archive_outcomes
 from weasis_link.observability import configure_logging
 from weasis_link.runtime import Runtime, build_runtime
 from weasis_link.service import ManifestResult
@@ -291,6 +292,8 @@ def _refused(code: str) -> None:
 
 @app.exception_handler(WeasisLinkError)
 def _domain_error(error: WeasisLinkError) -> Response[str]:
+    if isinstance(error, AllArchivesFailed):
+        record_archive_outcomes(metrics, {}, error.failures)
     _refused(error.code)
     return problem_for(error)
 
@@ -323,31 +326,25 @@ def _unexpected(_: Exception) -> Response[str]:
 def _record_metrics(result: ManifestResult) -> None:
     metrics.add_metric(name="ManifestsBuilt", unit=MetricUnit.Count, value=1)
     metrics.add_metric(name="Instances", unit=MetricUnit.Count, value=result.instances)
-    for outcome in result.archives:
-        with single_metric(
-            name="ArchiveQueryTime",
-            unit=MetricUnit.Milliseconds,
-            value=outcome.seconds * 1000,
-            namespace=metrics.namespace,
-        ) as metric:
-            metric.add_dimension(name="archive", value=outcome.archive_id)
-        if outcome.failure is not None:
-            with single_metric(
-                name="ArchiveFailures", unit=MetricUnit.Count, value=1, namespace=metrics.namespace
-            ) as metric:
-                metric.add_dimension(name="archive", value=outcome.archive_id)
+    record_archive_outcomes(
+        metrics,
+        {o.archive_id: o.seconds for o in result.archives},
+        [o.failure for o in result.archives if o.failure is not None],
+    )
 
 
 def make_handler(runtime: Runtime) -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
     """The Lambda handler over `runtime` (tests make one over their own runtime; Lambda's is built below)."""
 
     @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False)
-    @metrics.log_metrics
+    @metrics.log_metrics(capture_cold_start_metric=True)
     def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        if runtime.refresher is not None:
+            runtime.refresher.refresh_if_stale()  # rotated secrets (SECRETS_MAX_AGE_SECONDS)
         app.context["runtime"] = runtime  # the per-request context: resolve() clears it after each request
         return app.resolve(event, context)
 
-    return handler
+    return cast("Callable[[dict[str, Any], LambdaContext], dict[str, Any]]", handler)  # log_metrics(...) is untyped
 
 
 # Built once per container, at cold start (Lambda's init phase).

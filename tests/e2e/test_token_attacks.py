@@ -1,7 +1,9 @@
 """Token attack matrix over HTTP: no forged, stale or misdirected token gets a manifest, each refusal carries the
 right status and WWW-Authenticate challenge, nothing is written to S3, and no token reaches any log line.
 
-The stack validates against a JWKS this test controls (short cache and cooldown, so rotation is testable)."""
+The stack validates against a JWKS this test controls (short cache and cooldown, so rotation is testable), once with
+that issuer alone and once with a second trusted issuer beside it (issue 11): a token signed by one issuer's key but
+claiming the other is refused, and a token naming an issuer that is not trusted costs no network call."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -17,7 +20,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from weasis_link_dev.dev_keys import JwksServer, SigningKey, access_token_claims
+from weasis_link_dev.dev_keys import DEV_AUDIENCE, DEV_ISSUER, DEV_SCOPE, JwksServer, SigningKey, access_token_claims
+from weasis_link_dev.pytest_oidc import config_with_auth
 from weasis_link_dev.pytest_stack import StackFactory, StackHandle
 
 pytestmark = pytest.mark.e2e
@@ -43,10 +47,37 @@ def jwks(key: SigningKey) -> Iterator[JwksServer]:
 
 
 @pytest.fixture(scope="module")
-def stack(local_stack_factory: StackFactory, jwks: JwksServer) -> StackHandle:
-    return local_stack_factory(
-        env={"OAUTH_JWKS_URL": jwks.url, "OAUTH_JWKS_COOLDOWN_SECONDS": "1", "OAUTH_JWKS_CACHE_SECONDS": "2"}
-    )
+def other_key() -> SigningKey:
+    return SigningKey.generate("issuer-b-1")
+
+
+@pytest.fixture(scope="module")
+def other_issuer(other_key: SigningKey) -> Iterator[JwksServer]:
+    """A second trusted issuer, found by discovery (its JWKS server also serves the discovery document)."""
+    server = JwksServer([other_key]).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module", params=["one issuer", "several issuers"])
+def stack(
+    request: pytest.FixtureRequest,
+    local_stack_factory: StackFactory,
+    jwks: JwksServer,
+    other_issuer: JwksServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> StackHandle:
+    """The OAUTH_* issuer alone, or with a second issuer from the configuration file: every attack is refused the
+    same way in both."""
+    env = {"OAUTH_JWKS_URL": jwks.url, "OAUTH_JWKS_COOLDOWN_SECONDS": "1", "OAUTH_JWKS_CACHE_SECONDS": "2"}
+    if request.param == "one issuer":
+        return local_stack_factory(env=env)
+    return local_stack_factory(config=several_issuers_config(other_issuer, tmp_path_factory.mktemp("issuers")), env=env)
+
+
+def several_issuers_config(other_issuer: JwksServer, directory: Path) -> Path:
+    entry = {"issuer": other_issuer.base_url, "audiences": [DEV_AUDIENCE], "required-scopes": [DEV_SCOPE]}
+    return config_with_auth({"issuers": [entry]}, directory)
 
 
 def claims(**overrides: Any) -> dict[str, Any]:
@@ -240,3 +271,54 @@ def test_no_token_reaches_any_log_line(stack: StackHandle, key: SigningKey) -> N
     assert not JWT_LIKE.search(log)
     for token in tokens:
         assert token not in log
+
+
+# --- several trusted issuers -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def several(
+    local_stack_factory: StackFactory,
+    jwks: JwksServer,
+    other_issuer: JwksServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> StackHandle:
+    env = {"OAUTH_JWKS_URL": jwks.url, "OAUTH_JWKS_COOLDOWN_SECONDS": "1", "OAUTH_JWKS_CACHE_SECONDS": "2"}
+    return local_stack_factory(config=several_issuers_config(other_issuer, tmp_path_factory.mktemp("several")), env=env)
+
+
+def test_each_issuer_is_accepted_with_its_own_key(
+    several: StackHandle, key: SigningKey, other_key: SigningKey, other_issuer: JwksServer
+) -> None:
+    assert several.get(QUERY, key.sign(claims()))[0] == 200
+    assert several.get(QUERY, other_key.sign(claims(issuer=other_issuer.base_url)))[0] == 200
+
+
+@pytest.mark.parametrize("kid", ["same kid", "own kid"])
+def test_a_token_signed_by_one_issuers_key_claiming_the_other_is_refused(
+    several: StackHandle, key: SigningKey, other_key: SigningKey, other_issuer: JwksServer, kid: str
+) -> None:
+    # A's key, B's iss: B's JWKS does not hold it, whatever kid the forger writes.
+    forged_b = SigningKey(key.private_key, other_key.kid if kid == "same kid" else key.kid)
+    forged_a = SigningKey(other_key.private_key, key.kid if kid == "same kid" else other_key.kid)
+    for token in (forged_b.sign(claims(issuer=other_issuer.base_url)), forged_a.sign(claims(issuer=DEV_ISSUER))):
+        code, headers, _ = several.get(QUERY, token)
+        assert code == 401
+        assert 'error="invalid_token"' in headers["WWW-Authenticate"]
+
+
+def test_an_unknown_issuer_costs_no_network_call(
+    several: StackHandle, key: SigningKey, jwks: JwksServer, other_issuer: JwksServer
+) -> None:
+    assert several.get(QUERY, key.sign(claims()))[0] == 200  # both issuers' keys as warm as they get
+    fetches = (jwks.fetches, other_issuer.fetches)
+    started = time.monotonic()
+    codes = set()
+    for i in range(60):  # a flood of tokens from issuers nobody trusts, some looking like a trusted one
+        for iss in (f"https://idp-{i}.example", f"{other_issuer.base_url}/{i}", f"{DEV_ISSUER}.evil-{i}.example"):
+            code, _, body = several.get(QUERY, key.sign(claims(issuer=iss)))
+            codes.add(code)
+            assert b"not trusted" in body
+    assert codes == {401}
+    assert (jwks.fetches, other_issuer.fetches) == fetches
+    assert time.monotonic() - started < 60

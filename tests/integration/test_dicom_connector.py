@@ -14,7 +14,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -414,9 +414,25 @@ def test_failure_statuses_are_archive_errors(fake_pacs: Callable[..., FakePacs],
 def test_warning_status_ends_the_answer(fake_pacs: Callable[..., FakePacs]) -> None:
     pacs = fake_pacs(final_status(0x0107, after=2))  # a Warning other than "capped": the answer is complete
     criteria = criteria_from_query_string("patientID=P1")
-    builder = StudyTreeBuilder()
-    connector(pacs.port, "FAKEPACS").find(criteria, QueryContext(None, time.monotonic() + 10), builder)
-    assert f"{STUDY_UID}.1" in {s.study_instance_uid for s in builder.studies()}
+    builder = _RecordingBuilder()
+    conn = connector(pacs.port, "FAKEPACS")
+    conn.find(criteria, QueryContext(None, time.monotonic() + 10), builder)
+    # The answers carry no instances, so the finished tree is empty: what matters is that the answers given before
+    # the Warning were taken (the second one included), not refused as a failed query.
+    assert builder.studies_seen == [f"{STUDY_UID}.0", f"{STUDY_UID}.1"]
+    assert conn.last_request_count == 1 + 2  # and both were asked for their images
+
+
+class _RecordingBuilder(StudyTreeBuilder):
+    """Remembers the study-level answers handed to the tree."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.studies_seen: list[str] = []
+
+    def add_study(self, attrs: Mapping[str, object]) -> Study | None:
+        self.studies_seen.append(str(attrs.get("StudyInstanceUID")))
+        return super().add_study(attrs)
 
 
 def test_rejected_association_is_unavailable(fake_pacs: Callable[..., FakePacs]) -> None:

@@ -11,6 +11,7 @@ import yaml
 from pydantic import BaseModel
 
 from weasis_link.config import AppConfig
+from weasis_link.identity import AuthConfig
 from weasis_link.settings import ENVIRONMENT
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,3 +75,31 @@ def test_the_architecture_points_at_modules_that_exist() -> None:
     missing = [p for p in paths if not ((ROOT / p).is_file() or (layer / p).is_file())]
     assert missing == []
     assert len(paths) >= 10
+
+
+IDENTITY_PROVIDERS = (ROOT / "docs" / "identity-providers.md").read_text(encoding="utf-8")
+
+
+def test_every_key_of_the_auth_block_is_in_the_identity_provider_guide() -> None:
+    keys = config_keys(AuthConfig)
+    assert "require-access-token-type" in keys
+    assert sorted(k for k in keys if f"`{k}`" not in IDENTITY_PROVIDERS) == []
+    assert sorted(k for k in keys if f"`{k}`" not in CONFIGURATION and k not in CONFIGURATION) == []
+
+
+def test_every_configuration_block_of_the_identity_provider_guide_is_valid() -> None:
+    """The recipes are copied by integrators: each must load as an `auth:` block as written."""
+    blocks = re.findall(r"```yaml\n(.*?)```", IDENTITY_PROVIDERS, re.DOTALL)
+    assert len(blocks) >= 10
+    for block in blocks:
+        AuthConfig.model_validate(yaml.safe_load(block)["auth"])
+
+
+def test_the_identity_provider_guide_covers_each_provider_and_is_linked() -> None:
+    headings = re.findall(r"^## (.+)$", IDENTITY_PROVIDERS, re.MULTILINE)
+    for provider in ("Cognito", "Entra ID", "Keycloak", "Auth0", "Okta", "Google", "Any other OpenID provider"):
+        assert any(provider in h for h in headings), provider
+    deploy = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+    assert "(identity-providers.md)" in deploy and "identity-providers.md" in CONFIGURATION
+    # The old advice ("the client id" as Keycloak's audience) is what a default Keycloak token does not satisfy.
+    assert "or the client id" not in deploy

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from moto import mock_aws
 
 from weasis_link.errors import InvalidRequest, ManifestNotFound
 from weasis_link.http.requests import api_base_url
 from weasis_link.manifest_links import MAX_SELF_REDIRECTS, InlineManifest, ManifestLinks, Redirect
-from weasis_link.storage import ManifestStore, new_manifest_id, s3_client
+from weasis_link.storage import ManifestStore, new_manifest_id
 from weasis_link_dev.weasis_client import read_manifest, validate
 
-BUCKET = "weasis-link-test"
 NOW = 1_795_342_530.0
 BASE = "https://api.example.org"
 
@@ -80,13 +77,8 @@ class Clock:
 
 
 @pytest.fixture
-def store(monkeypatch: pytest.MonkeyPatch) -> Iterator[ManifestStore]:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with mock_aws():
-        client = s3_client("us-east-1")
-        client.create_bucket(Bucket=BUCKET)
-        yield ManifestStore(client, BUCKET)
+def store(manifest_store: ManifestStore) -> ManifestStore:
+    return manifest_store
 
 
 @pytest.fixture

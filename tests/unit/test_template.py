@@ -33,10 +33,13 @@ API_ENV = {
     "PRESIGN_EXPIRES_SECONDS",
     "WEASIS_LINK_CONFIG",
     "BUILDER_FUNCTION_NAME",
+    "SECRETS_MAX_AGE_SECONDS",
 }
+NAMESPACE = {"Fn::Sub": "WeasisLink/${AWS::StackName}"}
 GLOBAL_ENV = {
-    "POWERTOOLS_SERVICE_NAME": "weasis-link",
-    "POWERTOOLS_METRICS_NAMESPACE": "WeasisLink",
+    # Per stack: two stacks in one account never share a metric series.
+    "POWERTOOLS_SERVICE_NAME": {"Ref": "AWS::StackName"},
+    "POWERTOOLS_METRICS_NAMESPACE": NAMESPACE,
     "POWERTOOLS_LOG_LEVEL": {"Ref": "LogLevel"},
     "MANIFEST_BUCKET": {"Ref": "ManifestBucket"},
     "MANIFEST_PREFIX": PREFIX,
@@ -155,11 +158,17 @@ def test_is_a_sam_template(template: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)
-def test_functions_are_python312_on_arm64_without_xray(template: dict[str, Any], name: str) -> None:
+def test_functions_are_python312_on_arm64_with_active_tracing(template: dict[str, Any], name: str) -> None:
     props = function(template, name)
     assert props["Runtime"] == "python3.12"
     assert props["Architectures"] == ["arm64"]
-    assert props["Tracing"] == "Disabled"
+    # Lambda's own X-Ray tracing: no SDK in the bundle, no cold-start cost. The role may write traces.
+    assert props["Tracing"] == "Active"
+    assert [
+        (s["Action"], s["Resource"])
+        for r, n, s in statements(template)
+        if r == role_of(template, name) and n == "tracing"
+    ] == [(["xray:PutTraceSegments", "xray:PutTelemetryRecords"], "*")]
     assert props["Layers"] == [{"Ref": "SharedLayer"}]
     assert isinstance(props["MemorySize"], int)
     assert isinstance(props["Timeout"], int)
@@ -191,6 +200,12 @@ def test_code_and_handlers(template: dict[str, Any], name: str, code_uri: str, h
     assert (TEMPLATE_PATH.parent / code_uri).is_dir()
 
 
+def test_the_builder_reads_the_api_functions_connector_configuration() -> None:
+    # A link, so that the asynchronous build and GET /manifests query the same archives the same way.
+    api, builder = (TEMPLATE_PATH.parent / f"functions/{name}/weasis-link.yaml" for name in ("api", "builder"))
+    assert builder.is_symlink() and builder.read_bytes() == api.read_bytes()
+
+
 def test_timeouts(template: dict[str, Any]) -> None:
     assert function(template, "ApiFunction")["Timeout"] <= 29  # API Gateway's integration limit is 30 s
     assert function(template, "BuilderFunction")["Timeout"] > function(template, "ApiFunction")["Timeout"]
@@ -215,7 +230,9 @@ def test_api_function_environment(template: dict[str, Any]) -> None:
     variables = function(template, "ApiFunction")["Environment"]["Variables"]
     assert variables.keys() >= API_ENV
     assert variables["WEASIS_LINK_CONFIG"] == {"Ref": "ConfigFile"}
-    assert variables["BUILDER_FUNCTION_NAME"] == {"Ref": "BuilderFunction"}
+    # The alias ARN: CodeDeploy decides which version builds, and IAM allows nothing else.
+    assert variables["BUILDER_FUNCTION_NAME"] == {"Ref": "BuilderFunction.Alias"}
+    assert variables["SECRETS_MAX_AGE_SECONDS"] == {"Ref": "SecretsMaxAgeSeconds"}
     assert variables["ALLOW_ACCESS_TOKEN_QUERY"] == {"Ref": "AllowAccessTokenInQuery"}
 
 
@@ -331,11 +348,18 @@ def test_functions_use_their_own_role(template: dict[str, Any], name: str) -> No
     assert managed is None or managed["Fn::If"][0] == "InVpc"
 
 
+# The only actions granted on "*": X-Ray offers no resource-level permission for them.
+UNSCOPABLE_ACTIONS = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+
+
 def test_no_wildcard_actions_or_resources(template: dict[str, Any]) -> None:
     for role, policy, statement in statements(template):
         assert statement["Effect"] == "Allow", (role, policy)
         for action in as_list(statement["Action"]):
             assert "*" not in action, (role, policy, action)
+        if set(as_list(statement["Action"])) <= UNSCOPABLE_ACTIONS:
+            assert statement["Resource"] == "*"
+            continue
         for resource in as_list(statement["Resource"]):
             assert resource != "*", (role, policy)
             assert not (isinstance(resource, str) and resource.endswith(":*")), (role, policy)
@@ -367,7 +391,7 @@ def test_s3_access_is_scoped_to_the_manifest_prefix(template: dict[str, Any]) ->
 
 def test_only_the_api_function_invokes_only_the_builder(template: dict[str, Any]) -> None:
     invokes = [(role, s["Resource"]) for role, _, s in statements(template) if "lambda:InvokeFunction" in s["Action"]]
-    assert invokes == [("ApiFunctionRole", {"Fn::GetAtt": ["BuilderFunction", "Arn"]})]
+    assert invokes == [("ApiFunctionRole", {"Ref": "BuilderFunction.Alias"})]  # the alias, not $LATEST
 
 
 @pytest.mark.parametrize(
@@ -376,6 +400,7 @@ def test_only_the_api_function_invokes_only_the_builder(template: dict[str, Any]
         ("HasConfigSecrets", "secretsmanager:GetSecretValue", "ConfigSecretArns"),
         ("HasConfigParameters", "ssm:GetParameter", "ConfigParameterArns"),
         ("UseKms", "kms:Decrypt", "ManifestKmsKeyArn"),
+        ("HasConfigKmsKeys", "kms:Decrypt", "ConfigKmsKeyArns"),
     ],
 )
 def test_optional_grants_exist_only_when_their_parameter_is_set(
@@ -391,9 +416,8 @@ def test_optional_grants_exist_only_when_their_parameter_is_set(
             name, when_true, when_false = policy["Fn::If"]
             assert when_false == {"Ref": "AWS::NoValue"}
             (statement,) = when_true["PolicyDocument"]["Statement"]
-            if action in as_list(statement["Action"]):
+            if action in as_list(statement["Action"]) and parameter in json.dumps(statement["Resource"]):
                 assert name == condition
-                assert parameter in json.dumps(statement["Resource"])
                 granted_to.add(role_name)
     assert granted_to == {"ApiFunctionRole", "BuilderFunctionRole"}
     assert template["Conditions"][condition] == {"Fn::Not": [{"Fn::Equals": [{"Ref": parameter}, ""]}]}
@@ -475,6 +499,21 @@ PARAMETER_DEFAULTS = {
     "SubnetIds": "",
     "SecurityGroupIds": "",
     "LogLevel": None,
+    # Every option below is off by default (tools/template-variants.json turns them on).
+    "DomainName": "",
+    "CertificateArn": "",
+    "TruststoreUri": "",
+    "TruststoreVersion": "",
+    "AlarmTopicArn": "",
+    "AlarmEmail": "",
+    "DeploymentType": "Canary10Percent5Minutes",
+    "PermissionsBoundaryArn": "",
+    "DataClassification": None,
+    "ConfigKmsKeyArns": "",
+    "SecretsMaxAgeSeconds": 900,
+    "ApiReservedConcurrency": "",
+    "BuilderReservedConcurrency": "",
+    "CleanupReservedConcurrency": "",
 }
 
 
@@ -508,6 +547,9 @@ def test_every_parameter_is_used(template: dict[str, Any]) -> None:
         ("OAuthAudiences", "", False),
         ("OAuthRequiredScopes", "weasis:read openid", True),
         ("OAuthIssuer", "http://idp.example.org", False),
+        ("OAuthIssuer", "", True),  # empty counts as unset: only the configuration file's auth.issuers
+        ("OAuthJwksUrl", "", True),  # empty: OpenID discovery
+        ("OAuthJwksUrl", "http://localhost.attacker.example/jwks", False),
         ("ConfigSecretArns", "arn:aws:secretsmanager:eu-central-1:123456789012:secret:pacs-??????", True),
         ("ConfigSecretArns", "*", False),
         ("ConfigParameterArns", "arn:aws:ssm:eu-central-1:123456789012:parameter/weasis/pacs-password", True),
@@ -550,3 +592,393 @@ def test_outputs(template: dict[str, Any]) -> None:
     for name in FUNCTIONS:
         assert outputs[f"{name}Name"]["Value"] == {"Ref": name}
         assert outputs[f"{name}Arn"]["Value"] == {"Fn::GetAtt": [name, "Arn"]}
+        assert outputs[f"{name}AliasArn"]["Value"] == {"Ref": f"{name}.Alias"}
+    assert outputs["CustomDomainTarget"]["Condition"] == "HasDomain"
+
+
+# ------------------------------------------------------------------------------------------------ rendering
+# The template with given parameter values, as CloudFormation would see it after deciding the conditions:
+# resources whose Condition is false dropped, Fn::If replaced by its branch, AWS::NoValue removed.
+VARIANTS: dict[str, dict[str, str]] = {
+    k: v
+    for k, v in json.loads((TEMPLATE_PATH.parent / "tools" / "template-variants.json").read_text()).items()
+    if not k.startswith("//")
+}
+NO_VALUE = object()
+
+
+def parameter_values(template: dict[str, Any], overrides: dict[str, str]) -> dict[str, str]:
+    values = {name: str(p.get("Default", "")) for name, p in template["Parameters"].items()}
+    assert overrides.keys() <= values.keys()
+    return {**values, **overrides, "AWS::StackName": "weasis-prod", "AWS::Region": "eu-central-1"}
+
+
+def condition(template: dict[str, Any], expression: Any, values: dict[str, str]) -> Any:
+    if isinstance(expression, dict):
+        ((key, arg),) = expression.items()
+        match key:
+            case "Ref":
+                return values[arg]
+            case "Condition":
+                return condition(template, template["Conditions"][arg], values)
+            case "Fn::Equals":
+                return condition(template, arg[0], values) == condition(template, arg[1], values)
+            case "Fn::Not":
+                return not condition(template, arg[0], values)
+            case "Fn::And":
+                return all(condition(template, a, values) for a in arg)
+            case "Fn::Or":
+                return any(condition(template, a, values) for a in arg)
+    return expression
+
+
+def resolve(template: dict[str, Any], node: Any, values: dict[str, str]) -> Any:
+    if isinstance(node, dict):
+        if node == {"Ref": "AWS::NoValue"}:
+            return NO_VALUE
+        if set(node) == {"Fn::If"}:
+            name, when_true, when_false = node["Fn::If"]
+            chosen = when_true if condition(template, {"Condition": name}, values) else when_false
+            return resolve(template, chosen, values)
+        resolved = {k: resolve(template, v, values) for k, v in node.items()}
+        return {k: v for k, v in resolved.items() if v is not NO_VALUE}
+    if isinstance(node, list):
+        return [v for v in (resolve(template, v, values) for v in node) if v is not NO_VALUE]
+    return node
+
+
+def render(template: dict[str, Any], overrides: dict[str, str] | None = None) -> dict[str, Any]:
+    values = parameter_values(template, overrides or {})
+    rendered = dict(template)
+    rendered["Resources"] = {
+        name: resolve(template, r, values)
+        for name, r in template["Resources"].items()
+        if "Condition" not in r or condition(template, {"Condition": r["Condition"]}, values)
+    }
+    rendered["Globals"] = resolve(template, template["Globals"], values)
+    rendered["Outputs"] = {
+        name: o
+        for name, o in template["Outputs"].items()
+        if "Condition" not in o or condition(template, {"Condition": o["Condition"]}, values)
+    }
+    return rendered
+
+
+def rule_holds(template: dict[str, Any], values: dict[str, str]) -> bool:
+    full = parameter_values(template, values)
+    return all(
+        condition(template, assertion["Assert"], full)
+        for rule in template["Rules"].values()
+        for assertion in rule["Assertions"]
+    )
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_the_linted_variants_are_valid_parameter_values(template: dict[str, Any], variant: str) -> None:
+    # tools/check-iac lints template.yaml with these values as defaults: they must be values CloudFormation accepts.
+    for name, value in VARIANTS[variant].items():
+        parameter = template["Parameters"][name]
+        if "AllowedPattern" in parameter:
+            assert re.fullmatch(parameter["AllowedPattern"], value), name
+        if "AllowedValues" in parameter:
+            assert value in [str(v) for v in parameter["AllowedValues"]], name
+    assert rule_holds(template, VARIANTS[variant])
+
+
+def test_every_condition_is_true_in_some_variant_and_false_by_default(template: dict[str, Any]) -> None:
+    # So that check-iac lints both branches of every Fn::If and every conditional resource with real values.
+    defaults = parameter_values(template, {})
+    variants = [parameter_values(template, v) for v in VARIANTS.values()]
+    for name in template["Conditions"]:
+        outcomes = {condition(template, {"Condition": name}, values) for values in [defaults, *variants]}
+        assert outcomes == {True, False}, name
+    assert not condition(template, {"Condition": "HasDomain"}, defaults)
+
+
+@pytest.mark.parametrize(
+    ("values", "holds"),
+    [
+        ({"DomainName": "viewer.hospital.example"}, False),  # a domain without its certificate
+        ({"CertificateArn": VARIANTS["options-on"]["CertificateArn"]}, False),
+        ({"TruststoreUri": "s3://truststore/ca.pem"}, False),  # mutual TLS needs the custom domain
+        ({"SubnetIds": "subnet-0123abcd"}, False),
+        ({}, True),
+    ],
+)
+def test_rules_refuse_half_configured_options(template: dict[str, Any], values: dict[str, str], holds: bool) -> None:
+    assert rule_holds(template, values) is holds
+
+
+# ------------------------------------------------------------------------------------------------ alarms
+
+
+def alarms(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {name: r["Properties"] for name, r in resources(template, "AWS::CloudWatch::Alarm").items()}
+
+
+def custom_metric_alarm(template: dict[str, Any], metric: str) -> dict[str, Any]:
+    (alarm,) = [a for a in alarms(template).values() if a["MetricName"] == metric and a["Namespace"] == NAMESPACE]
+    assert alarm["Dimensions"] == [{"Name": "service", "Value": {"Ref": "AWS::StackName"}}]  # what metrics.py emits
+    return alarm
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("metric", ["Errors", "Throttles"])
+def test_each_function_has_errors_and_throttles_alarms(template: dict[str, Any], name: str, metric: str) -> None:
+    matching = [
+        a
+        for a in alarms(template).values()
+        if a["Namespace"] == "AWS/Lambda"
+        and a["MetricName"] == metric
+        and a["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": name}}]
+    ]
+    assert len(matching) == 1
+    (alarm,) = matching
+    assert (alarm["Statistic"], alarm["Threshold"], alarm["ComparisonOperator"]) == (
+        "Sum",
+        1,
+        "GreaterThanOrEqualToThreshold",
+    )
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_each_function_has_a_duration_alarm_near_its_timeout(template: dict[str, Any], name: str) -> None:
+    (alarm,) = [
+        a
+        for a in alarms(template).values()
+        if a["MetricName"] == "Duration" and a["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": name}}]
+    ]
+    assert alarm["ExtendedStatistic"] == "p99"
+    timeout_ms = function(template, name)["Timeout"] * 1000
+    assert 0.8 * timeout_ms <= alarm["Threshold"] < timeout_ms
+
+
+def test_http_api_5xx_and_dropped_builds_alarm(template: dict[str, Any]) -> None:
+    by_metric = {(json.dumps(a["Namespace"]), a["MetricName"]): a for a in alarms(template).values()}
+    api = by_metric[('"AWS/ApiGateway"', "5xx")]
+    assert api["Dimensions"] == [{"Name": "ApiId", "Value": {"Ref": "HttpApi"}}]
+    dropped = by_metric[('"AWS/Lambda"', "AsyncEventsDropped")]
+    assert dropped["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": "BuilderFunction"}}]
+    assert dropped["Threshold"] == 1
+
+
+@pytest.mark.parametrize("metric", ["ArchiveFailures", "ManifestLinksUnavailable", "ManifestDeletionsFailed"])
+def test_custom_metric_alarms(template: dict[str, Any], metric: str) -> None:
+    alarm = custom_metric_alarm(template, metric)
+    assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    assert alarm["TreatMissingData"] == "notBreaching"  # nothing emitted: nothing failed
+
+
+def test_an_alarm_fires_when_no_cleanup_run_completes_for_15_minutes(template: dict[str, Any]) -> None:
+    alarm = custom_metric_alarm(template, "CleanupRunsCompleted")
+    assert (alarm["Period"] * alarm["EvaluationPeriods"], alarm["Statistic"]) == (900, "Sum")
+    assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("LessThanThreshold", 1)
+    assert alarm["TreatMissingData"] == "breaching"  # silence is the failure
+
+
+def test_alarm_metrics_are_the_ones_the_code_emits(template: dict[str, Any]) -> None:
+    from weasis_link import metrics
+
+    emitted = {getattr(metrics, n) for n in dir(metrics) if n.isupper() and isinstance(getattr(metrics, n), str)}
+    emitted |= set(metrics.BUILD_OUTCOME_METRICS.values()) | {"ManifestLinksUnavailable"}  # the last: API
+    custom = {a["MetricName"] for a in alarms(template).values() if a["Namespace"] == NAMESPACE}
+    assert custom <= emitted
+    source = (TEMPLATE_PATH.parent / "functions/api/app.py").read_text()
+    assert '"ManifestLinksUnavailable"' in source
+
+
+@pytest.mark.parametrize("overrides", [{}, VARIANTS["external-alarm-topic"]], ids=["own topic", "external topic"])
+def test_every_alarm_notifies_the_topic(template: dict[str, Any], overrides: dict[str, str]) -> None:
+    rendered = render(template, overrides)
+    external = overrides.get("AlarmTopicArn")
+    expected = [{"Ref": "AlarmTopicArn"}] if external else [{"Ref": "AlarmTopic"}]
+    for name, alarm in alarms(rendered).items():
+        assert alarm["AlarmActions"] == expected, name
+        assert alarm["OKActions"] == expected, name
+        assert alarm["AlarmName"]["Fn::Sub"].startswith("${AWS::StackName}-"), name  # DeploymentRole's scope
+    created = {"AlarmTopic", "AlarmTopicKey", "AlarmEmailSubscription"} & rendered["Resources"].keys()
+    assert created == (set() if external else {"AlarmTopic", "AlarmTopicKey"})  # no e-mail by default
+
+
+def test_the_alarm_topic_is_encrypted_with_a_key_cloudwatch_may_use(template: dict[str, Any]) -> None:
+    topic = template["Resources"]["AlarmTopic"]
+    assert topic["Properties"]["KmsMasterKeyId"] == {"Ref": "AlarmTopicKey"}
+    key = template["Resources"]["AlarmTopicKey"]["Properties"]
+    assert key["EnableKeyRotation"] is True
+    (cloudwatch,) = [
+        s for s in key["KeyPolicy"]["Statement"] if s["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    ]
+    assert set(cloudwatch["Action"]) == {"kms:Decrypt", "kms:GenerateDataKey*"}
+    assert cloudwatch["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+    subscription = render(template, VARIANTS["options-on"])["Resources"]["AlarmEmailSubscription"]["Properties"]
+    assert subscription == {"TopicArn": {"Ref": "AlarmTopic"}, "Protocol": "email", "Endpoint": {"Ref": "AlarmEmail"}}
+
+
+# ------------------------------------------------------------------------------------------------ dashboard
+
+
+def test_one_dashboard_shows_launches_builds_archives_errors_and_cold_starts(template: dict[str, Any]) -> None:
+    (dashboard,) = resources(template, "AWS::CloudWatch::Dashboard").values()
+    body_template = dashboard["Properties"]["DashboardBody"]["Fn::Sub"]
+    references = set(re.findall(r"\$\{([A-Za-z0-9:.]+)\}", body_template))
+    known = set(template["Resources"]) | {"AWS::StackName", "AWS::Region"}
+    assert {r.split(".")[0] for r in references} <= known
+    # Alarm ARNs (${Name.Arn}) become the alarm's logical name, other substitutions a placeholder.
+    body = json.loads(re.sub(r"\$\{[A-Za-z0-9:.]+\}", "x", re.sub(r"\$\{(\w+)\.Arn\}", r"\1", body_template)))
+    text = json.dumps(body)
+    titles = " | ".join(w["properties"]["title"] for w in body["widgets"])
+    for word in ("Launches", "Build outcomes", "Build time", "per archive", "Errors", "Cold starts", "Cleanup"):
+        assert word in titles
+    for metric in ("LaunchesStarted", "BuildsSucceeded", "BuildsFailed", "BuildsTimedOut", "BuildTime", "ColdStart"):
+        assert metric in text
+    assert 'MetricName=\\"ArchiveQueryTime\\"' in text  # per archive, through SEARCH on the archive dimension
+    assert ",archive,service}" in text
+    (alarm_widget,) = [w for w in body["widgets"] if w["type"] == "alarm"]
+    rollback_only = {n for n in alarms(template) if n.endswith("NewVersionErrorsAlarm")}
+    assert sorted(alarm_widget["properties"]["alarms"]) == sorted(set(alarms(template)) - rollback_only)
+
+
+# ------------------------------------------------------------------------------------------------ rollout
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_every_function_is_published_behind_an_alias_and_rolled_out_by_codedeploy(
+    template: dict[str, Any], name: str
+) -> None:
+    props = function(template, name)
+    assert props["AutoPublishAlias"] == "live"
+    preference = props["DeploymentPreference"]
+    assert preference["Type"] == {"Ref": "DeploymentType"}
+    assert preference["Role"] == {"Fn::GetAtt": ["DeploymentRole", "Arn"]}
+    triggers = {a["Ref"] for a in preference["Alarms"]}
+    assert f"{name}NewVersionErrorsAlarm" in triggers
+    # The rollback trigger watches the new version behind the alias only.
+    dimensions = {d["Name"]: d["Value"] for d in alarms(template)[f"{name}NewVersionErrorsAlarm"]["Dimensions"]}
+    assert dimensions == {
+        "FunctionName": {"Ref": name},
+        "Resource": {"Fn::Sub": f"${{{name}}}:live"},
+        "ExecutedVersion": {"Fn::GetAtt": [name, "Version.Version"]},
+    }
+
+
+def test_the_deployment_type_is_a_canary_by_default(template: dict[str, Any]) -> None:
+    parameter = template["Parameters"]["DeploymentType"]
+    assert parameter["Default"].startswith("Canary")
+    assert "AllAtOnce" in parameter["AllowedValues"]
+
+
+def test_codedeploy_may_shift_only_this_stacks_aliases(template: dict[str, Any]) -> None:
+    role = template["Resources"]["DeploymentRole"]["Properties"]
+    assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": "codedeploy.amazonaws.com"}
+    assert "ManagedPolicyArns" not in role
+    resources_ = [s["Resource"]["Fn::Sub"] for _, _, s in statements(template) if _ == "DeploymentRole"]
+    assert all("${AWS::StackName}-*" in r for r in resources_)
+
+
+# ------------------------------------------------------------------------------------------------ edge
+
+
+def test_without_a_domain_the_api_keeps_its_execute_api_endpoint(template: dict[str, Any]) -> None:
+    rendered = render(template)
+    assert rendered["Resources"]["HttpApi"]["Properties"]["DisableExecuteApiEndpoint"] is False
+    assert not resources(rendered, "AWS::ApiGatewayV2::DomainName")
+    assert "CustomDomainTarget" not in rendered["Outputs"]
+
+
+def test_a_custom_domain_with_mutual_tls_replaces_the_execute_api_endpoint(template: dict[str, Any]) -> None:
+    options = VARIANTS["options-on"]
+    rendered = render(template, options)
+    assert rendered["Resources"]["HttpApi"]["Properties"]["DisableExecuteApiEndpoint"] is True
+    domain = rendered["Resources"]["ApiDomainName"]["Properties"]
+    assert domain["DomainName"] == {"Ref": "DomainName"}
+    assert domain["DomainNameConfigurations"] == [
+        {"CertificateArn": {"Ref": "CertificateArn"}, "EndpointType": "REGIONAL", "SecurityPolicy": "TLS_1_2"}
+    ]
+    assert domain["MutualTlsAuthentication"] == {
+        "TruststoreUri": {"Ref": "TruststoreUri"},
+        "TruststoreVersion": {"Ref": "TruststoreVersion"},
+    }
+    mapping = rendered["Resources"]["ApiDomainMapping"]["Properties"]
+    assert mapping == {
+        "DomainName": {"Ref": "ApiDomainName"},
+        "ApiId": {"Ref": "HttpApi"},
+        "Stage": {"Ref": "HttpApiApiGatewayDefaultStage"},
+    }
+    assert "CustomDomainTarget" in rendered["Outputs"]
+    without_mtls = render(template, {**options, "TruststoreUri": ""})["Resources"]["ApiDomainName"]["Properties"]
+    assert "MutualTlsAuthentication" not in without_mtls
+
+
+def test_short_links_use_the_custom_domain_unless_a_base_url_is_given(template: dict[str, Any]) -> None:
+    domain_only = {k: VARIANTS["options-on"][k] for k in ("DomainName", "CertificateArn")}
+    for overrides, expected in [
+        ({}, ""),
+        (domain_only, {"Fn::Sub": "https://${DomainName}"}),
+        ({**domain_only, "PublicBaseUrl": "https://x.example/viewer"}, {"Ref": "PublicBaseUrl"}),
+    ]:
+        rendered = render(template, overrides)
+        for name in ("ApiFunction", "BuilderFunction"):
+            assert function(rendered, name)["Environment"]["Variables"]["PUBLIC_BASE_URL"] == expected
+
+
+# ------------------------------------------------------------------------------------------------ controls
+
+
+def test_tags_classify_the_data(template: dict[str, Any]) -> None:
+    tags = template["Globals"]["Function"]["Tags"]
+    assert tags == {"Application": "weasis-link", "DataClassification": {"Ref": "DataClassification"}}
+    classification = {"Key": "DataClassification", "Value": {"Ref": "DataClassification"}}
+    assert classification in template["Resources"]["ManifestBucket"]["Properties"]["Tags"]
+    assert template["Resources"]["HttpApi"]["Properties"]["Tags"]["DataClassification"] == {"Ref": "DataClassification"}
+    for name, group in resources(template, "AWS::Logs::LogGroup").items():
+        assert classification in group["Properties"]["Tags"], name
+
+
+@pytest.mark.parametrize("overrides", [{}, VARIANTS["options-on"]], ids=["off", "on"])
+def test_every_role_carries_the_permissions_boundary_when_one_is_given(
+    template: dict[str, Any], overrides: dict[str, str]
+) -> None:
+    rendered = render(template, overrides)
+    roles = resources(rendered, "AWS::IAM::Role")
+    assert set(roles) == {f"{f}Role" for f in FUNCTIONS} | {"DeploymentRole"}
+    expected = {"Ref": "PermissionsBoundaryArn"} if overrides else None
+    for name, role in roles.items():
+        assert role["Properties"].get("PermissionsBoundary") == expected, name
+    assert rendered["Globals"]["Function"].get("PermissionsBoundary") == expected  # roles SAM would generate
+
+
+@pytest.mark.parametrize("overrides", [{}, VARIANTS["options-on"]], ids=["unset", "set"])
+def test_reserved_concurrency_is_a_parameter_per_function(template: dict[str, Any], overrides: dict[str, str]) -> None:
+    rendered = render(template, overrides)
+    for name in FUNCTIONS:
+        parameter = name.removesuffix("Function") + "ReservedConcurrency"
+        reserved = rendered["Resources"][name]["Properties"].get("ReservedConcurrentExecutions")
+        assert reserved == ({"Ref": parameter} if overrides else None)
+
+
+def test_customer_keys_of_secrets_are_usable_through_secrets_manager_and_ssm_only(template: dict[str, Any]) -> None:
+    rendered = render(template, VARIANTS["options-on"])
+    for role in ("ApiFunctionRole", "BuilderFunctionRole"):
+        (policy,) = [
+            p for p in rendered["Resources"][role]["Properties"]["Policies"] if p["PolicyName"] == "config-kms"
+        ]
+        (statement,) = policy["PolicyDocument"]["Statement"]
+        assert statement["Action"] == "kms:Decrypt"
+        assert statement["Resource"] == {"Fn::Split": [",", {"Ref": "ConfigKmsKeyArns"}]}
+        assert statement["Condition"]["StringEquals"]["kms:ViaService"] == [
+            {"Fn::Sub": "secretsmanager.${AWS::Region}.amazonaws.com"},
+            {"Fn::Sub": "ssm.${AWS::Region}.amazonaws.com"},
+        ]
+    policies = [p["PolicyName"] for p in render(template)["Resources"]["ApiFunctionRole"]["Properties"]["Policies"]]
+    assert "config-kms" not in policies
+
+
+def test_the_access_log_outlives_the_stack(template: dict[str, Any]) -> None:
+    group = template["Resources"]["HttpApiAccessLogGroup"]
+    assert (group["DeletionPolicy"], group["UpdateReplacePolicy"]) == ("Retain", "Retain")
+
+
+def test_secrets_max_age_reaches_the_functions_that_resolve_secrets(template: dict[str, Any]) -> None:
+    for name in ("ApiFunction", "BuilderFunction"):
+        variables = function(template, name)["Environment"]["Variables"]
+        assert variables["SECRETS_MAX_AGE_SECONDS"] == {"Ref": "SecretsMaxAgeSeconds"}

@@ -90,13 +90,27 @@ class JwksServer:
     keys: list[SigningKey]
     host: str = "127.0.0.1"
     port: int = 0
-    fetches: int = 0
+    fetches: int = 0  # every request, JWKS or discovery
+    discovery_fetches: int = 0
     down: bool = False
+    # The OpenID discovery document served at /.well-known/openid-configuration; None: the one naming this server
+    # (issuer = base_url, jwks_uri = url). Tests replace it to serve a lying or broken document.
+    discovery: dict[str, Any] | None = None
     _server: ThreadingHTTPServer | None = field(default=None, repr=False)
 
     @property
+    def base_url(self) -> str:
+        """Also the issuer its discovery document names."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}/.well-known/jwks.json"
+        return f"{self.base_url}/.well-known/jwks.json"
+
+    def discovery_document(self) -> dict[str, Any]:
+        if self.discovery is not None:
+            return self.discovery
+        return {"issuer": self.base_url, "jwks_uri": self.url}
 
     def jwks(self) -> dict[str, Any]:
         return {"keys": [k.public_jwk() for k in self.keys]}
@@ -110,7 +124,11 @@ class JwksServer:
                 if owner.down:
                     self.send_error(503)
                     return
-                body = json.dumps(owner.jwks()).encode()
+                document = owner.jwks()
+                if self.path == "/.well-known/openid-configuration":
+                    owner.discovery_fetches += 1
+                    document = owner.discovery_document()
+                body = json.dumps(document).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))

@@ -43,6 +43,7 @@ from pydantic import (
 
 from weasis_link.criteria import CONNECTOR_ID, SearchKey
 from weasis_link.errors import ConfigurationError
+from weasis_link.identity import AuthConfig
 
 CONNECTOR_ID_PATTERN: Final = f"^{CONNECTOR_ID}$"
 HTTP_URL_PATTERN: Final = r"^https?://[^\s\"$<>]+$"
@@ -334,6 +335,7 @@ class ConnectorsConfig(_Model):
 class AppConfig(_Model):
     connector: ConnectorsConfig
     wado: WadoConfig | None = None
+    auth: AuthConfig | None = None  # trusted identity providers (weasis_link.identity), besides OAUTH_*
 
     @model_validator(mode="after")
     def _every_connector_has_a_wado_url(self) -> AppConfig:

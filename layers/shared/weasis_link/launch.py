@@ -13,7 +13,8 @@ The Java connectors start Weasis while they query the PACS (weasis-facts §3.1, 
 
 Dispatchers: `LambdaDispatcher` (Invoke with InvocationType=Event, when BUILDER_FUNCTION_NAME is set),
 `ThreadDispatcher` (the local stack), `InlineDispatcher` (builds before answering: the safe fallback inside a Lambda
-function that has no builder configured, whose background threads would be frozen after the response).
+function that has no builder configured, whose background threads would be frozen after the response);
+`make_dispatcher` chooses, and runtime.build_runtime wires the chosen one between the `Launcher` and the `Builder`.
 """
 
 from __future__ import annotations
@@ -23,14 +24,14 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from weasis_link.auth import Caller
 from weasis_link.criteria import QueryCriteria, criteria_from_pairs
-from weasis_link.errors import AllArchivesFailed, BuilderUnavailable, WeasisLinkError, error_code
+from weasis_link.errors import AllArchivesFailed, ArchiveFailure, BuilderUnavailable, WeasisLinkError, error_code
 from weasis_link.launch_uri import LaunchOptions, bounded_weasis_uri
 from weasis_link.manifest_links import short_link
 from weasis_link.observability import manifest_reference
@@ -45,7 +46,17 @@ logger = logging.getLogger(__name__)
 # Time a build may need beyond the archive deadline: the asynchronous invocation's queueing and cold start, the
 # XML and gzip, the PutObject. Past `launched + archive deadline + this`, GET /manifests/{id} stops waiting.
 BUILD_OVERHEAD_SECONDS: Final = 15.0
-BuildOutcome = Literal["built", "failed", "expired"]
+BuildOutcome = Literal["built", "failed", "timed-out", "expired"]
+
+
+@dataclass(frozen=True, slots=True)
+class BuildReport:
+    """What a build did, for metrics (metrics.py): no patient data, no manifest id."""
+
+    outcome: BuildOutcome
+    seconds: float = 0.0
+    archive_seconds: dict[str, float] = field(default_factory=dict)  # archives that answered, or failed, in time
+    archive_failures: list[ArchiveFailure] = field(default_factory=list)
 
 
 class BuildRequest(BaseModel):
@@ -221,8 +232,11 @@ class Builder:
     clock: Callable[[], float] = time.time
 
     def run_build(self, request: BuildRequest) -> BuildOutcome:
+        return self.run_build_reported(request).outcome
+
+    def run_build_reported(self, request: BuildRequest) -> BuildReport:
         """Build and store the manifest of a launch; on failure store one that says why. Never raises for a PACS
-        failure: the user learns about it in Weasis."""
+        failure: the user learns about it in Weasis (the builder function raises afterwards, to count it)."""
         started = time.perf_counter()
         expires_at = dt.datetime.fromtimestamp(request.expires_at, tz=dt.UTC)
         if request.expires_at <= self.clock():
@@ -230,15 +244,21 @@ class Builder:
                 "build skipped: its manifest has already expired",
                 extra={"manifest": manifest_reference(request.manifest_id)},
             )
-            return "expired"
+            return BuildReport("expired")
         outcome: BuildOutcome = "built"
         archive_ids: list[str] = []
+        archive_seconds: dict[str, float] = {}
+        archive_failures: list[ArchiveFailure] = []
         try:
             criteria = criteria_from_pairs(request.query)
             archive_ids = self.service.archives.select(criteria)
-            body = self.service.build(criteria, request.caller(), self.build_deadline_seconds).body_gzip
+            built = self.service.build(criteria, request.caller(), self.build_deadline_seconds)
+            archive_seconds = {o.archive_id: o.seconds for o in built.outcomes}
+            archive_failures = [o.failure for o in built.outcomes if o.failure is not None]
+            body = built.body_gzip
         except AllArchivesFailed as exc:
-            outcome = "failed"
+            archive_failures = list(exc.failures)
+            outcome = "timed-out" if exc.failures and all(f.kind == "timeout" for f in exc.failures) else "failed"
             details = " ".join(f"{f.archive_id}: {f.detail}." for f in exc.failures)
             body = self.service.failure_manifest(
                 [f.archive_id for f in exc.failures],
@@ -271,4 +291,4 @@ class Builder:
                 "since_launch_seconds": round(max(0.0, self.clock() - request.launched_at), 3),
             },
         )
-        return outcome
+        return BuildReport(outcome, time.perf_counter() - started, archive_seconds, archive_failures)

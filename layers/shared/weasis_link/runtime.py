@@ -13,6 +13,8 @@ from weasis_link.auth import TokenValidator
 from weasis_link.config import AppConfig, load_config
 from weasis_link.launch import BuildDispatcher, Builder, InlineDispatcher, Launcher, make_dispatcher
 from weasis_link.manifest_links import ManifestLinks
+from weasis_link.secret_references import resolve_reference
+from weasis_link.secret_refresh import ConfigRefresher, RecordingResolver
 from weasis_link.service import ManifestService
 from weasis_link.settings import ServiceSettings
 from weasis_link.storage import ManifestStore, s3_client
@@ -33,6 +35,8 @@ class Runtime:
     launcher: Launcher
     links: ManifestLinks
     uploads: ManifestUploads
+    # Re-reads the configuration when its secrets are older than SECRETS_MAX_AGE_SECONDS (handlers call it first).
+    refresher: ConfigRefresher | None = None
 
 
 def config_path(settings: ServiceSettings, function_dir: Path) -> Path:
@@ -54,7 +58,9 @@ def build_runtime(
     store of the settings; `inline_builds` builds launches before they answer (instead of the dispatcher that
     `make_dispatcher` chooses), so that no build outlives a test."""
     settings = settings or ServiceSettings.from_environment()
-    config = load_config(config_path(settings, function_dir))
+    path = config_path(settings, function_dir)
+    resolver = RecordingResolver(resolve_reference)
+    config = load_config(path, resolve_secret=resolver)
     if store is None:
         store = ManifestStore(
             s3_client(settings.aws_region, settings.s3_endpoint_url),
@@ -78,11 +84,17 @@ def build_runtime(
         settings=settings,
         config=config,
         store=store,
-        validator=TokenValidator(settings),
+        validator=TokenValidator(settings, config.auth),
         service=service,
         builder=builder,
         dispatcher=dispatcher,
         launcher=Launcher(service, store, dispatcher, settings.build_deadline_seconds),
         links=ManifestLinks(store, settings.presign_expires_seconds),
         uploads=ManifestUploads(service),
+        refresher=ConfigRefresher(
+            lambda: load_config(path, resolve_secret=resolve_reference),
+            service.reconfigure,
+            settings.secrets_max_age_seconds,
+            enabled=resolver.used_secret_store,
+        ),
     )

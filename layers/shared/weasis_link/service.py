@@ -9,6 +9,7 @@ only says why there are no images. When every archive fails nothing is stored.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
 import uuid
@@ -80,6 +81,7 @@ class ManifestService:
         self._config = config
         self._store = store
         self._clock = clock
+        self._connector_factory = connector_factory
         self.archives = Archives(config, connector_factory)
         self.access = WadoAccess(settings, config, clock=clock, token_providers=token_providers)
 
@@ -155,6 +157,13 @@ class ManifestService:
         self.access.warn_short_lived_tokens(queries, caller, warnings)
         body = mf.manifest_gzip(queries, str(uuid.uuid4()))
         return BuiltManifest(body, queries, outcomes, warnings)
+
+    def reconfigure(self, config: AppConfig) -> None:
+        """Use a re-read configuration (secret_refresh.py): connectors are built again, on first use, with its
+        values (a rotated password)."""
+        self._config = config
+        self.archives = Archives(config, self._connector_factory)
+        self.access = dataclasses.replace(self.access, config=config)
 
     # --- manifest -------------------------------------------------------------------------------------------
     def _archive_query(self, outcome: ArchiveOutcome, caller: Caller, warnings: list[str]) -> mf.ArchiveQuery:

@@ -10,6 +10,7 @@ from typing import Annotated, Final, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from weasis_link.errors import ConfigurationError
+from weasis_link.key_urls import checked_key_url
 
 AsymmetricAlgorithm = Literal["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"]
 
@@ -56,6 +57,7 @@ ENVIRONMENT: Final = {
     "IID_REQUEST_TYPES": "iid_request_types",
     "UPLOAD_MAX_BYTES": "upload_max_bytes",
     "WEASIS_DOWNLOAD_URL": "weasis_download_url",
+    "SECRETS_MAX_AGE_SECONDS": "secrets_max_age_seconds",
 }
 _ENV_BY_FIELD: Final = {v: k for k, v in ENVIRONMENT.items()}
 
@@ -70,9 +72,10 @@ class ServiceSettings(BaseModel):
     )
     manifest_ttl_seconds: int = Field(default=300, ge=30, le=86400)
     presign_expires_seconds: int = Field(default=300, ge=10, le=3600)
-    oauth_issuer: str = Field(min_length=1)
-    oauth_audiences: CommaList = Field(min_length=1)
-    oauth_jwks_url: str = Field(pattern=r"^https?://")
+    # The one-issuer shorthand (weasis_link.identity): unset, every trusted issuer comes from the file's auth block.
+    oauth_issuer: str | None = Field(default=None, min_length=1)
+    oauth_audiences: CommaList = Field(default_factory=list)
+    oauth_jwks_url: str | None = None  # unset: from the issuer's OpenID discovery document, at the first token
     oauth_required_scopes: SpaceList = Field(default_factory=list)
     oauth_algorithms: Annotated[list[AsymmetricAlgorithm], _split(", ")] = Field(default=["RS256"], min_length=1)
     oauth_leeway_seconds: int = Field(default=30, ge=0, le=300)
@@ -103,14 +106,15 @@ class ServiceSettings(BaseModel):
     upload_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024)
     # The "Weasis not installed?" link of the browser launch page.
     weasis_download_url: str = Field(default="https://weasis.org/en/getting-started/", pattern=r"^https?://[^\s\"<>]+$")
+    # Secret references (secretsmanager:, ssm:) are resolved again once the values in use are this old
+    # (secret_refresh.py): a rotated PACS password reaches warm environments.
+    secrets_max_age_seconds: int = Field(default=900, ge=60, le=86400)
 
     @field_validator("oauth_jwks_url")
     @classmethod
-    def _no_plain_http_outside_loopback(cls, value: str) -> str:
+    def _no_plain_http_outside_loopback(cls, value: str | None) -> str | None:
         # A JWKS fetched over plain HTTP lets anyone on the path mint accepted tokens.
-        if value.startswith("http://") and not value.startswith(("http://127.0.0.1", "http://localhost")):
-            raise ValueError("must use https (plain http is accepted only on 127.0.0.1/localhost)")
-        return value
+        return None if value is None else checked_key_url(value)
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> ServiceSettings:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -35,3 +37,9 @@ class Connector(Protocol):
     def settings(self) -> object: ...
 
     def find(self, criteria: QueryCriteria, context: QueryContext, builder: StudyTreeBuilder) -> None: ...
+
+
+def log_find(log: logging.Logger, message: str, connector_id: str, started: float, **counts: int) -> None:
+    """The one log line of a find: how many requests it took and how long (`started`: time.perf_counter()); never
+    a matching value."""
+    log.info(message, extra={"archive": connector_id, **counts, "seconds": round(time.perf_counter() - started, 3)})

@@ -57,7 +57,7 @@ from pynetdicom.presentation import PresentationContext
 from pynetdicom.status import QR_FIND_SERVICE_CLASS_STATUS, code_to_category
 
 from weasis_link import config as cfg
-from weasis_link.connectors.base import QueryContext
+from weasis_link.connectors.base import QueryContext, log_find
 from weasis_link.connectors.dicom_identifiers import (
     IMAGE_KEYS,
     STUDY_KEYS,
@@ -93,6 +93,8 @@ _CAPPED: Final = 0xB001  # "Matching reached response limit": a partial answer
 _POLL_SECONDS: Final = 0.2  # how often a waiting query looks at the deadline and at its siblings' failures
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
+# The pool of one find (its associations run on these threads).
+Executor = concurrent.futures.ThreadPoolExecutor
 
 
 def study_plans(criteria: QueryCriteria) -> list[dict[str, str | list[str]]]:
@@ -302,26 +304,13 @@ class DicomConnector:
         finally:
             run.close(abort=failed)
             self.last_request_count = run.queries
-            logger.info(
-                "C-FIND queries done",
-                extra={
-                    "archive": self.connector_id,
-                    "queries": run.queries,
-                    "answers": run.answers,
-                    "seconds": round(time.perf_counter() - started, 3),
-                },
-            )
+            counts = {"queries": run.queries, "answers": run.answers}
+            log_find(logger, "C-FIND queries done", self.connector_id, started, **counts)
         if failed and run.failure is not None:
             raise run.failure
 
     # --- strategies ---------------------------------------------------------------------------------------------
-    def _study_first(
-        self,
-        run: _Find,
-        pool: concurrent.futures.ThreadPoolExecutor,
-        criteria: QueryCriteria,
-        builder: StudyTreeBuilder,
-    ) -> None:
+    def _study_first(self, run: _Find, pool: Executor, criteria: QueryCriteria, builder: StudyTreeBuilder) -> None:
         lock = threading.Lock()
         image_filter = _image_filter(criteria)
         slots: dict[str, _StudySlot] = {}
@@ -361,13 +350,7 @@ class DicomConnector:
                 fetch_images(uid, study)
         _wait(run, image_tasks)
 
-    def _instances_first(
-        self,
-        run: _Find,
-        pool: concurrent.futures.ThreadPoolExecutor,
-        criteria: QueryCriteria,
-        builder: StudyTreeBuilder,
-    ) -> None:
+    def _instances_first(self, run: _Find, pool: Executor, criteria: QueryCriteria, builder: StudyTreeBuilder) -> None:
         """seriesUID/objectUID only: one relational IMAGE query finds the instances, one STUDY query their studies."""
         rows: list[Attributes] = []
         image_query = query_identifier("IMAGE", _image_filter(criteria), IMAGE_KEYS)

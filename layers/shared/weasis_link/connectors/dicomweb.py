@@ -57,7 +57,7 @@ from urllib3.exceptions import (
 from urllib3.util import Retry
 
 from weasis_link import config as cfg
-from weasis_link.connectors.base import QueryContext
+from weasis_link.connectors.base import QueryContext, log_find
 from weasis_link.connectors.dicom_json import (
     INSTANCE_FIELDS,
     ROOT_INSTANCE_FIELDS,
@@ -178,14 +178,7 @@ class DicomWebConnector:
                 self._instances_first(query, criteria, builder)
         finally:
             self.last_request_count = query.requests
-            logger.info(
-                "QIDO-RS queries done",
-                extra={
-                    "archive": self.connector_id,
-                    "requests": query.requests,
-                    "seconds": round(time.perf_counter() - started, 3),
-                },
-            )
+            log_find(logger, "QIDO-RS queries done", self.connector_id, started, requests=query.requests)
 
     def _study_first(self, query: _Query, criteria: QueryCriteria, builder: StudyTreeBuilder) -> None:
         plans = self._study_plans(criteria)

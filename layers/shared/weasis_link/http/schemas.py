@@ -8,7 +8,9 @@ from typing import Annotated, Any, Literal
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from weasis_link.criteria import CONNECTOR_ID
+from weasis_link import dicom_values as dv
+from weasis_link.criteria import CONNECTOR_ID, MAX_MOST_RECENT
+from weasis_link.manifest_links import MAX_SELF_REDIRECTS
 
 
 class _Camel(BaseModel):
@@ -87,10 +89,10 @@ _PROBLEM_DESCRIPTIONS = {
 # Query parameters, declared once for the OpenAPI document. The values are parsed from the raw query string by
 # weasis_link.criteria (API Gateway joins repeated parameters with commas, which would split a PatientID that
 # contains one), so these declarations describe the interface but do not feed the handlers.
-# The item constraints below are the ones criteria.py enforces; what OpenAPI cannot say (at least one search key,
-# no wildcard-only ID) is in the descriptions.
-_Id64 = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\\\x00-\x1f]+$")]
-_Id16 = Annotated[str, StringConstraints(min_length=1, max_length=16, pattern=r"^[^\\\x00-\x1f]+$")]
+# The item constraints below are the ones criteria.py enforces, from the same constants (criteria, dicom_values,
+# manifest_links); what OpenAPI cannot say (at least one search key, no wildcard-only ID) is in the descriptions.
+_IdLo = Annotated[str, StringConstraints(min_length=1, max_length=dv.MAX_LO, pattern=r"^[^\\\x00-\x1f]+$")]
+_IdSh = Annotated[str, StringConstraints(min_length=1, max_length=dv.MAX_SH, pattern=r"^[^\\\x00-\x1f]+$")]
 _UidList = Annotated[str, StringConstraints(min_length=1, pattern=r"^[0-9]+(\.[0-9]+)*( *, *[0-9]+(\.[0-9]+)*)*$")]
 _DateTime = Annotated[
     str,
@@ -100,7 +102,7 @@ _DateTime = Annotated[
 ]
 _KEYS = "At least one of patientID, studyUID, accessionNumber, seriesUID, objectUID is required; "
 PatientIdParam = Annotated[
-    list[_Id64] | None,
+    list[_IdLo] | None,
     Query(
         alias="patientID",
         description=_KEYS + "PatientID, or ID^^^Issuer to match IssuerOfPatientID; "
@@ -111,7 +113,7 @@ StudyUidParam = Annotated[
     list[_UidList] | None, Query(alias="studyUID", description="StudyInstanceUID (or a comma list); repeatable")
 ]
 AccessionParam = Annotated[
-    list[_Id16] | None, Query(alias="accessionNumber", description="AccessionNumber; repeatable; * and ? wildcards")
+    list[_IdSh] | None, Query(alias="accessionNumber", description="AccessionNumber; repeatable; * and ? wildcards")
 ]
 SeriesUidParam = Annotated[
     list[_UidList] | None, Query(alias="seriesUID", description="SeriesInstanceUID (or a comma list); repeatable")
@@ -127,7 +129,7 @@ ModalitiesParam = Annotated[
     str | None,
     Query(
         alias="modalitiesInStudy",
-        pattern=r"^[A-Za-z0-9 _]{1,16}(,[A-Za-z0-9 _]{1,16})*$",
+        pattern=rf"^[A-Za-z0-9 _]{{1,{dv.MAX_CS}}}(,[A-Za-z0-9 _]{{1,{dv.MAX_CS}}})*$",
         description="Comma-separated modalities; any of them",
     ),
 ]
@@ -147,7 +149,7 @@ UpperDateParam = Annotated[
 ]
 MostRecentParam = Annotated[
     int | None,
-    Query(alias="mostRecentResults", ge=1, le=1000, description="Keep each patient's N most recent studies"),
+    Query(alias="mostRecentResults", ge=1, le=MAX_MOST_RECENT, description="Keep each patient's N most recent studies"),
 ]
 CdbParam = Annotated[str | None, Query(alias="cdb", description="$weasis:config codebase URL")]
 ProParam = Annotated[list[str] | None, Query(alias="pro", description="$weasis:config property 'key value'")]
@@ -180,7 +182,10 @@ FormatParam = Annotated[
     Query(alias="format", description="html: the browser launch page; redirect: 302. Default: by the Accept header"),
 ]
 AttemptParam = Annotated[
-    int, Query(alias="attempt", ge=0, le=2, description="Set by the link itself when it redirects to itself")
+    int,
+    Query(
+        alias="attempt", ge=0, le=MAX_SELF_REDIRECTS, description="Set by the link itself when it redirects to itself"
+    ),
 ]
 InjectTokenParam = Annotated[
     bool,
