@@ -1,7 +1,8 @@
 """Connector settings that had no test proving their effect, each against a real server on loopback:
 
 - `client-credentials.auth-method: client_secret_post`: the client authenticates in the form body, which a token
-  endpoint that accepts only that method answers (and the default, HTTP Basic, is refused by it);
+  endpoint that accepts only that method answers (and the default, HTTP Basic, is refused by it); node's
+  oidc-provider issues tokens to either method;
 - `dicom-web-connector.max-uids-per-request`: UID lists are split (study UIDs) or left to the service's own
   filtering (series / object UIDs) beyond that many per QIDO request, against Orthanc, with the same answer.
 
@@ -21,6 +22,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import pytest
+from pydantic import SecretStr
 
 from weasis_link import config as cfg
 from weasis_link.connectors.base import QueryContext
@@ -29,7 +31,9 @@ from weasis_link.errors import ArchiveError
 from weasis_link.http.requests import criteria_from_query_string
 from weasis_link.oauth_client import ClientCredentialsTokenProvider
 from weasis_link.study_tree import StudyTreeBuilder
+from weasis_link_dev.oidc_provider import Client
 from weasis_link_dev.orthanc import OrthancServer
+from weasis_link_dev.pytest_oidc import OidcProviderFactory
 from weasis_link_dev.synthetic_studies import standard_dataset
 
 pytestmark = pytest.mark.integration
@@ -122,6 +126,32 @@ def test_the_default_basic_method_is_refused_by_a_post_only_endpoint(
     assert "client_secret" not in form  # the default puts the secret in the header only
     decoded = base64.b64decode(authorization.removeprefix("Basic ")).decode()
     assert decoded == "weasis-link:s3cret%3Awith%2Fodd%26chars"
+
+
+@pytest.mark.parametrize("method", ["client_secret_post", "client_secret_basic"])
+def test_each_auth_method_gets_a_token_from_node_oidc_provider(
+    oidc_provider_factory: OidcProviderFactory, method: str
+) -> None:
+    """Interoperability with a real identity provider (node's oidc-provider), the client registered for the
+    method. oidc-provider 9 accepts either secret method whatever is registered, so the refusal of the other
+    method is proven against PostOnlyTokenEndpoint above."""
+    client = Client("weasis-link-" + method.rsplit("_", 1)[1], auth_method=method)
+    provider = oidc_provider_factory([client], {})
+    grant = cfg.ClientCredentialsConfig.model_validate(
+        {
+            "token-url": f"{provider.issuer}/token",
+            "client-id": client.client_id,
+            "client-secret": client.secret,
+            "scope": "weasis.launch",
+            "auth-method": method,
+        }
+    )
+    token = ClientCredentialsTokenProvider(grant).token()
+    assert token.value and token.expires_at > time.time() + 60
+    wrong = grant.model_copy(update={"client_secret": SecretStr("not-the-secret")})
+    with pytest.raises(ArchiveError) as refused:
+        ClientCredentialsTokenProvider(wrong).token()
+    assert refused.value.kind == "refused" and "invalid_client" in refused.value.detail
 
 
 # ------------------------------------------------------------------------------------ max-uids-per-request
