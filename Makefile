@@ -14,9 +14,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
 # Everything the tests, the local stack and the benchmarks start: Orthanc (+ DICOMweb, Python plugin and the
 # token filter's PyJWT), dcmtk (findscu), PostgreSQL and MariaDB (dcm4chee-arc-light's databases), Chromium for
-# the launch-page test.
+# the launch-page test, valgrind (the cold-start benchmark's instruction counts).
 DEBIAN_PACKAGES := orthanc orthanc-dicomweb orthanc-python python3-jwt python3-cryptography dcmtk postgresql \
-	mariadb-server chromium chromium-driver
+	mariadb-server chromium chromium-driver valgrind
 
 .PHONY: help run token test test-unit test-integration test-e2e lint typecheck iac build deploy bench \
 	system-packages venv sample-archive openapi clean check-config

@@ -12,6 +12,8 @@ page for browsers).
 
 from __future__ import annotations
 
+# First: no garbage collection while the function initialises (the heap is frozen at the end of this module).
+import weasis_link.init_phase  # isort: skip
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, cast
@@ -39,13 +41,16 @@ from weasis_link.http.requests import (
     read_upload,
     request_body,
 )
+from weasis_link.http.resolver_cache import cache_route_dependencies
 from weasis_link.launch import LaunchResult
-from weasis_link.launch_uri import LaunchOptions, launch_options_from_pairs
+from weasis_link.launch_options import allowed_launch_options
+from weasis_link.launch_uri import LaunchOptions
 from weasis_link.manifest_links import InlineManifest
 from weasis_link.metrics import record_archive_outcomes
 from weasis_link.observability import configure_logging
 from weasis_link.runtime import Runtime, build_runtime
 from weasis_link.service import ManifestResult
+from weasis_link.snapstart import after_restore, forget_process_caches
 
 logger = Logger()
 metrics = Metrics()
@@ -120,7 +125,7 @@ def launch_options(
     pro: schemas.ProParam = None,  # noqa: ARG001
     arg: schemas.ArgParam = None,  # noqa: ARG001
 ) -> LaunchOptions:
-    return launch_options_from_pairs(_request_pairs())
+    return allowed_launch_options(_request_pairs(), _runtime().config.launch_options)
 
 
 def base_url() -> str:
@@ -148,7 +153,7 @@ HtmlDep = Annotated[bool, Depends(html_requested)]
     summary="Build a Weasis manifest and return its links as JSON",
     responses={
         200: {"description": "Manifest stored", "content": {"application/json": {"model": schemas.ManifestResponse}}},
-        **schemas.problem_responses(400, 401, 403, 422, 502, 503, 504),
+        **schemas.problem_responses(400, 401, 403, 409, 422, 502, 503, 504),
     },
 )
 def get_manifest_links(caller: CallerDep, criteria: CriteriaDep, launch: LaunchDep, base: BaseUrlDep) -> Response[str]:
@@ -162,7 +167,7 @@ def get_manifest_links(caller: CallerDep, criteria: CriteriaDep, launch: LaunchD
     summary="Upload a Weasis manifest (XML) or a JSON list of UIDs to resolve; answered like a built manifest",
     responses={
         201: {"description": "Manifest stored", "content": {"application/json": {"model": schemas.ManifestResponse}}},
-        **schemas.problem_responses(400, 401, 403, 413, 415, 422, 502, 503, 504),
+        **schemas.problem_responses(400, 401, 403, 409, 413, 415, 422, 502, 503, 504),
     },
 )
 def upload_manifest(
@@ -219,7 +224,7 @@ def open_manifest(manifest_id: str, base: BaseUrlDep, attempt: schemas.AttemptPa
             "description": "HTML launch page (Accept: text/html or format=html)",
             "content": {"text/html": {"schema": {"type": "string"}}},
         },
-        **schemas.problem_responses(400, 401, 403, 422, 503),
+        **schemas.problem_responses(400, 401, 403, 409, 422, 502, 503, 504),
     },
 )
 def launch_weasis(
@@ -238,7 +243,7 @@ def launch_weasis(
             "description": "HTML launch page (Accept: text/html or format=html)",
             "content": {"text/html": {"schema": {"type": "string"}}},
         },
-        **schemas.problem_responses(400, 401, 403, 422, 503),
+        **schemas.problem_responses(400, 401, 403, 409, 422, 502, 503, 504),
     },
 )
 def invoke_image_display(
@@ -349,4 +354,23 @@ def make_handler(runtime: Runtime) -> Callable[[dict[str, Any], LambdaContext], 
 
 # Built once per container, at cold start (Lambda's init phase).
 runtime = build_runtime(Path(__file__).parent)
-lambda_handler = make_handler(runtime)
+_handler = make_handler(runtime)
+
+
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Lambda's entry point: it keeps this function from init on, so a SnapStart restore swaps what it calls."""
+    return _handler(event, context)
+
+
+@after_restore
+def _renew_after_restore() -> None:
+    """SnapStart: a new runtime, so nothing that holds connections, clocks or resolved secrets outlives the snapshot
+    (weasis_link.snapstart)."""
+    global runtime, _handler
+    forget_process_caches()
+    runtime = build_runtime(Path(__file__).parent)
+    _handler = make_handler(runtime)
+
+
+cache_route_dependencies(app)  # every route is registered: resolve their Depends() trees once, now
+weasis_link.init_phase.done()

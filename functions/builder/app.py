@@ -18,9 +18,10 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
+from weasis_link.fingerprint import manifest_fingerprint
 from weasis_link.launch import BuildReport, BuildRequest
 from weasis_link.metrics import BuildFailed, function_metrics, record_build
-from weasis_link.observability import configure_logging, manifest_reference
+from weasis_link.observability import configure_logging
 from weasis_link.runtime import Runtime, build_runtime
 
 logger = Logger()
@@ -44,12 +45,12 @@ def make_handler(runtime: Runtime) -> Callable[[dict[str, Any], LambdaContext], 
             logger.error("malformed build request", extra={"fields": fields})
             record_build(metrics, BuildReport("failed"))
             raise BuildFailed("failed", []) from None
-        logger.append_keys(manifest=manifest_reference(request.manifest_id))  # the id itself opens the manifest
+        logger.append_keys(manifest=manifest_fingerprint(request.manifest_id))
         report = runtime.builder.run_build_reported(request)
         record_build(metrics, report)
         if report.outcome in ("failed", "timed-out"):
             raise BuildFailed(report.outcome, [f.archive_id for f in report.archive_failures])
-        return {"manifestId": request.manifest_id, "outcome": report.outcome}
+        return {"manifest": manifest_fingerprint(request.manifest_id), "outcome": report.outcome}
 
     return cast("Callable[[dict[str, Any], LambdaContext], dict[str, str]]", handler)  # log_metrics(...) is untyped
 

@@ -93,8 +93,12 @@ def retrieve_all(view: ArchiveView, url_of: UrlBuilder, *, wado_rs: bool) -> Non
             assert dataset.PatientID == instance.patient_id
 
 
-def expected_sops(pid_prefix: str) -> set[str]:
-    return {r.sop_instance_uid for r in STANDARD if r.patient_id.startswith(pid_prefix)}
+def expected_sops(pid_prefix: str, issuer: str | None = None) -> set[str]:
+    return {
+        r.sop_instance_uid
+        for r in STANDARD
+        if r.patient_id.startswith(pid_prefix) and issuer in (None, r.issuer_of_patient_id)
+    }
 
 
 # ----------------------------------------------------------------------------------- basic auth: webLogin
@@ -112,6 +116,8 @@ def basic_stack(
             "config": {
                 "uri": {
                     "type": "DICOM_WEB",
+                    # Wildcards are off by default: opted in here, bounded to the dataset's patients.
+                    "search-criteria": {"wildcards": ["PATIENT_ID"], "wildcard-max-patients": 20},
                     "wado": wado,
                     "manifest": {"additionnal-parameters": ORTHANC_CONTENT_TYPE},
                     "dicom-web-connector": qido,
@@ -140,8 +146,8 @@ def test_wado_uri_with_web_login(basic_stack: StackHandle, orthanc_basic_auth: O
 
 
 def test_wado_rs_with_web_login(basic_stack: StackHandle, orthanc_basic_auth: OrthancServer) -> None:
-    view, _ = manifest_view(basic_stack, "archive=rs&patientID=WLK-0002")
-    assert {i.sop_uid for i in view.instances} == expected_sops("WLK-0002")
+    view, _ = manifest_view(basic_stack, "archive=rs&patientID=WLK-0002%5E%5E%5EHOSP-A")
+    assert {i.sop_uid for i in view.instances} == expected_sops("WLK-0002", "HOSP-A")
     assert view.attributes["queryMode"] == "DICOM_WEB"
     assert view.base_url == orthanc_basic_auth.dicomweb_url  # the DICOMweb root, not the wado block's /wado
     assert all(a["DirectDownloadFile"].startswith("/studies/") for a in view.instance_attributes)
@@ -171,8 +177,8 @@ def bearer_stack(local_stack_factory: StackFactory) -> StackHandle:
 def test_token_protected_orthanc_needs_the_injected_header(
     bearer_stack: StackHandle, archive: str, wado_rs: bool
 ) -> None:
-    view, token = manifest_view(bearer_stack, f"archive={archive}&patientID=WLK-0002")
-    assert {i.sop_uid for i in view.instances} == expected_sops("WLK-0002")
+    view, token = manifest_view(bearer_stack, f"archive={archive}&patientID=WLK-0002%5E%5E%5EHOSP-B")
+    assert {i.sop_uid for i in view.instances} == expected_sops("WLK-0002", "HOSP-B")
     assert view.http_tags == {"Authorization": f"Bearer {token}"}
     assert view.base_url.startswith(bearer_stack.extra["orthanc_url"])
     url_of = rs_builder if wado_rs else uri_builder(view)

@@ -74,9 +74,10 @@ def test_short_link_serves_the_manifest_under_both_gzip_rules(local_stack: Stack
 
 def test_launch_answers_at_once_and_the_link_yields_the_full_manifest(local_stack: StackHandle) -> None:
     token = local_stack.token()
-    _, _, body = local_stack.get("/manifests?patientID=WLS-1003", token)
+    # With its issuer, nothing is left to decide after the query: the launch answers before the build.
+    _, _, body = local_stack.get("/manifests?patientID=WLS-1003%5E%5E%5EWEASIS-DEMO", token)
     expected = instances_of(follow(json.loads(body)["weasisUrl"]).xml)
-    status, headers, _ = local_stack.get(f"/weasis?patientID=WLS-1003&access_token={token}")
+    status, headers, _ = local_stack.get(f"/weasis?patientID=WLS-1003%5E%5E%5EWEASIS-DEMO&access_token={token}")
     assert status == 302
     uri = headers["Location"]
     assert uri.startswith("weasis://?%24dicom%3Aget+-w+%22http%3A%2F%2F127.0.0.1") and len(uri) <= 500
@@ -197,7 +198,22 @@ def test_uid_list_upload_is_resolved_with_the_callers_token(local_stack: StackHa
 # --- $weasis:config passthrough -----------------------------------------------------------------------------
 
 
-def test_launch_options_pass_through_and_protected_keys_are_refused(local_stack: StackHandle) -> None:
+@pytest.fixture(scope="module")
+def options_stack(local_stack_factory: StackFactory, tmp_path_factory: pytest.TempPathFactory) -> StackHandle:
+    """The sample archive with launch options allowed (they are refused by default: test_safe_by_default.py)."""
+    config = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    config["launch-options"] = {
+        "cdb": ["https://viewer.example/weasis"],
+        "pro": ["weasis.aet", *(f"weasis.p{i}" for i in range(6))],
+        "arg": ["dicom:close --all"],
+    }
+    path = tmp_path_factory.mktemp("launch-options") / "weasis-link.yaml"
+    path.write_text(json.dumps(config))
+    return local_stack_factory(config=path)
+
+
+def test_launch_options_pass_through_and_protected_keys_are_refused(options_stack: StackHandle) -> None:
+    local_stack = options_stack
     token = local_stack.token()
     query = (
         "patientID=WLS-1001&cdb=https%3A%2F%2Fviewer.example%2Fweasis&pro=weasis.aet+WEASISLINK&arg=dicom%3Aclose+--all"
@@ -331,7 +347,8 @@ def special_stack(
 
 
 def test_a_failed_build_gives_an_error_message_in_weasis(special_stack: StackHandle) -> None:
-    status, headers, _ = special_stack.get("/weasis?patientID=WLS-1001&archive=down", special_stack.token())
+    query = "patientID=WLS-1001%5E%5E%5EWEASIS-DEMO&archive=down"  # with its issuer: nothing to decide first
+    status, headers, _ = special_stack.get(f"/weasis?{query}", special_stack.token())
     assert status == 302  # the launch cannot know yet: the archive is queried while Weasis starts
     fetched = follow(headers["Location"])
     assert validate(fetched.xml) == []
@@ -339,6 +356,15 @@ def test_a_failed_build_gives_an_error_message_in_weasis(special_stack: StackHan
     assert view.arc_id == "down" and not view.instances and view.http_tags == {}
     assert view.message is not None and view.message["severity"] == "ERROR"
     assert "cannot be reached" in view.message["description"]
+
+
+def test_a_launch_that_must_query_first_reports_a_failed_archive_as_http(special_stack: StackHandle) -> None:
+    """Without issuer the launch queries before it answers (a 409 must reach the caller), so an archive that is
+    down is a 503 problem here, with nothing stored."""
+    before = special_stack.object_keys()
+    status, headers, body = special_stack.get("/weasis?patientID=WLS-1001&archive=down", special_stack.token())
+    assert status == 503 and headers["Content-Type"].startswith("application/problem+json"), body
+    assert special_stack.object_keys() == before
 
 
 def test_service_token_replaces_a_short_lived_callers_token(

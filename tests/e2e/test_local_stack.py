@@ -48,7 +48,7 @@ def manifest_for(stack: StackHandle, query: str) -> tuple[dict[str, object], byt
     [
         ("studyUID={study}", "st.accession_no = ?", ("ACC-2024-0001",)),
         ("patientID=WLS-1003%5E%5E%5ECLINIC-B", "p.pat_id = ? AND p.pat_id_issuer = ?", ("WLS-1003", "CLINIC-B")),
-        ("patientID=WLS-1003", "p.pat_id = ?", ("WLS-1003",)),
+        ("patientID=WLS-1004", "p.pat_id = ?", ("WLS-1004",)),  # no issuer at all: one patient
         ("accessionNumber=ACC-2021-0042", "st.accession_no = ?", ("ACC-2021-0042",)),
     ],
 )

@@ -45,8 +45,8 @@ def test_logs_hold_facts_but_no_secret_or_patient_data(
     token = stack.token()
     requests = [
         ("/manifests?patientID=WLS-1001", token),
-        ("/manifests?patientID=WLS-1003&archive=sample&archive=sample-basic", token),
-        ("/weasis?accessionNumber=ACC-2024-0001&pro=weasis.aet+X", token),
+        ("/manifests?patientID=WLS-1003%5E%5E%5ECLINIC-B&archive=sample&archive=sample-basic", token),
+        ("/weasis?accessionNumber=ACC-2024-0001", token),
         (f"/weasis?patientID=WLS-1002&access_token={token}", None),
         ("/manifests?patientID=WLS-1004", SigningKey.generate("dev-1").sign(access_token_claims())),
         ("/manifests?patientID=WLS-1001", stack.token(lifetime=-999)),
@@ -54,6 +54,8 @@ def test_logs_hold_facts_but_no_secret_or_patient_data(
         ("/manifests?patientID=WLS-1001&archive=nope", token),
         ("/manifests?patientID=WLS-1001&pro=java.home+/x", token),
         ("/no-such-route?patientID=WLS-1001", token),
+        ("/manifests?patientID=WLS-1003", token),  # 409: two patients (issuers in the answer, nothing logged)
+        ("/weasis?patientID=WLS-1001&pro=weasis.aet+X", token),  # launch options are not enabled
     ]
     answers = [stack.get(path_, tok) for path_, tok in requests]
     statuses = [status for status, _, _ in answers]

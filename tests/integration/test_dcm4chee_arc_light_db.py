@@ -111,7 +111,19 @@ def service(arc_db: ArcDatabase) -> ManifestService:
         oauth_jwks_url="https://idp.test/jwks",
     )
     store = ManifestStore(s3_client("eu-central-1"), "weasis-link-test")  # build() never stores
-    return ManifestService(settings, arc_db.config(), store)
+    return ManifestService(settings, matrix_config(arc_db.config()), store)
+
+
+def matrix_config(config: AppConfig) -> AppConfig:
+    """The matrix proves the connector, not the refusals (docs/security.md): wildcards opted in, and a PatientID held
+    by several patients listed with a warning (`ambiguous-patient: warn`) instead of a 409."""
+    search = {"wildcards": ["PATIENT_ID", "STUDY_ACCESSION_NUMBER"], "wildcard_max_patients": 1000}
+    connectors = {
+        cid: c.model_copy(update={"search_criteria": c.search_criteria.model_copy(update=search)})
+        for cid, c in config.connector.config.items()
+    }
+    update = {"config": connectors, "ambiguous_patient": "warn"}
+    return config.model_copy(update={"connector": config.connector.model_copy(update=update)})
 
 
 def caller() -> Caller:

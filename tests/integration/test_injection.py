@@ -5,6 +5,7 @@ test_database_connector.py; XML: tests/unit/test_manifest.py and test_properties
 from __future__ import annotations
 
 import json
+import pathlib
 import threading
 import time
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
 import pytest
+import yaml
 
 from weasis_link.config import DicomWebConnectorConfig as DicomWebSettings
 from weasis_link.connectors.base import QueryContext
@@ -21,7 +23,7 @@ from weasis_link.errors import InvalidRequest
 from weasis_link.http.requests import criteria_from_query_string
 from weasis_link.study_tree import StudyTreeBuilder
 from weasis_link_dev.orthanc import OrthancServer
-from weasis_link_dev.pytest_stack import StackHandle
+from weasis_link_dev.pytest_stack import StackFactory, StackHandle
 
 pytestmark = pytest.mark.integration
 SMUGGLING = [
@@ -122,6 +124,17 @@ def test_control_characters_in_criteria_are_refused(query: str) -> None:
         criteria_from_query_string(query)
 
 
+@pytest.fixture(scope="module")
+def options_stack(local_stack_factory: StackFactory, tmp_path_factory: pytest.TempPathFactory) -> StackHandle:
+    """Launch options allowed (refused by default), so that their syntax checks are what refuses these values."""
+    bundled = pathlib.Path(__file__).resolve().parents[2] / "functions/api/weasis-link.yaml"
+    config = yaml.safe_load(bundled.read_text())
+    config["launch-options"] = {"cdb": ["https://a.example"], "pro": ["weasis.aet"], "arg": ["dicom:close --all"]}
+    path = tmp_path_factory.mktemp("injection") / "weasis-link.yaml"
+    path.write_text(json.dumps(config))
+    return local_stack_factory(config=path)
+
+
 @pytest.mark.parametrize(
     "extra",
     [
@@ -135,7 +148,8 @@ def test_control_characters_in_criteria_are_refused(query: str) -> None:
         "pro=java.class.path%20/tmp",
     ],
 )
-def test_launch_values_reaching_headers_or_the_weasis_uri_are_refused(local_stack: StackHandle, extra: str) -> None:
+def test_launch_values_reaching_headers_or_the_weasis_uri_are_refused(options_stack: StackHandle, extra: str) -> None:
+    local_stack = options_stack
     status, headers, body = local_stack.get(f"/weasis?patientID=WLS-1001&{extra}", local_stack.token())
     assert status == 400, body
     assert json.loads(body)["type"] == "urn:weasis-link:problem:invalid-request"
@@ -143,7 +157,8 @@ def test_launch_values_reaching_headers_or_the_weasis_uri_are_refused(local_stac
     assert "Location" not in headers
 
 
-def test_accepted_values_cannot_break_out_of_the_launch_uri(local_stack: StackHandle) -> None:
+def test_accepted_values_cannot_break_out_of_the_launch_uri(options_stack: StackHandle) -> None:
+    local_stack = options_stack
     status, headers, _ = local_stack.get("/weasis?patientID=WLS-1001&pro=weasis.aet%20A%26B%3DC", local_stack.token())
     assert status == 302
     location = headers["Location"]

@@ -2,7 +2,9 @@
 QIDO-RS on Orthanc's DICOMweb API, all holding the standard dataset. One arcQuery per archive, queried concurrently;
 `connector.default` and `archive=` choose them; a failing archive gets a WARN <Message> while the others are served;
 `search-criteria.deactivated` is enforced per archive; two patients sharing a PatientID under two issuers are never
-one <Patient>. The last tests drive the real API over HTTP (local stack).
+one <Patient>; the three archives hold the same instances, and each is listed once (in the first archive of the
+configured order). The matrix runs with wildcards opted in and `ambiguous-patient: warn` (it proves the connectors,
+not the refusals); the last tests drive the real API over HTTP (local stack), also with the defaults (409).
 
 Run: .venv/bin/pytest tests/integration/test_several_archives.py -q
 """
@@ -35,7 +37,7 @@ from weasis_link_dev.pacs_database import DB_QUERY, ISSUER_OF_PATIENT_ID_COLUMN
 from weasis_link_dev.pytest_postgres import PacsDatabase
 from weasis_link_dev.pytest_stack import StackFactory, StackHandle
 from weasis_link_dev.query_matrix import check, instance_patients, standard_cases
-from weasis_link_dev.synthetic_studies import standard_dataset
+from weasis_link_dev.synthetic_studies import SHARED_ACCESSION_TWO_PATIENTS, standard_dataset
 from weasis_link_dev.weasis_client import ArchiveView, fetch_manifest, read_manifest, validate
 
 pytestmark = pytest.mark.integration
@@ -53,17 +55,32 @@ def closed_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def config_yaml(orthanc: OrthancServer, pacs: PacsDatabase, down_port: int) -> str:
+def config_yaml(orthanc: OrthancServer, pacs: PacsDatabase, down_port: int, *, defaults: bool = False) -> str:
+    """defaults=False: wildcards opted in and ambiguous patients listed with a warning (the matrix needs both)."""
     db = {**DB_QUERY, "issuer-of-patient-id-column": ISSUER_OF_PATIENT_ID_COLUMN}
     dicom = {"calling-aet": "WEASIS-LINK", "aet": orthanc.aet, "host": orthanc.dicom_host}
+    search = {} if defaults else {"wildcards": ["PATIENT_ID", "STUDY_ACCESSION_NUMBER"], "wildcard-max-patients": 100}
     config = {
         "wado": {"authentication": {"oauth2": {"url": orthanc.wado_url}}},
         "connector": {
             "default": list(ARCHIVES),
+            "ambiguous-patient": "refuse" if defaults else "warn",
             "config": {
-                "sql": {"type": "DB", "db-connector": {"uri": pacs.sqlalchemy_url, "query": db}},
-                "dimse": {"type": "DICOM", "dicom-connector": {**dicom, "port": orthanc.dicom_port}},
-                "web": {"type": "DICOM_WEB", "dicom-web-connector": {"url": orthanc.dicomweb_url}},
+                "sql": {
+                    "type": "DB",
+                    "search-criteria": search,
+                    "db-connector": {"uri": pacs.sqlalchemy_url, "query": db},
+                },
+                "dimse": {
+                    "type": "DICOM",
+                    "search-criteria": search,
+                    "dicom-connector": {**dicom, "port": orthanc.dicom_port},
+                },
+                "web": {
+                    "type": "DICOM_WEB",
+                    "search-criteria": search,
+                    "dicom-web-connector": {"url": orthanc.dicomweb_url},
+                },
                 # An archive that is down: nothing listens on its port.
                 "down": {"type": "DICOM", "dicom-connector": {**dicom, "port": down_port}},
                 # The same PACS, but searching it by patient is not allowed.
@@ -159,8 +176,9 @@ def answered(view: ArchiveView) -> dict[str, tuple[str, str | None]]:
 @pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
 def test_every_archive_answers_the_matrix_in_its_own_arc_query(service: Service, case: str) -> None:
     matrix_case = CASES[case]
-    views = service.build(matrix_case.query)
-    assert [v.arc_id for v in views] == list(ARCHIVES)  # connector.default, in order, one arcQuery each
+    # One archive at a time: together, the archives' identical instances are listed once (by the first).
+    views = [view for cid in ARCHIVES for view in service.build(f"{matrix_case.query}&archive={cid}")]
+    assert [v.arc_id for v in views] == list(ARCHIVES)
     expected = matrix_case.expected(STANDARD)
     for view in views:
         result = check(answered(view), expected, TRUTH)
@@ -171,8 +189,10 @@ def test_every_archive_answers_the_matrix_in_its_own_arc_query(service: Service,
 
 
 def test_same_patient_id_under_two_issuers_is_two_patients(service: Service) -> None:
-    views = service.build("patientID=WLK-0002")
+    views = [view for cid in ARCHIVES for view in service.build(f"patientID=WLK-0002&archive={cid}")]
+    assert len(views) == len(ARCHIVES)
     for view in views:
+        assert view.message is not None and "HOSP-A, HOSP-B" in view.message["description"]  # warn mode
         patients = [(p["PatientID"], p.get("IssuerOfPatientID"), p["PatientName"]) for p in view.patients]
         assert sorted(patients) == [
             ("WLK-0002", "HOSP-A", "Müller^Jürgen"),
@@ -196,7 +216,8 @@ def test_archives_are_queried_concurrently(service: Service) -> None:
 
 def test_archive_parameter_chooses_the_archives(service: Service) -> None:
     assert [v.arc_id for v in service.build("patientID=WLK-0001&archive=dimse")] == ["dimse"]
-    assert [v.arc_id for v in service.build("patientID=WLK-0001&archive=web&archive=sql")] == ["web", "sql"]
+    # web's instances are all in sql, first in the configured order: listed once, there.
+    assert [v.arc_id for v in service.build("patientID=WLK-0001&archive=web&archive=sql")] == ["sql"]
     with pytest.raises(UnknownArchive):
         service.build("patientID=WLK-0001&archive=nowhere")
 
@@ -204,15 +225,14 @@ def test_archive_parameter_chooses_the_archives(service: Service) -> None:
 def test_a_failing_archive_gets_a_warning_while_the_others_are_served(service: Service) -> None:
     views = service.build("patientID=WLK-0003&archive=sql&archive=down&archive=dimse")
     by_id = {v.arc_id: v for v in views}
-    assert list(by_id) == ["sql", "down", "dimse"]
+    assert list(by_id) == ["sql", "down"]  # dimse's instances are all in sql: listed once, there
     down = by_id["down"]
     assert down.instances == [] and down.message is not None
     assert down.message["severity"] == "WARN"
     assert "down" in down.message["description"] and "cannot be reached" in down.message["description"]
     expected = CASES["patient without issuer"].expected(STANDARD)
-    for cid in ("sql", "dimse"):
-        assert set(answered(by_id[cid])) == expected
-        assert by_id[cid].message is None
+    assert set(answered(by_id["sql"])) == expected
+    assert by_id["sql"].message is None
 
 
 def test_when_every_archive_fails_nothing_is_built(service: Service) -> None:
@@ -229,9 +249,10 @@ def test_deactivated_criteria_are_enforced_per_archive(service: Service) -> None
         service.build("patientID=WLK-0001&archive=no-patient-search")
     # By study UID it answers.
     dupont = next(r for r in STANDARD if r.patient_id == "WLK-0001")
-    views = service.build(f"studyUID={dupont.study_instance_uid}&archive=no-patient-search&archive=sql")
-    assert [v.arc_id for v in views] == ["no-patient-search", "sql"]
-    assert answered(views[0]) == answered(views[1]) != {}
+    [view] = service.build(f"studyUID={dupont.study_instance_uid}&archive=no-patient-search")
+    assert view.arc_id == "no-patient-search" and answered(view) != {}
+    [view] = service.build(f"studyUID={dupont.study_instance_uid}&archive=no-patient-search&archive=sql")
+    assert view.arc_id == "sql" and answered(view) != {}  # the same instances, listed once
 
 
 def test_each_arc_query_carries_the_token_and_its_wado_url(service: Service, orthanc: OrthancServer) -> None:
@@ -257,14 +278,49 @@ def get_manifest(stack: StackHandle, query: str) -> tuple[int, dict[str, Any], l
 def test_api_serves_several_archives_in_one_manifest(stack: StackHandle) -> None:
     status, answer, views = get_manifest(stack, "patientID=WLK-0002&archive=sql&archive=dimse&archive=web&archive=down")
     assert status == 200, answer
-    assert [v.arc_id for v in views] == ["sql", "dimse", "web", "down"]
+    # The three archives hold the same instances: each is listed once, by sql (first in connector.default).
+    assert [v.arc_id for v in views] == ["sql", "down"]
     expected = CASES["one PatientID, two issuers"].expected(STANDARD)
-    for view in views[:3]:
-        assert check(answered(view), expected, TRUTH).ok, view.arc_id
-        assert len(view.patients) == 2
-    assert views[3].message is not None and views[3].message["severity"] == "WARN"
-    assert answer["instances"] == 3 * len(expected)
+    assert check(answered(views[0]), expected, TRUTH).ok
+    assert len(views[0].patients) == 2
+    assert views[1].message is not None and views[1].message["severity"] == "WARN"
+    assert answer["instances"] == len(expected)  # distinct, not 3 x
+    assert answer["patients"] == 2
+    assert any("sql and dimse, web" in w for w in answer["warnings"]), answer["warnings"]
+    assert any("HOSP-A, HOSP-B" in w for w in answer["warnings"]), answer["warnings"]  # ambiguous-patient: warn
     assert [(f["archive"], f["kind"]) for f in answer.get("failedArchives", [])] == [("down", "unavailable")]
+
+
+@pytest.fixture(scope="module")
+def default_stack(
+    local_stack_factory: StackFactory, orthanc: OrthancServer, postgres_pacs: PacsDatabase, config_file: Path
+) -> StackHandle:
+    path = config_file.parent / "defaults.yaml"
+    path.write_text(config_yaml(orthanc, postgres_pacs, closed_port(), defaults=True))
+    return local_stack_factory(config=path)
+
+
+def test_api_with_the_defaults_refuses_two_patients_and_wildcards(default_stack: StackHandle) -> None:
+    """The same PatientID under two issuers, found by three real connectors: 409 with the issuers, nothing stored."""
+    before = default_stack.object_keys()
+    status, answer, _ = get_manifest(default_stack, "patientID=WLK-0002")
+    assert status == 409, answer
+    assert answer["issuers"] == ["HOSP-A", "HOSP-B"] and answer["patients"] == 2
+    assert "Müller" not in json.dumps(answer) and "Martin" not in json.dumps(answer)
+    status, answer, _ = get_manifest(default_stack, "patientID=WLK-000*")
+    assert status == 400 and answer["type"].endswith("wildcard-not-allowed"), answer
+    assert default_stack.object_keys() == before
+    status, answer, views = get_manifest(default_stack, "patientID=WLK-0002%5E%5E%5EHOSP-B")
+    assert status == 200 and answer["patients"] == 1, answer
+    assert [v.arc_id for v in views] == ["sql"]
+    # An accession number two patients share: the same answer, unless a patientID says whose.
+    before = default_stack.object_keys()
+    status, answer, _ = get_manifest(default_stack, f"accessionNumber={SHARED_ACCESSION_TWO_PATIENTS}")
+    assert status == 409 and answer["patients"] == 2, answer
+    assert default_stack.object_keys() == before
+    narrowed = f"accessionNumber={SHARED_ACCESSION_TWO_PATIENTS}&patientID=WLK-0003"
+    status, answer, _ = get_manifest(default_stack, narrowed)
+    assert status == 200 and answer["patients"] == 1, answer
 
 
 def test_api_answers_503_and_stores_nothing_when_every_archive_fails(stack: StackHandle) -> None:

@@ -84,7 +84,19 @@ def test_launch_route_redirects_to_weasis(api: Handler, store: ManifestStore, si
     response = invoke(api, event("get_weasis.json", signing_key.sign(access_token_claims())))
     assert response["statusCode"] == 302
     assert response["headers"]["Location"].startswith("weasis://?%24dicom%3Aget+-w+")
-    assert "pro%3D%22weasis.aet+WEASISLINK%22" in response["headers"]["Location"]
+    assert "weasis%3Aconfig" not in response["headers"]["Location"]
+
+
+def test_launch_options_are_refused_unless_configured(
+    api: Handler, store: ManifestStore, signing_key: SigningKey
+) -> None:
+    query = "patientID=WLS-1001&pro=weasis.aet+WEASISLINK&arg=dicom%3Aclose+--all"
+    response = invoke(api, event("get_weasis.json", signing_key.sign(access_token_claims()), rawQueryString=query))
+    assert response["statusCode"] == 400
+    body = json.loads(response["body"])
+    assert body["type"] == "urn:weasis-link:problem:launch-option-not-allowed"
+    assert [e["field"] for e in body["errors"]] == ["pro", "arg"]
+    assert objects() == 0
 
 
 @pytest.mark.parametrize(

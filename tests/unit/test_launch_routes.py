@@ -13,6 +13,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
+from weasis_link.fingerprint import manifest_fingerprint
 from weasis_link.metrics import BuildFailed
 from weasis_link.runtime import Runtime
 from weasis_link.storage import ManifestStore
@@ -228,7 +229,9 @@ def test_builder_function_builds_the_requested_manifest(
     manifest_id = f"{int(2e9)}-" + "A" * 32
     request.update(manifest_id=manifest_id, expires_at=int(2e9), token=token, token_expires_at=int(2e9))
     answer = builder_handler(request, LambdaContext(aws_request_id="b"))
-    assert answer == {"manifestId": manifest_id, "outcome": "built"}
+    # The answer and the log lines name the manifest by its fingerprint: the id is a capability.
+    assert answer == {"manifest": manifest_fingerprint(manifest_id), "outcome": "built"}
+    assert manifest_id not in capsys.readouterr().out
     [view] = read_manifest(gzip.decompress(stored_manifest(store, manifest_id)))
     assert view.http_tags == {"Authorization": f"Bearer {token}"}
     with pytest.raises(BuildFailed):  # counted in the builder's Errors, never retried (template.yaml)

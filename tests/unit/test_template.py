@@ -982,3 +982,14 @@ def test_secrets_max_age_reaches_the_functions_that_resolve_secrets(template: di
     for name in ("ApiFunction", "BuilderFunction"):
         variables = function(template, name)["Environment"]["Variables"]
         assert variables["SECRETS_MAX_AGE_SECONDS"] == {"Ref": "SecretsMaxAgeSeconds"}
+
+
+def test_snapstart_is_an_option_off_by_default(template: dict[str, Any]) -> None:
+    parameter = template["Parameters"]["SnapStart"]
+    assert (parameter["Default"], sorted(parameter["AllowedValues"])) == ("false", ["false", "true"])
+    assert template["Conditions"]["UseSnapStart"] == {"Fn::Equals": [{"Ref": "SnapStart"}, "true"]}
+    # SnapStart applies to published versions: the HTTP API must invoke one (the alias), not $LATEST.
+    assert template["Globals"]["Function"]["AutoPublishAlias"]
+    assert function(template, "ApiFunction")["SnapStart"] == {
+        "Fn::If": ["UseSnapStart", {"ApplyOn": "PublishedVersions"}, {"Ref": "AWS::NoValue"}]
+    }

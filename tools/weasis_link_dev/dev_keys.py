@@ -5,7 +5,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import tempfile
 import threading
 import time
 import uuid
@@ -38,15 +41,23 @@ class SigningKey:
 
     @classmethod
     def load_or_create(cls, path: Path = KEY_FILE) -> SigningKey:
-        """The persistent development key: the running stack and `make token` share it."""
+        """The persistent development key: the running stack and `make token` share it. Created atomically: the key
+        is written whole to a private temporary file and linked into place, so of two stacks started together on a
+        fresh clone one wins and both load its key (never a half-written file)."""
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             key = cls.generate("dev-1")
             pem = key.private_key.private_bytes(
                 serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
             )
-            path.write_bytes(pem)
-            path.chmod(0o600)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # mode 0600
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(pem)
+                with contextlib.suppress(FileExistsError):  # another process linked its key first: use that one
+                    os.link(tmp, path)
+            finally:
+                os.unlink(tmp)
         loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
         assert isinstance(loaded, rsa.RSAPrivateKey)
         return cls(loaded, "dev-1")

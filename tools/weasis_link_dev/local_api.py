@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import re
 import threading
 import time
 import uuid
@@ -16,6 +17,20 @@ from urllib.parse import parse_qsl, urlsplit
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 MAX_BODY = 10 * 1024 * 1024  # API Gateway's payload limit
+# template.yaml's routes: the access log names the route (as API Gateway's routeKey does), never the path, which for
+# GET /manifests/{id} is a capability.
+ROUTES = (
+    ("GET", re.compile(r"/manifests"), "GET /manifests"),
+    ("POST", re.compile(r"/manifests"), "POST /manifests"),
+    ("GET", re.compile(r"/manifests/[^/]+"), "GET /manifests/{id}"),
+    ("GET", re.compile(r"/weasis"), "GET /weasis"),
+    ("GET", re.compile(r"/IHEInvokeImageDisplay"), "GET /IHEInvokeImageDisplay"),
+)
+
+
+def route_key(method: str, path: str) -> str:
+    """API Gateway's routeKey for a request: its route, or `$default` when none matches."""
+    return next((key for m, pattern, key in ROUTES if m == method and pattern.fullmatch(path)), "$default")
 
 
 @dataclass
@@ -41,7 +56,8 @@ def http_api_event(
     source_ip: str = "127.0.0.1",
     domain: str = "127.0.0.1",
 ) -> dict[str, Any]:
-    """The event API Gateway would send for this request (a `$default` route, stage `$default`)."""
+    """The event API Gateway would send for this request (stage `$default`). `domain` is the server's configured
+    address: links are built from it, never from the client's Host header."""
     parts = urlsplit(target)
     joined: dict[str, str] = {}
     cookies: list[str] = []
@@ -65,7 +81,7 @@ def http_api_event(
         "requestContext": {
             "accountId": "000000000000",
             "apiId": "local",
-            "domainName": joined.get("host", domain),
+            "domainName": domain,
             "domainPrefix": "local",
             "http": {
                 "method": method,
@@ -124,7 +140,12 @@ class LocalApiServer:
                     return
                 body = self.rfile.read(length) if length else b""
                 event = http_api_event(
-                    self.command, self.path, list(self.headers.items()), body, source_ip=self.client_address[0]
+                    self.command,
+                    self.path,
+                    list(self.headers.items()),
+                    body,
+                    source_ip=self.client_address[0],
+                    domain=f"{owner.host}:{owner.port}",
                 )
                 context = LambdaContext(
                     aws_request_id=event["requestContext"]["requestId"], deadline=time.monotonic() + owner.timeout
@@ -164,12 +185,11 @@ class LocalApiServer:
                 raise AttributeError(name)
 
             def log_message(self, format: str, *args: Any) -> None:
-                # Access log without the query string (it may carry an access_token) and without a manifest id
-                # (the short link opens the manifest): API Gateway's access log records the route only.
-                path = self.path.split("?", 1)[0]
-                if path.startswith("/manifests/"):
-                    path = "/manifests/{id}"
-                print(f"{self.address_string()} {self.command} {path} {args[1] if len(args) > 1 else ''}", flush=True)
+                # The route, not the path (a manifest id is a capability) nor the query (it may carry access_token).
+                # A malformed request line is logged before it is parsed: no route then, and no echo of it.
+                route = route_key(str(getattr(self, "command", None)), urlsplit(getattr(self, "path", "")).path)
+                status = str(args[1]) if len(args) > 1 and str(args[1]).isdigit() else str(args[0] if args else "")
+                print(f"{self.address_string()} {route} {status if status.isdigit() else '-'}", flush=True)
 
         self._server = ThreadingHTTPServer((host, port), RequestHandler)
         self._server.daemon_threads = True

@@ -146,7 +146,7 @@ connector:
         f"Orthanc {pacs.http_url} ({'bearer tokens of this stack' if bearer else 'no authentication'}), "
         f"synthetic standard dataset: {patients} patients, {studies} studies, {len(records)} instances"
     )
-    return ServedArchive(description, "patientID=WLK-0002", config, {"orthanc_url": pacs.http_url})
+    return ServedArchive(description, "patientID=WLK-0001", config, {"orthanc_url": pacs.http_url})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -190,7 +190,10 @@ def main(argv: list[str] | None = None) -> int:
         api = LocalApiServer(lambda_handler, port=args.port)
         ready = {"api_url": api.url, "s3_endpoint": s3_endpoint, "jwks_url": jwks.url, "bucket": BUCKET, **served.ready}
         if args.ready_file:
-            args.ready_file.write_text(json.dumps(ready))
+            # Atomically: the test fixture polls for the file and must never read it half-written.
+            partial = args.ready_file.with_name(args.ready_file.name + ".partial")
+            partial.write_text(json.dumps(ready))
+            partial.replace(args.ready_file)
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())

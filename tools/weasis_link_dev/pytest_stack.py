@@ -1,11 +1,16 @@
 """pytest fixtures: the local stack (`python -m weasis_link_dev.local_stack`) as a subprocess, for end-to-end tests
 over real HTTP. Each stack has its own signing key, moto S3 server and configuration; `local_stack` is the embedded
-default, `local_stack_factory(config=..., env=...)` starts others (Orthanc, several archives...)."""
+default, `local_stack_factory(config=..., env=...)` starts others (Orthanc, several archives...).
+
+Manifest ids are capabilities and must never be logged (docs/security.md): every id a stack hands out through
+`StackHandle.request` is recorded in ISSUED_MANIFEST_IDS, and when the session's stacks stop, the factory fails the
+run if any of their log lines holds one of them."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,7 +21,8 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
+from urllib.parse import unquote_plus
 
 import pytest
 
@@ -33,6 +39,32 @@ BUILD_END_LINES = (
     "builder invocation failed",
 )
 BUILD_WAIT_SECONDS = 120.0  # the builder's own deadline (BUILD_DEADLINE_SECONDS) plus its overhead, and slack
+
+# storage.MANIFEST_ID inside any text: a JSON answer, a Location header, a weasis:// URI once decoded.
+_MANIFEST_ID: Final = re.compile(r"(?<![A-Za-z0-9_-])\d{10}-[A-Za-z0-9_-]{32}(?![A-Za-z0-9_-])")
+ISSUED_MANIFEST_IDS: set[str] = set()
+
+
+def manifest_ids_in(text: str) -> set[str]:
+    """The manifest ids a text carries, raw or percent-encoded (weasis:// URIs encode the link once)."""
+    return set(_MANIFEST_ID.findall(text)) | set(_MANIFEST_ID.findall(unquote_plus(text)))
+
+
+def record_issued(headers: dict[str, str], body: bytes) -> None:
+    text = " ".join(headers.values()) + " " + body[:1_000_000].decode("utf-8", errors="replace")
+    ISSUED_MANIFEST_IDS.update(manifest_ids_in(text))
+
+
+def leaked_manifest_ids(log_paths: list[Path], issued: set[str]) -> dict[str, list[str]]:
+    """{log file: issued ids found in it}: what must stay empty."""
+    leaks: dict[str, list[str]] = {}
+    for path in log_paths:
+        if not path.exists():
+            continue
+        found = manifest_ids_in(path.read_text(errors="replace")) & issued
+        if found:
+            leaks[str(path)] = sorted(found)
+    return leaks
 
 
 @dataclass
@@ -71,10 +103,12 @@ class StackHandle:
         opener = urllib.request.build_opener(_NoRedirect)
         try:
             with opener.open(request, timeout=timeout) as response:
-                return response.status, dict(response.headers.items()), response.read()
+                answer = response.status, dict(response.headers.items()), response.read()
         except urllib.error.HTTPError as exc:
             with exc:
-                return exc.code, dict(exc.headers.items()), exc.read()
+                answer = exc.code, dict(exc.headers.items()), exc.read()
+        record_issued(answer[1], answer[2])
+        return answer
 
     def s3(self) -> Any:
         import boto3
@@ -205,6 +239,10 @@ def local_stack_factory() -> Iterator[StackFactory]:
     yield make
     for handle in started:
         handle.stop()
+    # Every manifest id this session's stacks issued, against every line they logged.
+    leaks = leaked_manifest_ids([h.log_path for h in started], ISSUED_MANIFEST_IDS)
+    if leaks:
+        pytest.fail(f"manifest ids appear in local-stack logs (capabilities must never be logged): {leaks}")
 
 
 @pytest.fixture(scope="session")

@@ -60,6 +60,8 @@ def identifier(value: object, max_length: int = MAX_LO) -> str | None:
 
 def uid(value: object) -> str | None:
     """A DICOM UI: digits and dots, no empty component, at most 64 characters; trailing NUL/space padding dropped."""
+    if type(value) is str and len(value) <= MAX_UI and _UID.fullmatch(value):
+        return value  # the common case, already clean: no copy
     if value is None:
         return None
     s = str(value).strip(" \x00")

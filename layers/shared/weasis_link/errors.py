@@ -156,6 +156,44 @@ class StorageError(WeasisLinkError):
     code = "storage-unavailable"
 
 
+# --- safe by default (docs/security.md): refusals a caller can act on ------------------------------------------
+
+
+class LaunchOptionNotAllowed(InvalidRequest):
+    """cdb / pro / arg that the configuration's launch-options allow-lists do not admit."""
+
+    code = "launch-option-not-allowed"
+
+
+class WildcardNotAllowed(InvalidRequest):
+    """A wildcard in patientID or accessionNumber where no selected archive opted in, or too short a prefix."""
+
+    code = "wildcard-not-allowed"
+
+
+class AmbiguousPatient(WeasisLinkError):
+    """A patientID without issuer (or an accession number) matches several patient identities: the caller must say
+    which one (`ID^^^Issuer`). Carries the issuers found, never a name."""
+
+    code = "ambiguous-patient"
+
+    def __init__(self, detail: str, issuers: list[str | None], patients: int) -> None:
+        super().__init__(detail)
+        self.issuers = issuers
+        self.patients = patients
+
+
+class TooManyPatients(WeasisLinkError):
+    """A wildcard query matched more patients than the archive allows (search-criteria.wildcard-max-patients)."""
+
+    code = "too-many-patients"
+
+    def __init__(self, detail: str, patients: int, max_patients: int) -> None:
+        super().__init__(detail)
+        self.patients = patients
+        self.max_patients = max_patients
+
+
 def error_code(exc: Exception) -> str:
     """The AWS error code of a botocore ClientError, else the exception's class name (never its message)."""
     response = getattr(exc, "response", None)

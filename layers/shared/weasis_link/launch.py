@@ -32,9 +32,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from weasis_link.auth import Caller
 from weasis_link.criteria import QueryCriteria, criteria_from_pairs
 from weasis_link.errors import AllArchivesFailed, ArchiveFailure, BuilderUnavailable, WeasisLinkError, error_code
+from weasis_link.fingerprint import manifest_fingerprint
 from weasis_link.launch_uri import LaunchOptions, bounded_weasis_uri
 from weasis_link.manifest_links import short_link
-from weasis_link.observability import manifest_reference
 from weasis_link.service import ManifestService
 from weasis_link.storage import MANIFEST_ID, ManifestStore, new_manifest_id
 
@@ -140,7 +140,7 @@ class ThreadDispatcher:
         try:
             self._run(request)
         except Exception:
-            logger.exception("build failed", extra={"manifest": manifest_reference(request.manifest_id)})
+            logger.exception("build failed", extra={"manifest": manifest_fingerprint(request.manifest_id)})
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -200,6 +200,13 @@ class Launcher:
         it must not hold access_token: the token travels once, in its own field."""
         # An unknown archive or a deactivated criterion is refused now, not discovered by the builder.
         archive_ids = self.service.archives.select(criteria)
+        if self.service.archives.needs_result_check(criteria, archive_ids):
+            # A 409 (ambiguous patient, too many for a wildcard) must reach the caller, not a Weasis dialog: such
+            # requests are answered once the archives have answered (docs/security.md).
+            result = self.service.create_manifest(criteria, caller, options, base_url=base_url)
+            return LaunchResult(
+                result.manifest_id, result.manifest_link, result.weasis_url, result.expires_at, result.warnings
+            )
         expires_at = self.service.expiry()
         manifest_id = new_manifest_id(expires_at)
         link = short_link(base_url, manifest_id)
@@ -242,7 +249,7 @@ class Builder:
         if request.expires_at <= self.clock():
             logger.warning(
                 "build skipped: its manifest has already expired",
-                extra={"manifest": manifest_reference(request.manifest_id)},
+                extra={"manifest": manifest_fingerprint(request.manifest_id)},
             )
             return BuildReport("expired")
         outcome: BuildOutcome = "built"
@@ -268,14 +275,14 @@ class Builder:
         except WeasisLinkError as exc:
             outcome = "failed"
             logger.warning(
-                "build refused", extra={"manifest": manifest_reference(request.manifest_id), "code": exc.code}
+                "build refused", extra={"manifest": manifest_fingerprint(request.manifest_id), "code": exc.code}
             )
             body = self.service.failure_manifest(
                 archive_ids or self.service.archives.default_ids(), "The images could not be listed", exc.detail
             )
         except Exception:
             outcome = "failed"
-            logger.exception("build crashed", extra={"manifest": manifest_reference(request.manifest_id)})
+            logger.exception("build crashed", extra={"manifest": manifest_fingerprint(request.manifest_id)})
             body = self.service.failure_manifest(
                 archive_ids or self.service.archives.default_ids(),
                 "The images could not be listed",
@@ -285,7 +292,7 @@ class Builder:
         logger.info(
             "build stored",
             extra={
-                "manifest": manifest_reference(request.manifest_id),
+                "manifest": manifest_fingerprint(request.manifest_id),
                 "outcome": outcome,
                 "seconds": round(time.perf_counter() - started, 3),
                 "since_launch_seconds": round(max(0.0, self.clock() - request.launched_at), 3),

@@ -210,3 +210,9 @@ def shared_token_provider(config: ClientCredentialsConfig) -> ClientCredentialsT
         if provider is None:
             provider = _shared[key] = ClientCredentialsTokenProvider(config)
         return provider
+
+
+def forget_shared_providers() -> None:
+    """Drop every shared provider (their cached tokens and pools): after a SnapStart restore (weasis_link.snapstart)."""
+    with _shared_lock:
+        _shared.clear()

@@ -5,12 +5,13 @@ written anyway — message, extra fields and tracebacks alike."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from typing import Any, Final
 
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
+
+from weasis_link.fingerprint import MANIFEST_ID_IN_TEXT, manifest_fingerprint
 
 _JWT: Final = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
 _AUTH_VALUE: Final = re.compile(r"(?i)\b(bearer|basic)(\s+|%20|\+)[A-Za-z0-9._~+/=%-]{8,}")
@@ -20,6 +21,7 @@ _SECRET_PARAM: Final = re.compile(
 
 
 def redact(text: str) -> str:
+    text = MANIFEST_ID_IN_TEXT.sub(lambda m: manifest_fingerprint(m[0]), text)
     text = _JWT.sub("[redacted-jwt]", text)
     text = _AUTH_VALUE.sub(lambda m: f"{m[1]} [redacted]", text)
     return _SECRET_PARAM.sub(lambda m: f"{m[1]}=[redacted]", text)
@@ -43,10 +45,3 @@ def configure_logging(powertools_logger: Any) -> None:
         formatter.__class__ = RedactingFormatter
     logging.getLogger("weasis_link")  # make sure the parent exists before copying the configuration
     copy_config_to_registered_loggers(source_logger=powertools_logger, include={"weasis_link"})
-
-
-def manifest_reference(manifest_id: str) -> str:
-    """What a log line may say about a manifest: a manifest id is a capability (GET /manifests/{id} answers without
-    a token, with the caller's token injected in the manifest), so logs carry 64 bits of its SHA-256 instead:
-    enough to follow one build from its launch to its builder, useless to open the manifest."""
-    return "m-" + hashlib.sha256(manifest_id.encode("utf-8")).hexdigest()[:16]

@@ -19,6 +19,8 @@ from typing import Final
 
 from weasis_link import manifest as mf
 from weasis_link.archives.access import TokenProviders, WadoAccess
+from weasis_link.archives.duplicates import deduplicate, distinct_counts
+from weasis_link.archives.patient_identity import AMBIGUOUS_TITLE, check_identities
 from weasis_link.archives.querying import ArchiveOutcome, Archives, ConnectorFactory
 from weasis_link.auth import Caller
 from weasis_link.config import AppConfig
@@ -98,7 +100,7 @@ class ManifestService:
         built = self.build(criteria, caller)
         return self.store_manifest(
             built.body_gzip,
-            mf.count(built.archive_queries),
+            distinct_counts(q.studies for q in built.archive_queries),
             launch,
             base_url=base_url,
             archives=built.outcomes,
@@ -152,8 +154,16 @@ class ManifestService:
         failures = [o.failure for o in outcomes if o.failure is not None]
         if len(failures) == len(outcomes):
             raise AllArchivesFailed(failures)
-        warnings = self.archives.deactivation_warnings(criteria)
-        queries = [self._archive_query(o, caller, warnings) for o in outcomes]
+        # One patient or a clear answer (409 before anything is stored), then each instance once across archives.
+        answers = [(o.archive_id, o.studies) for o in outcomes if o.failure is None]
+        identity_warnings = check_identities(criteria, answers, self._config)
+        deduped = deduplicate(answers, self.archives.order())
+        outcomes = [dataclasses.replace(o, studies=deduped.studies.get(o.archive_id, o.studies)) for o in outcomes]
+        warnings = self.archives.deactivation_warnings(criteria) + identity_warnings + deduped.warnings
+        queries = [self._archive_query(o, caller, warnings) for o in outcomes if o.archive_id not in deduped.emptied]
+        for query in queries:
+            if query.studies and identity_warnings:
+                query.add_message(mf.Message(AMBIGUOUS_TITLE, identity_warnings[0], "WARN"))
         self.access.warn_short_lived_tokens(queries, caller, warnings)
         body = mf.manifest_gzip(queries, str(uuid.uuid4()))
         return BuiltManifest(body, queries, outcomes, warnings)

@@ -11,6 +11,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from weasis_link.errors import ConfigurationError
 from weasis_link.key_urls import checked_key_url
+from weasis_link.public_url import check_public_base_url
 
 AsymmetricAlgorithm = Literal["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"]
 
@@ -87,7 +88,7 @@ class ServiceSettings(BaseModel):
     config_file: Path | None = None
     aws_region: str = "us-east-1"
     s3_endpoint_url: str | None = None
-    public_base_url: str | None = Field(default=None, pattern=r"^https?://[^\s\"$]+$")
+    public_base_url: str | None = None  # checked by public_url.check_public_base_url
     builder_function_name: str | None = None
     # The whole query must end well inside API Gateway's 29 s integration limit.
     archive_deadline_seconds: float = Field(default=20.0, gt=0, le=25)
@@ -115,6 +116,11 @@ class ServiceSettings(BaseModel):
     def _no_plain_http_outside_loopback(cls, value: str | None) -> str | None:
         # A JWKS fetched over plain HTTP lets anyone on the path mint accepted tokens.
         return None if value is None else checked_key_url(value)
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _launchable_base_url(cls, value: str | None) -> str | None:
+        return None if value is None else check_public_base_url(value)
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> ServiceSettings:

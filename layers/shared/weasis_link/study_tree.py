@@ -127,13 +127,25 @@ class StudyTreeBuilder:
         self._studies: dict[str, Study] = {}
         self._series_study: dict[str, str] = {}
         self._sops: set[str] = set()
+        # Study, series and SOP class UIDs repeat on every instance row: each distinct value is validated once.
+        self._checked_uids: dict[str, str | None] = {}
         self.skipped: Counter[str] = Counter()
+
+    def _repeated_uid(self, value: object) -> str | None:
+        """dv.uid, memoised for values that repeat across rows (not SOPInstanceUID: unique by definition)."""
+        if type(value) is not str:  # only strings: 1 == True would share an entry
+            return dv.uid(value)
+        try:
+            return self._checked_uids[value]
+        except KeyError:
+            checked = self._checked_uids[value] = dv.uid(value)
+            return checked
 
     def add_study(self, attrs: Mapping[str, object]) -> Study | None:
         """Add (or find) the study described by patient + study attributes; None when it cannot be represented,
         or when it names a study we already hold under another patient (never attach one patient's images to
         another's study)."""
-        study_uid = dv.uid(attrs.get("StudyInstanceUID"))
+        study_uid = self._repeated_uid(attrs.get("StudyInstanceUID"))
         if study_uid is None:
             self.skipped[SKIP_STUDY_UID] += 1
             return None
@@ -166,7 +178,7 @@ class StudyTreeBuilder:
             study = self.add_study(attrs)
             if study is None:
                 return
-        series_uid = dv.uid(attrs.get("SeriesInstanceUID"))
+        series_uid = self._repeated_uid(attrs.get("SeriesInstanceUID"))
         if series_uid is None:
             self.skipped[SKIP_SERIES_UID] += 1
             return
@@ -190,7 +202,7 @@ class StudyTreeBuilder:
         series.instances.append(
             Instance(
                 sop_instance_uid=sop_uid,
-                sop_class_uid=dv.uid(attrs.get("SOPClassUID")),
+                sop_class_uid=self._repeated_uid(attrs.get("SOPClassUID")),
                 instance_number=dv.integer(attrs.get("InstanceNumber")),
             )
         )

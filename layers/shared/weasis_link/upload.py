@@ -23,7 +23,6 @@ from __future__ import annotations
 import functools
 import gzip
 import io
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Any, Final, Literal, cast
 
 from lxml import etree
 
+from weasis_link import json_body
 from weasis_link import manifest as mf
 from weasis_link.auth import Caller
 from weasis_link.criteria import FILTER_PARAMETERS, KEY_PARAMETERS, criteria_from_pairs
@@ -87,10 +87,7 @@ def _count(tree: etree._ElementTree) -> tuple[int, int, int, int]:
 
 def uid_list_pairs(text: bytes) -> list[tuple[str, str]]:
     """The query parameters a JSON upload stands for."""
-    try:
-        data = json.loads(text)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidRequest("The upload is not valid JSON.") from None
+    data = json_body.loads(text)  # bounded depth, no duplicate keys
     if isinstance(data, list):
         data = {"studyUID": data}
     if not isinstance(data, dict):

@@ -13,6 +13,7 @@ from weasis_link_dev.bench import BenchContext, Figure
 # Module name -> what it measures; each module's run(ctx) returns its figures.
 BENCHES = {
     "cold_start": "cold start of the API function",
+    "warm_request": "warm GET /manifests on the embedded archive (excluding the S3 PUT)",
     "manifest_build": "100,000-instance manifest build",
     "qido": "DICOM_WEB on Orthanc: handler vs raw QIDO-RS GET, requests, memory",
     "cleanup": "cleanup at scale",

@@ -1,87 +1,258 @@
-"""Cold start: a fresh process that imports the API handler and serves its first request (embedded archive, S3 on
-moto's server, JWKS fetched from a local endpoint), against `python -c "import boto3; boto3.client('s3')"`, in
-the same run.
+"""Cold start of what `sam build` ships: a fresh `python -S` process on `.aws-sam/build` (built or reused), against
+`python -c "import boto3; boto3.client('s3')"` measured the same way, alternating, in the same run.
 
-Both run the way Lambda runs them: `python -S` (no site-packages) with only the function's directory, the shared
-layer (its requirements.txt installed for this machine's architecture, plus the weasis_link package) and boto3 (the
-runtime's copy) on sys.path — not the development virtualenv with its editable install and test packages."""
+The bundle: the function's directory (/var/task), the layer's `python/` directory (/opt/python) and boto3 with its
+dependencies as the runtime provides them (copied from the development virtualenv), in Lambda's order on PYTHONPATH.
+This machine may not be arm64: the layer's native distributions are swapped for this machine's wheels of the same
+versions (from the virtualenv), everything else is the built artefact file for file, `.pyc` included.
+
+Each process reports, on a pipe, monotonic timestamps and its own CPU time (getrusage) at two marks, then leaves
+with os._exit (Lambda never pays interpreter shutdown):
+- Init: spawn until the handler module is imported (the baseline: until its S3 client exists);
+- first request: the handler's first invocation (GET /manifests, token validated against a local JWKS);
+- time to first response: both together.
+Every process runs with PYTHONDONTWRITEBYTECODE (Lambda's /var/task and /opt are read-only) and counts, with an audit
+hook on `compile`, the source files it compiled: a cold start must compile none. Instruction counts come from one
+run of each under `valgrind --tool=callgrind` (stable on a noisy machine).
+"""
 
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import os
+import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from weasis_link_dev.bench import BenchContext, Figure, interleaved_medians
+from weasis_link_dev.bench import BenchContext, Figure
 from weasis_link_dev.dev_keys import REPO_ROOT, JwksServer, SigningKey, access_token_claims
 from weasis_link_dev.local_stack import create_bucket, moto_s3, service_environment
 
+BUILD = REPO_ROOT / ".aws-sam" / "build"
+STAMP = BUILD / ".bench-sources.sha256"
+SOURCES = ("template.yaml", "layers/shared", "functions", "tools/check-iac")
 EVENT = REPO_ROOT / "events" / "get_manifests_by_study.json"
-LAYER = REPO_ROOT / "layers" / "shared"
-FUNCTION = REPO_ROOT / "functions" / "api"
-FIRST_REQUEST = r"""
-import json, os, sys, time
-from app import lambda_handler
-class Context:
-    function_name = "bench"; memory_limit_in_mb = 512; aws_request_id = "bench"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:000000000000:function:bench"
-    def get_remaining_time_in_millis(self): return 29000
-event = json.loads(open(os.environ["BENCH_EVENT"]).read())
-event["headers"]["authorization"] = "Bearer " + os.environ["BENCH_TOKEN"]
-response = lambda_handler(event, Context())
-assert response["statusCode"] == 200, response
-names = ("numpy", "PIL", "pydicom", "pynetdicom", "pg8000", "pymysql", "sqlalchemy")
-heavy = sorted(m for m in names if m in sys.modules)
-print(json.dumps({"heavy": heavy}), file=sys.stderr)
+# What the Lambda Python 3.12 runtime has on sys.path besides the standard library.
+RUNTIME_DISTRIBUTIONS = ("boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "six", "urllib3")
+# Loaded by the first request only if something imports more than the configuration needs.
+HEAVY = ("numpy", "PIL", "pydicom", "pynetdicom", "pg8000", "pymysql", "sqlalchemy")
+
+CHILD = r"""
+import os, sys, time, resource
+def _mark():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return time.perf_counter_ns(), usage.ru_utime + usage.ru_stime
+compiled = []
+def _audit(event, args):
+    # importlib compiles a module's source only when no usable .pyc exists
+    if event == "compile" and isinstance(args[1], str) and args[1].endswith(".py"):
+        compiled.append(args[1])
+sys.addaudithook(_audit)
+import json  # the runtime's bootstrap has it before importing the handler
+if os.environ["BENCH_MODE"] == "baseline":
+    import boto3
+    boto3.client("s3")
+    init = first = _mark()
+    status = 0
+else:
+    with open(os.environ["BENCH_EVENT"]) as f:
+        event = json.load(f)
+    event["headers"]["authorization"] = "Bearer " + os.environ["BENCH_TOKEN"]
+    import importlib
+    handler = importlib.import_module("app").lambda_handler
+    init = _mark()
+    class Context:
+        function_name = "bench"; memory_limit_in_mb = 1024; aws_request_id = "bench"
+        invoked_function_arn = "arn:aws:lambda:us-east-1:000000000000:function:bench"
+        def get_remaining_time_in_millis(self): return 29000
+    status = handler(event, Context())["statusCode"]
+    first = _mark()
+heavy = sorted(m for m in os.environ["BENCH_HEAVY"].split(",") if m in sys.modules)
+result = {"init": init, "first": first, "status": status, "compiled": compiled, "heavy": heavy}
+os.write(int(os.environ["BENCH_FD"]), json.dumps(result).encode())
+os._exit(0)
 """
-BASELINE = "import boto3; boto3.client('s3')"
 
 
-def bundle() -> tuple[Path, Path]:
-    """(layer site, runtime site): the layer's requirements and package, and boto3 as the runtime provides it.
-    Built once per requirements file into .cache/bench-bundle."""
-    requirements = (LAYER / "requirements.txt").read_bytes()
-    key = hashlib.sha256(requirements + sys.version.encode()).hexdigest()[:16]
-    root = REPO_ROOT / ".cache" / "bench-bundle" / key
-    layer, runtime = root / "layer", root / "runtime"
-    if not (root / "complete").exists():
-        shutil.rmtree(root, ignore_errors=True)
-        pip = [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-compile"]
-        subprocess.run([*pip, "--target", str(layer), "-r", str(LAYER / "requirements.txt")], check=True)
-        subprocess.run([*pip, "--target", str(runtime), "boto3"], check=True)
-        subprocess.run([sys.executable, "-m", "compileall", "-q", str(root)], check=True)  # Lambda ships .pyc
-        (root / "complete").touch()
-    # The project's own package is copied fresh each run (it changes while the requirements do not).
-    package = layer / "weasis_link"
-    shutil.rmtree(package, ignore_errors=True)
-    shutil.copytree(LAYER / "weasis_link", package, ignore=shutil.ignore_patterns("__pycache__"))
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(package), str(FUNCTION)], check=True)
-    return layer, runtime
+@dataclass
+class Sample:
+    init_ms: float  # spawn -> handler imported
+    first_ms: float  # the first invocation
+    total_ms: float  # spawn -> first response
+    init_cpu_ms: float  # process CPU (all threads) until the handler is imported
+    cpu_ms: float  # process CPU (all threads) until the first response
+    compiled: list[str]
+    heavy: list[str]
+
+
+@dataclass
+class Case:
+    label: str
+    short: str
+    goal: float | None
+    env: dict[str, str]
+    pythonpath: list[Path]
+    samples: list[Sample] = field(default_factory=list)
+    instructions: int = 0
+
+
+# --- the built bundle ---------------------------------------------------------------------------------------
+
+
+def source_digest() -> str:
+    digest = hashlib.sha256()
+    for top in SOURCES:
+        path = REPO_ROOT / top
+        files = sorted(p for p in (path.rglob("*") if path.is_dir() else [path]) if p.is_file())
+        for file in files:
+            if "__pycache__" in file.parts:
+                continue
+            digest.update(str(file.relative_to(REPO_ROOT)).encode() + b"\0" + file.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def built_bundle() -> Path:
+    """.aws-sam/build, rebuilt with tools/sam-build when the sources changed since the bench last built it."""
+    digest = source_digest()
+    if not (STAMP.is_file() and STAMP.read_text() == digest):
+        print("  sam build (tools/sam-build) …", file=sys.stderr, flush=True)
+        subprocess.run([str(REPO_ROOT / "tools" / "sam-build")], check=True, cwd=REPO_ROOT)
+        STAMP.write_text(digest)
+    return BUILD
+
+
+def _is_native(dist: importlib.metadata.Distribution) -> bool:
+    wheel = dist.read_text("WHEEL") or ""
+    return "Root-Is-Purelib: false" in wheel
+
+
+def _copy_distribution(name: str, version: str | None, target: Path) -> None:
+    """The files of the virtualenv's distribution `name` (its RECORD), bytecode left out."""
+    dist = importlib.metadata.distribution(name)
+    if version is not None and dist.version != version:
+        raise RuntimeError(f"{name}: the layer has {version}, the virtualenv {dist.version} (run `make venv`)")
+    for entry in dist.files or ():
+        if "__pycache__" in entry.parts or entry.parts[0] == ".." or entry.suffix == ".pyc":
+            continue
+        destination = target / entry
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(entry.locate(), destination)
+
+
+def runnable_bundle(build: Path, work: Path) -> tuple[Path, Path, Path, list[str]]:
+    """(function dir, layer dir, runtime dir, swapped distributions): the built artefact, its native distributions
+    swapped for this machine's wheels of the same versions, and the runtime's boto3."""
+    function = build / "ApiFunction"
+    layer = work / "opt-python"
+    shutil.copytree(build / "SharedLayer" / "python", layer, symlinks=True)
+    swapped = []
+    for dist in importlib.metadata.distributions(path=[str(layer)]):
+        if not _is_native(dist):
+            continue
+        name, version = dist.metadata["Name"], dist.version
+        for entry in dist.files or ():
+            (layer / entry).unlink(missing_ok=True)
+        _copy_distribution(name, version, layer)
+        swapped.append(f"{name} {version}")
+    runtime = work / "runtime"
+    for name in RUNTIME_DISTRIBUTIONS:
+        _copy_distribution(name, None, runtime)
+    compile_all = [sys.executable, "-m", "compileall", "-q", "-j0", "--invalidation-mode", "unchecked-hash"]
+    subprocess.run([*compile_all, str(layer), str(runtime)], check=True, capture_output=True)
+    return function, layer, runtime, sorted(swapped)
+
+
+# --- measuring ----------------------------------------------------------------------------------------------
+
+
+def _python() -> str:
+    """The interpreter itself, not the virtualenv's (with -S the two see the same sys.path)."""
+    return getattr(sys, "_base_executable", sys.executable)
+
+
+def spawn(case: Case, cwd: Path, wrapper: list[str] | None = None) -> tuple[Sample, str]:
+    read_fd, write_fd = os.pipe()
+    env = case.env | {
+        "BENCH_FD": str(write_fd),
+        "BENCH_HEAVY": ",".join(HEAVY),
+        "PYTHONPATH": os.pathsep.join(map(str, case.pythonpath)),
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    started = time.perf_counter_ns()
+    process = subprocess.Popen(
+        [*(wrapper or []), _python(), "-S", "-c", CHILD],
+        env=env,
+        cwd=cwd,
+        pass_fds=(write_fd,),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as pipe:
+        raw = pipe.read()
+    _, stderr = process.communicate()
+    if process.returncode != 0 or not raw:
+        raise RuntimeError(f"{case.label}: the process failed ({process.returncode}):\n{stderr[-3000:]}")
+    result = json.loads(raw)
+    if result["status"] not in (0, 200):
+        raise RuntimeError(f"{case.label}: first response {result['status']}:\n{stderr[-3000:]}")
+    (init_ns, init_cpu), (first_ns, first_cpu) = result["init"], result["first"]
+    sample = Sample(
+        init_ms=(init_ns - started) / 1e6,
+        first_ms=(first_ns - init_ns) / 1e6,
+        total_ms=(first_ns - started) / 1e6,
+        init_cpu_ms=init_cpu * 1000,
+        cpu_ms=first_cpu * 1000,
+        compiled=result["compiled"],
+        heavy=result["heavy"],
+    )
+    return sample, stderr
+
+
+def instructions(case: Case, cwd: Path) -> int:
+    """Instructions executed until the first response (os._exit skips shutdown), all threads, under callgrind."""
+    wrapper = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
+    _, stderr = spawn(case, cwd, wrapper)
+    found = re.findall(r"Collected\s*:\s*(\d+)", stderr)
+    if not found:
+        raise RuntimeError(f"{case.label}: callgrind printed no instruction count:\n{stderr[-2000:]}")
+    return int(found[-1])
+
+
+def _spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.0f} ms ({min(values):.0f}–{max(values):.0f})"
 
 
 def run(ctx: BenchContext) -> list[Figure]:
     from weasis_link_dev.orthanc import OrthancServer
     from weasis_link_dev.synthetic_studies import standard_dataset
 
-    layer, runtime = bundle()
+    build = built_bundle()
+    work = Path(tempfile.mkdtemp(prefix="bench-cold-"))
+    ctx.on_close(lambda: shutil.rmtree(work, ignore_errors=True))
+    function, layer, runtime, swapped = runnable_bundle(build, work)
     key = SigningKey.generate("bench")
     jwks = JwksServer([key]).start()
     ctx.on_close(jwks.stop)
-    repeat = 3 if ctx.quick else 9
-    figures = []
+    repeat = 5 if ctx.quick else 11
     records = standard_dataset()
     with moto_s3() as endpoint, OrthancServer(datasets=[records]) as pacs:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV", "AWS_", "BENCH_"))}
         env |= service_environment(jwks.url, endpoint, {"POWERTOOLS_LOG_LEVEL": "WARNING"})
         os.environ.update({k: env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION")})
         create_bucket(endpoint)
-        env |= {"BENCH_EVENT": str(EVENT), "BENCH_TOKEN": key.sign(access_token_claims())}
-        dicomweb = Path(tempfile.mkdtemp(prefix="bench-cold-")) / "dicomweb.yaml"
+        env |= {"BENCH_TOKEN": key.sign(access_token_claims()), "LAMBDA_TASK_ROOT": str(function)}
+        dicomweb = work / "dicomweb.yaml"
         dicomweb.write_text(
             json.dumps(
                 {
@@ -92,48 +263,108 @@ def run(ctx: BenchContext) -> list[Figure]:
                 }
             )
         )
+        lambda_path = [function, layer, runtime]
+        baseline = Case("bare boto3", "baseline", None, env | {"BENCH_MODE": "baseline"}, [runtime])
         cases = [
-            ("embedded SQLite archive (make run's default)", env, EVENT),
-            (
-                "DICOMweb-only configuration on Orthanc",
-                env | {"WEASIS_LINK_CONFIG": str(dicomweb)},
-                _event_for(dicomweb.parent, records[0].study_instance_uid),
+            baseline,
+            Case(
+                "DICOMweb-only configuration on Orthanc (production's shape)",
+                "DICOMweb-only",
+                1.5,
+                env
+                | {
+                    "BENCH_MODE": "handler",
+                    "WEASIS_LINK_CONFIG": str(dicomweb),
+                    "BENCH_EVENT": str(_event_for(work, records[0].study_instance_uid)),
+                },
+                lambda_path,
+            ),
+            Case(
+                "embedded SQLite archive (make run's default)",
+                "embedded archive",
+                1.8,
+                env | {"BENCH_MODE": "handler", "BENCH_EVENT": str(EVENT)},
+                lambda_path,
             ),
         ]
-        prefix = f"import sys; sys.path[:0] = {[str(FUNCTION), str(layer), str(runtime)]!r}\n"
-        for label, case_env, event in cases:
-            heavy: list[str] = []
-            case_env = case_env | {"BENCH_EVENT": str(event)}
+        for case in cases:  # one unmeasured run each: the file cache warm for all alike
+            spawn(case, function)
+        for _ in range(repeat):  # alternating, so machine noise hits every case alike
+            for case in cases:
+                case.samples.append(spawn(case, function)[0])
+        if shutil.which("valgrind"):
+            for case in cases:
+                case.instructions = instructions(case, function)
+    return _figures(baseline, cases[1:], repeat, swapped)
 
-            def ours(case_env: dict[str, str] = case_env, heavy: list[str] = heavy) -> None:
-                done = subprocess.run(
-                    [sys.executable, "-S", "-c", prefix + FIRST_REQUEST],
-                    env=case_env,
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                    cwd=FUNCTION,
-                )
-                heavy[:] = json.loads(done.stderr.strip().splitlines()[-1])["heavy"]
 
-            def baseline(case_env: dict[str, str] = case_env) -> None:
-                subprocess.run(
-                    [sys.executable, "-S", "-c", prefix + BASELINE], env=case_env, check=True, capture_output=True
-                )
+def _figures(baseline: Case, cases: list[Case], repeat: int, swapped: list[str]) -> list[Figure]:
+    def median(case: Case, metric: Callable[[Sample], float]) -> float:
+        return statistics.median(metric(s) for s in case.samples)
 
-            ours_s, base_s = interleaved_medians(ours, baseline, repeat)
-            ratio = ours_s / base_s
+    base_total = median(baseline, lambda s: s.total_ms)
+    base_cpu = median(baseline, lambda s: s.cpu_ms)
+    figures = [
+        Figure(
+            "Cold start baseline: python -S -c \"import boto3; boto3.client('s3')\"",
+            base_total,
+            "ms",
+            detail=f"wall {_spread([s.total_ms for s in baseline.samples])},"
+            f" CPU {_spread([s.cpu_ms for s in baseline.samples])}, {baseline.instructions / 1e6:.0f} M instructions;"
+            f" median of {repeat} alternating runs, exit excluded",
+        )
+    ]
+    for case in cases:
+        total = median(case, lambda s: s.total_ms)
+        init = median(case, lambda s: s.init_ms)
+        cpu = median(case, lambda s: s.cpu_ms)
+        assert case.goal is not None
+        figures.append(
+            Figure(
+                f"Cold start, {case.label}: time to first response / baseline",
+                total / base_total,
+                "x",
+                f"≤ {case.goal}",
+                total / base_total <= case.goal,
+                f"wall {_spread([s.total_ms for s in case.samples])} vs {base_total:.0f} ms: Init (spawn → handler"
+                f" imported) {_spread([s.init_ms for s in case.samples])} = {init / base_total:.2f}x, first request"
+                f" {_spread([s.first_ms for s in case.samples])}; median of {repeat} alternating runs, exit excluded",
+            )
+        )
+        figures.append(
+            Figure(
+                f"Cold start, {case.short}: CPU time to first response / baseline",
+                cpu / base_cpu,
+                "x",
+                detail=f"process CPU (getrusage, all threads) {_spread([s.cpu_ms for s in case.samples])}"
+                f" vs {base_cpu:.0f} ms; Init {_spread([s.init_cpu_ms for s in case.samples])}",
+            )
+        )
+        if case.instructions and baseline.instructions:
             figures.append(
                 Figure(
-                    f"Cold start, {label}: import + first request / boto3 + S3 client",
-                    ratio,
+                    f"Cold start, {case.short}: instructions to first response / baseline (callgrind)",
+                    case.instructions / baseline.instructions,
                     "x",
-                    "≤ 1.5",
-                    ratio <= 1.5,
-                    f"{ours_s:.3f} s vs {base_s:.3f} s, median of {repeat}, Lambda-like sys.path (function, layer,"
-                    f" boto3); heavy modules loaded: {', '.join(heavy) or 'none'}",
+                    detail=f"{case.instructions / 1e6:.0f} M vs {baseline.instructions / 1e6:.0f} M instructions,"
+                    " one run each under valgrind --tool=callgrind",
                 )
             )
+        compiled = max(len(s.compiled) for s in case.samples)
+        example = next((s.compiled[0] for s in case.samples if s.compiled), "")
+        heavy = case.samples[-1].heavy
+        figures.append(
+            Figure(
+                f"Cold start, {case.short}: source files compiled at cold start",
+                compiled,
+                "",
+                "0",
+                compiled == 0,
+                (f"e.g. {example}; " if example else "audit hook on compile(), PYTHONDONTWRITEBYTECODE=1; ")
+                + f"heavy modules loaded: {', '.join(heavy) or 'none'}; native wheels swapped for this machine:"
+                f" {', '.join(swapped) or 'none'}",
+            )
+        )
     return figures
 
 

@@ -21,7 +21,7 @@ from io import BytesIO
 from pathlib import Path
 
 from weasis_link_dev.bench import interleaved_medians
-from weasis_link_dev.bench.cold_start import EVENT, FIRST_REQUEST, bundle
+from weasis_link_dev.bench.cold_start import EVENT, Case, built_bundle, runnable_bundle, spawn
 from weasis_link_dev.dev_keys import REPO_ROOT, JwksServer, SigningKey, access_token_claims
 from weasis_link_dev.local_stack import create_bucket, moto_s3, service_environment
 
@@ -50,8 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("ref", nargs="?", default="main")
     parser.add_argument("--repeat", type=int, default=25)
     args = parser.parse_args(argv)
-    layer, runtime = bundle()
     work = Path(tempfile.mkdtemp(prefix="bench-cold-ab-"))
+    _, layer, runtime, _ = runnable_bundle(built_bundle(), work / "bundle")  # the layer's dependencies, boto3
     paths = {
         "this tree": sys_path(REPO_ROOT, work / "this", layer, runtime),
         args.ref: sys_path(tree_at(args.ref, work / "ref-tree"), work / "ref", layer, runtime),
@@ -67,15 +67,9 @@ def main(argv: list[str] | None = None) -> int:
             env |= {"BENCH_EVENT": str(EVENT), "BENCH_TOKEN": key.sign(access_token_claims())}
 
             def first_request(name: str) -> None:
-                path = paths[name]
-                prefix = f"import sys; sys.path[:0] = {path!r}\n"
-                subprocess.run(
-                    [sys.executable, "-S", "-c", prefix + FIRST_REQUEST],
-                    env=env | {"WEASIS_LINK_CONFIG": str(Path(path[0]) / "weasis-link.yaml")},
-                    capture_output=True,
-                    check=True,
-                    cwd=path[0],
-                )
+                path = [Path(p) for p in paths[name]]
+                config = {"WEASIS_LINK_CONFIG": str(path[0] / "weasis-link.yaml"), "BENCH_MODE": "handler"}
+                spawn(Case(name, name, None, env | config, path), path[0])
 
             ours, theirs = interleaved_medians(
                 lambda: first_request("this tree"), lambda: first_request(args.ref), args.repeat

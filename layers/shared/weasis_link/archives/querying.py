@@ -12,6 +12,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
+from weasis_link.archives.patient_identity import (
+    archives_for_wildcards,
+    needs_result_check,
+    wildcard_warnings,
+    with_default_issuer,
+)
 from weasis_link.config import AppConfig
 from weasis_link.connectors import Connector, QueryContext, create_connector
 from weasis_link.criteria import KEY_PARAMETERS, QueryCriteria, SearchKey
@@ -64,7 +70,16 @@ class Archives:
             refused = sorted({k for a in selected for k in self._refused_keys(a, criteria)})
             names = ", ".join(PARAMETER_BY_KEY[k] for k in refused)
             raise CriterionDeactivated(f"Searching by {names} is deactivated for the selected archives.")
-        return allowed
+        return archives_for_wildcards(criteria, allowed, self._config)
+
+    def order(self) -> list[str]:
+        """The configured order (connector.default, then the rest of connector.config): who lists a duplicate."""
+        first = self._config.default_connector_ids
+        return first + [a for a in self._config.connector.config if a not in first]
+
+    def needs_result_check(self, criteria: QueryCriteria, archive_ids: Sequence[str]) -> bool:
+        """Whether a patient-identity rule can only be decided once the archives have answered."""
+        return needs_result_check(criteria, archive_ids, self._config)
 
     def deactivation_warnings(self, criteria: QueryCriteria) -> list[str]:
         """Archives left out because they refuse a key the request uses (said in the JSON answer only: a Weasis
@@ -78,7 +93,8 @@ class Archives:
                 warnings.append(
                     f"The archive {archive_id} was not searched: searching by {names} is deactivated there."
                 )
-        return warnings
+        allowed = [a for a in selected if a in self._config.connector.config and not self._refused_keys(a, criteria)]
+        return warnings + wildcard_warnings(criteria, allowed, self._config)
 
     def default_ids(self) -> list[str]:
         return self._config.default_connector_ids
@@ -119,6 +135,7 @@ class Archives:
     def _query_one(self, archive_id: str, criteria: QueryCriteria, context: QueryContext) -> ArchiveOutcome:
         started = time.perf_counter()
         builder = StudyTreeBuilder()
+        criteria = with_default_issuer(criteria, self._config.connector.config[archive_id].default_issuer)
         try:
             self._connector(archive_id).find(criteria, context, builder)
         except ArchiveError as exc:

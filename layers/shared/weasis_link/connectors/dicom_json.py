@@ -84,6 +84,10 @@ class QidoAttributes(Mapping[str, object]):
             return [v for v in values if isinstance(v, str)] or None
         return first_value(element)
 
+    def get(self, keyword: str, default: object = None) -> object:
+        """Mapping.get without its KeyError round trip: the study tree reads every attribute this way."""
+        return self[keyword] if keyword in TAGS else default
+
     def __iter__(self) -> Iterator[str]:
         return iter(TAGS)  # every keyword we map; an absent attribute reads as None
 

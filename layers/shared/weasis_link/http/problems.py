@@ -11,6 +11,7 @@ from aws_lambda_powertools.event_handler import Response
 
 from weasis_link.errors import (
     AllArchivesFailed,
+    AmbiguousPatient,
     AuthenticationError,
     BuilderUnavailable,
     CriterionDeactivated,
@@ -21,6 +22,7 @@ from weasis_link.errors import (
     ManifestNotFound,
     PayloadTooLarge,
     StorageError,
+    TooManyPatients,
     UnsupportedMediaType,
     WeasisLinkError,
 )
@@ -38,6 +40,9 @@ STATUS_BY_ERROR: Final[dict[type[WeasisLinkError], tuple[int, str]]] = {
     CriterionDeactivated: (403, "Search criterion deactivated"),
     InsufficientScope: (403, "Insufficient scope"),
     ManifestNotFound: (404, "Manifest not found"),
+    # One patient or a clear answer: the caller narrows the request (docs/security.md).
+    AmbiguousPatient: (409, "Ambiguous patient"),
+    TooManyPatients: (409, "Too many patients"),
     PayloadTooLarge: (413, "Payload too large"),
     UnsupportedMediaType: (415, "Unsupported media type"),
     IdentityProviderUnavailable: (503, "Identity provider unavailable"),
@@ -83,6 +88,10 @@ def problem_for(error: WeasisLinkError) -> Response[str]:
     extra: dict[str, Any] = {}
     if isinstance(error, InvalidRequest) and error.problems:
         extra["errors"] = [{"field": p.field, "message": p.message} for p in error.problems]
+    if isinstance(error, AmbiguousPatient):  # issuers and a count, never a name
+        extra.update(issuers=error.issuers, patients=error.patients)
+    if isinstance(error, TooManyPatients):
+        extra.update(patients=error.patients, maxPatients=error.max_patients)
     headers = {"Retry-After": "30"} if status == 503 else None
     return problem(status, title, error.detail, error.code, headers=headers, extra=extra)
 

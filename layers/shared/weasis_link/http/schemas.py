@@ -57,6 +57,11 @@ class Problem(BaseModel):
     detail: str
     errors: list[ProblemField] | None = None
     failed_archives: list[FailedArchive] | None = Field(default=None, alias="failedArchives")
+    issuers: list[str | None] | None = Field(
+        default=None, description="409 ambiguous-patient: the IssuerOfPatientID values found (null: none)"
+    )
+    patients: int | None = Field(default=None, description="409: how many patients the request matched")
+    max_patients: int | None = Field(default=None, alias="maxPatients", description="409 too-many-patients: the bound")
 
 
 # Redirects answer an empty text/plain body.
@@ -78,6 +83,7 @@ _PROBLEM_DESCRIPTIONS = {
     401: "Missing, expired or invalid bearer token",
     403: "Token lacks the required scope, or a search criterion is deactivated",
     404: "Unknown, malformed or expired manifest id",
+    409: "The request matches several patients: add the issuer (patientID=ID^^^Issuer) or narrow the wildcard",
     413: "Uploaded manifest too large",
     415: "Upload in a format other than a Weasis XML manifest or a JSON list of UIDs",
     422: "Request validation failed",
@@ -151,9 +157,18 @@ MostRecentParam = Annotated[
     int | None,
     Query(alias="mostRecentResults", ge=1, le=MAX_MOST_RECENT, description="Keep each patient's N most recent studies"),
 ]
-CdbParam = Annotated[str | None, Query(alias="cdb", description="$weasis:config codebase URL")]
-ProParam = Annotated[list[str] | None, Query(alias="pro", description="$weasis:config property 'key value'")]
-ArgParam = Annotated[list[str] | None, Query(alias="arg", description="$weasis:config argument")]
+CdbParam = Annotated[
+    str | None,
+    Query(alias="cdb", description="$weasis:config codebase URL: one of launch-options.cdb (empty: installed Weasis)"),
+]
+ProParam = Annotated[
+    list[str] | None,
+    Query(alias="pro", description="$weasis:config property 'key value': the key must be in launch-options.pro"),
+]
+ArgParam = Annotated[
+    list[str] | None,
+    Query(alias="arg", description="$weasis:config command: must match a pattern of launch-options.arg"),
+]
 
 # IHE Invoke Image Display (documentation only; weasis_link.iid parses the raw query string).
 RequestTypeParam = Annotated[
