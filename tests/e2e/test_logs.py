@@ -47,7 +47,7 @@ def test_logs_hold_facts_but_no_secret_or_patient_data(
         ("/manifests?patientID=WLS-1001", token),
         ("/manifests?patientID=WLS-1003%5E%5E%5ECLINIC-B&archive=sample&archive=sample-basic", token),
         ("/weasis?accessionNumber=ACC-2024-0001", token),
-        (f"/weasis?patientID=WLS-1002&access_token={token}", None),
+        (f"/weasis?patientID=WLS-1002%5E%5E%5EWEASIS-DEMO&access_token={token}", None),  # built in the background
         ("/manifests?patientID=WLS-1004", SigningKey.generate("dev-1").sign(access_token_claims())),
         ("/manifests?patientID=WLS-1001", stack.token(lifetime=-999)),
         ("/manifests?patientID=WLS-1001&studyUID=x.y", token),

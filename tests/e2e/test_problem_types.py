@@ -37,6 +37,8 @@ MANIFEST = (
 # Codes that are never the answer to a request: a misconfiguration stops the function at cold start; one archive's
 # failure is reported inside `archives-failed` (its failedArchives) or as a WARN in the manifest.
 NOT_ANSWERS = {"configuration-error", "archive-error"}
+# A launch the builder takes over (a patient with its issuer: no identity check to answer first).
+LAUNCHED = "patientID=WLS-1001%5E%5E%5EWEASIS-DEMO"
 
 
 def closed_port() -> int:
@@ -50,6 +52,9 @@ def refusing(local_stack_factory: StackFactory, tmp_path_factory: pytest.TempPat
     config = yaml.safe_load(BUNDLED.read_text())
     archives = config["connector"]["config"]
     archives["no-patient-search"] = archives["sample"] | {"search-criteria": {"deactivated": ["PATIENT_ID"]}}
+    archives["wild"] = archives["sample"] | {
+        "search-criteria": {"wildcards": ["PATIENT_ID"], "wildcard-max-patients": 1}
+    }
     archives["down"] = {
         "type": "DICOM_WEB",
         "dicom-web-connector": {"url": f"http://127.0.0.1:{closed_port()}/dicom-web", "retries": 0},
@@ -94,7 +99,11 @@ REFUSALS: dict[str, tuple[int, Request]] = {
     "invalid-manifest": (422, upload(MANIFEST.replace('PatientSex="O"', 'PatientSex="X"'))),
     "validation-error": (422, get("/manifests/1795342530-" + "a" * 32 + "?attempt=9", token=lambda s: None)),
     "archives-failed": (503, get("/manifests?patientID=WLS-1001&archive=down")),
-    "builder-unavailable": (503, get("/weasis?patientID=WLS-1001")),
+    "builder-unavailable": (503, get(f"/weasis?{LAUNCHED}")),
+    "wildcard-not-allowed": (400, get("/manifests?patientID=WLS-10*")),
+    "launch-option-not-allowed": (400, get("/manifests?patientID=WLS-1001&pro=weasis.aet+X")),
+    "ambiguous-patient": (409, get("/manifests?patientID=WLS-1003")),  # under two issuers in the sample archive
+    "too-many-patients": (409, get("/manifests?patientID=WLS-100*&archive=wild")),
 }
 # Answered by the stacks whose identity provider or S3 is down (below).
 UNAVAILABLE = {"identity-provider-unavailable", "storage-unavailable"}
@@ -121,7 +130,7 @@ def test_each_refusal_has_its_status_and_exact_problem_type(refusing: StackHandl
 
 def test_an_unavailable_builder_refuses_the_launch_and_leaves_no_manifest(refusing: StackHandle) -> None:
     before = [k for k in refusing.object_keys() if k.endswith(".xml.gz")]
-    status, headers, problem = problem_of(refusing.get("/weasis?patientID=WLS-1001", refusing.token()))
+    status, headers, problem = problem_of(refusing.get(f"/weasis?{LAUNCHED}", refusing.token()))
     assert status == 503 and headers["Retry-After"] == "30"
     assert problem["type"] == PREFIX + "builder-unavailable"
     assert "could not be started" in problem["detail"]

@@ -65,10 +65,12 @@ def test_token_expiry_margin_decides_which_tokens_are_reported_as_expiring(
             assert "expires in" in warning
 
 
-def test_require_only_sop_instance_uid_reaches_the_arc_query(configured: StackHandle) -> None:
-    token = configured.token()
-    _, xml = built(configured, "patientID=WLS-1001&archive=sample-by-sop&archive=sample", token)
-    flags = {v.arc_id: v.attributes.get("requireOnlySOPInstanceUID") for v in read_manifest(xml)}
-    assert flags == {"sample-by-sop": "true", "sample": "false"}
-    views = {v.arc_id: v for v in read_manifest(xml)}
-    assert {i.sop_uid for i in views["sample-by-sop"].instances} == {i.sop_uid for i in views["sample"].instances}
+def test_require_only_sop_instance_uid_reaches_the_arc_query(local_stack: StackHandle, configured: StackHandle) -> None:
+    query = "patientID=WLS-1001%5E%5E%5EWEASIS-DEMO"
+    _, xml = built(configured, f"{query}&archive=sample-by-sop", configured.token())
+    [by_sop] = read_manifest(xml)
+    _, xml = built(local_stack, query, local_stack.token())
+    [default] = read_manifest(xml)
+    assert (by_sop.arc_id, by_sop.attributes.get("requireOnlySOPInstanceUID")) == ("sample-by-sop", "true")
+    assert (default.arc_id, default.attributes.get("requireOnlySOPInstanceUID")) == ("sample", "false")
+    assert {i.sop_uid for i in by_sop.instances} == {i.sop_uid for i in default.instances}  # the same images
