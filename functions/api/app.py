@@ -30,6 +30,7 @@ from weasis_link.auth import Caller
 from weasis_link.criteria import QueryCriteria, criteria_from_pairs
 from weasis_link.errors import AllArchivesFailed, WeasisLinkError
 from weasis_link.http import schemas
+from weasis_link.http.audit_requests import RequestAudit
 from weasis_link.http.iid import iid_criteria_pairs
 from weasis_link.http.launch_page import launch_page, page_headers, wants_html
 from weasis_link.http.problems import NO_STORE, problem, problem_for
@@ -69,6 +70,12 @@ def _runtime() -> Runtime:
     return cast(Runtime, app.context["runtime"])
 
 
+def _audit() -> RequestAudit:
+    """The audit trail at the API's edge (http/audit_requests.py), over this runtime's trail and store."""
+    runtime = _runtime()
+    return RequestAudit(runtime.audit, runtime.store)
+
+
 def _request_pairs() -> list[tuple[str, str]]:
     return parse_query_string(app.current_event.raw_query_string or "")
 
@@ -83,7 +90,9 @@ def authenticated_caller() -> Caller:
     token = extract_bearer_token(
         app.current_event.headers, _request_pairs(), allow_query=runtime.settings.allow_access_token_query
     )
-    return runtime.validator.validate(token)
+    caller = runtime.validator.validate(token)
+    app.context["caller"] = caller  # for the audit event of a refusal that comes later in the request
+    return caller
 
 
 def search_criteria(  # the parameters document the query interface (see weasis_link/http/schemas.py)
@@ -99,7 +108,14 @@ def search_criteria(  # the parameters document the query interface (see weasis_
     upper_date_time: schemas.UpperDateParam = None,  # noqa: ARG001
     most_recent_results: schemas.MostRecentParam = None,  # noqa: ARG001
 ) -> QueryCriteria:
-    return criteria_from_pairs(query_pairs_without_token(_request_pairs()))
+    # A key is required unless the token's patient context supplies it: checked by _authorized_query.
+    return criteria_from_pairs(query_pairs_without_token(_request_pairs()), require_key=False)
+
+
+def _authorized_query(query: list[tuple[str, str]], caller: Caller) -> tuple[list[tuple[str, str]], QueryCriteria]:
+    """The query confined to the caller's patient context (if any), and its criteria (a key now required)."""
+    confined = _runtime().service.confine_query(query, caller)
+    return confined, criteria_from_pairs(confined)
 
 
 def iid_query(  # IHE Invoke Image Display parameters (documented in weasis_link/http/schemas.py)
@@ -157,7 +173,11 @@ HtmlDep = Annotated[bool, Depends(html_requested)]
     },
 )
 def get_manifest_links(caller: CallerDep, criteria: CriteriaDep, launch: LaunchDep, base: BaseUrlDep) -> Response[str]:
-    result = _runtime().service.create_manifest(criteria, caller, launch, base_url=base)
+    audit = _audit()
+    audit.require_read_scopes(caller, _runtime().settings)
+    _, criteria = _authorized_query(query_pairs_without_token(_request_pairs()), caller)
+    gate = audit.disclosure_gate(app.current_event.raw_event, caller, _request_pairs())
+    result = _runtime().service.create_manifest(criteria, caller, launch, base_url=base, before_store=gate)
     _record_metrics(result)
     return _manifest_json(200, result)
 
@@ -174,12 +194,15 @@ def upload_manifest(
     caller: CallerDep, launch: LaunchDep, base: BaseUrlDep, inject_token: schemas.InjectTokenParam = False
 ) -> Response[str]:
     runtime = _runtime()
+    audit = _audit()
+    audit.require_upload_scopes(caller, runtime.settings)
+    gate = audit.upload_gate(app.current_event.raw_event, caller, _header("content-type"))
     body = request_body(app.current_event.raw_event)
     document = read_upload(
         body, _header("content-type"), _header("content-encoding"), runtime.settings.upload_max_bytes
     )
     result = runtime.uploads.upload(
-        document.media_type, document.content, caller, launch, base, inject_token=inject_token
+        document.media_type, document.content, caller, launch, base, inject_token=inject_token, before_store=gate
     )
     metrics.add_metric(name="ManifestsUploaded", unit=MetricUnit.Count, value=1)
     return _manifest_json(201, result, {"Location": result.manifest_link})
@@ -211,6 +234,8 @@ def open_manifest(manifest_id: str, base: BaseUrlDep, attempt: schemas.AttemptPa
         logger.warning("manifest not available", extra={"reason": answer.reason})
         metrics.add_metric(name="ManifestLinksUnavailable", unit=MetricUnit.Count, value=1)
         return Response(200, "application/xml; charset=utf-8", answer.xml.decode("utf-8"), headers=NO_STORE)
+    if answer.to_manifest:
+        _audit().redeemed(app.current_event.raw_event, manifest_id)
     metrics.add_metric(name="ManifestLinksOpened", unit=MetricUnit.Count, value=1)
     return Response(302, "text/plain", "", headers={"Location": answer.location, **NO_STORE})
 
@@ -228,10 +253,13 @@ def open_manifest(manifest_id: str, base: BaseUrlDep, attempt: schemas.AttemptPa
     },
 )
 def launch_weasis(
-    caller: CallerDep, criteria: CriteriaDep, launch: LaunchDep, base: BaseUrlDep, html: HtmlDep
+    caller: CallerDep,
+    criteria: CriteriaDep,  # noqa: ARG001 - parsed for its 400s and the OpenAPI document; confined below
+    launch: LaunchDep,
+    base: BaseUrlDep,
+    html: HtmlDep,
 ) -> Response[str]:
-    query = query_pairs_without_token(_request_pairs())
-    return _launch_response(_runtime().launcher.launch(query, criteria, caller, launch, base), html)
+    return _launch_response(_launch(query_pairs_without_token(_request_pairs()), caller, launch, base), html)
 
 
 @app.get(
@@ -249,8 +277,19 @@ def launch_weasis(
 def invoke_image_display(
     caller: CallerDep, query: IidQueryDep, launch: LaunchDep, base: BaseUrlDep, html: HtmlDep
 ) -> Response[str]:
-    criteria = criteria_from_pairs(query)
-    return _launch_response(_runtime().launcher.launch(query, criteria, caller, launch, base), html)
+    return _launch_response(_launch(query, caller, launch, base), html)
+
+
+def _launch(query: list[tuple[str, str]], caller: Caller, launch: LaunchOptions, base: str) -> LaunchResult:
+    audit = _audit()
+    audit.require_read_scopes(caller, _runtime().settings)
+    query, criteria = _authorized_query(query, caller)
+    context, gate = audit.launch_gate(app.current_event.raw_event, caller, query, criteria)
+    # A launch answered after the archives (ambiguous patient, wildcard) stores its manifest itself: audited too.
+    disclosure = audit.disclosure_gate(app.current_event.raw_event, caller, query) if context is not None else None
+    return _runtime().launcher.launch(
+        query, criteria, caller, launch, base, audit=context, before_dispatch=gate, before_store=disclosure
+    )
 
 
 # --- responses ----------------------------------------------------------------------------------------------
@@ -300,7 +339,19 @@ def _domain_error(error: WeasisLinkError) -> Response[str]:
     if isinstance(error, AllArchivesFailed):
         record_archive_outcomes(metrics, {}, error.failures)
     _refused(error.code)
-    return problem_for(error)
+    response = problem_for(error)
+    if "runtime" in app.context:
+        _audit().refused(
+            app.current_event.raw_event, app.context.get("caller"), _pairs_or_none(), error, response.status_code
+        )
+    return response
+
+
+def _pairs_or_none() -> list[tuple[str, str]]:
+    try:
+        return _request_pairs()
+    except WeasisLinkError:
+        return []
 
 
 @app.exception_handler(RequestValidationError)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import typing
 from pathlib import Path
@@ -65,6 +66,17 @@ def test_the_architecture_names_every_module_of_the_layer() -> None:
     package = ROOT / "layers" / "shared" / "weasis_link"
     modules = {p.name for p in package.rglob("*.py") if p.name != "__init__.py"}
     assert sorted(m for m in modules if m not in architecture) == []
+
+
+def test_the_security_guide_has_a_valid_example_of_every_audit_event() -> None:
+    from weasis_link_dev.audit_checks import balp_problems, kind, validate_fhir
+
+    security = (ROOT / "docs" / "security.md").read_text(encoding="utf-8")
+    examples = [json.loads(block) for block in re.findall(r"```json audit-example\n(.*?)\n```", security, re.S)]
+    for event in examples:
+        validate_fhir(event)
+        assert balp_problems(event) == []
+    assert sorted(kind(e) for e in examples) == ["manifest-issued", "manifest-redeemed", "query", "refusal", "upload"]
 
 
 def test_the_architecture_points_at_modules_that_exist() -> None:

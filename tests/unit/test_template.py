@@ -465,8 +465,53 @@ def test_every_function_logs_to_its_own_group_with_retention(template: dict[str,
 
 def test_every_log_group_has_retention(template: dict[str, Any]) -> None:
     groups = resources(template, "AWS::Logs::LogGroup")
+    audit = groups.pop("AuditLogGroup")  # the audit trail's copy is kept as long as its archive
+    assert audit["Properties"]["RetentionInDays"] == {"Ref": "AuditRetentionDays"}
     assert len(groups) == len(FUNCTIONS) + 1  # + the HTTP API access log
     assert all(g["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"} for g in groups.values())
+
+
+# ------------------------------------------------------------------------------------------------ audit trail
+
+
+def test_the_audit_bus_has_a_rule_and_an_archive_kept_six_years(template: dict[str, Any]) -> None:
+    (bus,) = resources(template, "AWS::Events::EventBus")
+    (archive,) = resources(template, "AWS::Events::Archive").values()
+    assert archive["Properties"]["SourceArn"] == {"Fn::GetAtt": [bus, "Arn"]}
+    assert archive["Properties"]["RetentionDays"] == {"Ref": "AuditRetentionDays"}
+    retention = template["Parameters"]["AuditRetentionDays"]
+    assert retention["Default"] >= 2190 and min(retention["AllowedValues"]) >= 2190  # six years at least
+    rules = [r for r in resources(template, "AWS::Events::Rule").values() if r["Properties"].get("EventBusName")]
+    assert [r["Properties"]["EventBusName"] for r in rules] == [{"Ref": bus}]
+
+
+@pytest.mark.parametrize("role", ["ApiFunctionRole", "BuilderFunctionRole"])
+def test_functions_may_only_put_audit_events(template: dict[str, Any], role: str) -> None:
+    statements = [
+        st
+        for policy in template["Resources"][role]["Properties"]["Policies"]
+        if isinstance(policy, dict) and "PolicyDocument" in policy
+        for st in policy["PolicyDocument"]["Statement"]
+    ]
+    events = [st for st in statements if any(str(a).startswith("events:") for a in _actions(st))]
+    assert [(_actions(st), st["Resource"]) for st in events] == [
+        (["events:PutEvents"], {"Fn::GetAtt": ["AuditEventBus", "Arn"]})
+    ]
+
+
+@pytest.mark.parametrize("function_name", ["ApiFunction", "BuilderFunction"])
+def test_functions_write_to_the_audit_bus_and_fail_closed_by_default(
+    template: dict[str, Any], function_name: str
+) -> None:
+    variables = function(template, function_name)["Environment"]["Variables"]
+    assert variables["AUDIT_EVENT_BUS"] == {"Ref": "AuditEventBus"}
+    assert variables["AUDIT_FAIL_OPEN"] == {"Ref": "AuditFailOpen"}
+    assert template["Parameters"]["AuditFailOpen"]["Default"] == "false"
+
+
+def _actions(statement: dict[str, Any]) -> list[str]:
+    action = statement["Action"]
+    return [action] if isinstance(action, str) else list(action)
 
 
 def test_cleanup_runs_on_the_schedule_parameter(template: dict[str, Any]) -> None:
@@ -993,3 +1038,9 @@ def test_snapstart_is_an_option_off_by_default(template: dict[str, Any]) -> None
     assert function(template, "ApiFunction")["SnapStart"] == {
         "Fn::If": ["UseSnapStart", {"ApplyOn": "PublishedVersions"}, {"Ref": "AWS::NoValue"}]
     }
+
+
+@pytest.mark.parametrize("name", ["AuditArchive", "AuditLogGroup"])
+def test_the_audit_trail_outlives_the_stack(template: dict[str, Any], name: str) -> None:
+    resource = template["Resources"][name]
+    assert (resource["DeletionPolicy"], resource["UpdateReplacePolicy"]) == ("Retain", "Retain")

@@ -30,6 +30,9 @@ from weasis_link_dev.local_api import LocalApiServer
 
 BUCKET = "weasis-link-local-manifests"
 REGION = "us-east-1"
+AUDIT_BUS = "weasis-link-local-audit"
+AUDIT_QUEUE = "weasis-link-local-audit"
+AUDIT_PATTERN = '{"source": ["weasis-link.audit"]}'
 
 
 def free_port() -> int:
@@ -55,8 +58,12 @@ def moto_s3() -> Iterator[str]:
         server.stop()
 
 
-def service_environment(jwks_url: str, s3_endpoint: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+def service_environment(
+    jwks_url: str, s3_endpoint: str, extra: dict[str, str] | None = None, events_endpoint: str | None = None
+) -> dict[str, str]:
     return {
+        "AUDIT_EVENT_BUS": AUDIT_BUS,
+        "AWS_ENDPOINT_URL_EVENTS": events_endpoint or s3_endpoint,
         "MANIFEST_BUCKET": BUCKET,
         "OAUTH_ISSUER": DEV_ISSUER,
         "OAUTH_AUDIENCES": DEV_AUDIENCE,
@@ -80,6 +87,57 @@ def create_bucket(endpoint: str) -> None:
     client = boto3.client("s3", endpoint_url=endpoint, region_name=REGION)
     with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
         client.create_bucket(Bucket=BUCKET)
+
+
+def create_audit_bus(endpoint: str) -> str:
+    """The template's audit resources on moto: the bus, its archive, and a rule copying every event into an SQS
+    queue (in place of the template's log group) that `AuditPrinter` reads. Returns the queue URL."""
+    import boto3
+
+    kwargs: Any = {"endpoint_url": endpoint, "region_name": REGION}
+    events, sqs = boto3.client("events", **kwargs), boto3.client("sqs", **kwargs)
+    bus_arn = events.create_event_bus(Name=AUDIT_BUS)["EventBusArn"]
+    events.create_archive(ArchiveName=AUDIT_BUS, EventSourceArn=bus_arn, RetentionDays=2192, EventPattern=AUDIT_PATTERN)
+    queue_url = sqs.create_queue(QueueName=AUDIT_QUEUE)["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name="audit-copy", EventBusName=AUDIT_BUS, EventPattern=AUDIT_PATTERN, State="ENABLED")
+    events.put_targets(Rule="audit-copy", EventBusName=AUDIT_BUS, Targets=[{"Id": "queue", "Arn": queue_arn}])
+    return str(queue_url)
+
+
+class AuditPrinter:
+    """Prints each AuditEvent the bus delivered as one line of JSON, `{"auditEvent": {...}}`, on stdout."""
+
+    def __init__(self, endpoint: str, queue_url: str) -> None:
+        import boto3
+
+        self._sqs = boto3.client("sqs", endpoint_url=endpoint, region_name=REGION)
+        self._queue_url = queue_url
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="audit-printer", daemon=True)
+
+    def start(self) -> AuditPrinter:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                answer = self._sqs.receive_message(QueueUrl=self._queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+            except Exception as exc:  # moto stopping: the stack is shutting down
+                if not self._stop.is_set():
+                    print(f"(audit printer: {type(exc).__name__})", file=sys.stderr, flush=True)
+                return
+            for message in answer.get("Messages", []):
+                envelope = json.loads(message["Body"])
+                # One write per line, newline included: the function's log lines (other threads) cannot cut in.
+                sys.stdout.write(json.dumps({"auditEvent": envelope["detail"]}, separators=(",", ":")) + "\n")
+                sys.stdout.flush()
+                self._sqs.delete_message(QueueUrl=self._queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
 
 
 def sample_request(api_url: str, token: str, query: str = "patientID=WLS-1001%5E%5E%5EWEASIS-DEMO") -> dict[str, Any]:
@@ -158,7 +216,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--env", action="append", default=[], help="extra NAME=VALUE for the function")
     parser.add_argument("--quiet", action="store_true", help="no banner, no sample request")
     parser.add_argument("--archive", choices=("embedded", "orthanc"), default="embedded", help="what to serve from")
-    parser.add_argument("--s3-endpoint", help="use this S3 endpoint instead of starting moto's server (fault tests)")
+    parser.add_argument("--s3-endpoint", help="use this S3 endpoint instead of moto's server (fault tests)")
+    parser.add_argument(
+        "--events-endpoint", help="send audit events to this EventBridge endpoint instead of moto's (fault tests)"
+    )
     parser.add_argument(
         "--sample-query",
         default=ServedArchive.sample_query,
@@ -169,8 +230,10 @@ def main(argv: list[str] | None = None) -> int:
 
     key = SigningKey.load_or_create(args.key_file)
     jwks = JwksServer([key]).start()
-    s3 = contextlib.nullcontext(args.s3_endpoint) if args.s3_endpoint else moto_s3()
-    with s3 as s3_endpoint, contextlib.ExitStack() as cleanup:
+    # moto's server plays S3, EventBridge and SQS (the audit trail's copy), on one port.
+    with moto_s3() as moto_endpoint, contextlib.ExitStack() as cleanup:
+        s3_endpoint = args.s3_endpoint or moto_endpoint
+        events_endpoint = args.events_endpoint or moto_endpoint
         extra = dict(e.split("=", 1) for e in args.env)
         served = ServedArchive()
         if args.archive == "orthanc":
@@ -182,13 +245,23 @@ def main(argv: list[str] | None = None) -> int:
         if own:
             extra["WEASIS_LINK_CONFIG"] = str(Path(own).resolve())
             served = ServedArchive(description=f"the archives of {own}", sample_query=args.sample_query)
-        os.environ.update(service_environment(jwks.url, s3_endpoint, extra))
+        os.environ.update(service_environment(jwks.url, s3_endpoint, extra, events_endpoint))
         if not args.s3_endpoint:  # an external endpoint brings its own bucket (or none: fault tests)
             create_bucket(s3_endpoint)
+        if not args.events_endpoint:  # an external endpoint brings its own bus (or none: fault tests)
+            printer = AuditPrinter(moto_endpoint, create_audit_bus(moto_endpoint)).start()
+            cleanup.callback(printer.stop)
         from functions.api.app import lambda_handler  # reads the environment at import, like a cold start
 
         api = LocalApiServer(lambda_handler, port=args.port)
-        ready = {"api_url": api.url, "s3_endpoint": s3_endpoint, "jwks_url": jwks.url, "bucket": BUCKET, **served.ready}
+        ready = {
+            "api_url": api.url,
+            "s3_endpoint": s3_endpoint,
+            "events_endpoint": events_endpoint,
+            "jwks_url": jwks.url,
+            "bucket": BUCKET,
+            **served.ready,
+        }
         if args.ready_file:
             # Atomically: the test fixture polls for the file and must never read it half-written.
             partial = args.ready_file.with_name(args.ready_file.name + ".partial")

@@ -40,6 +40,9 @@ BUILD_END_LINES = (
 )
 BUILD_WAIT_SECONDS = 120.0  # the builder's own deadline (BUILD_DEADLINE_SECONDS) plus its overhead, and slack
 
+AUDIT_LINE = '{"auditEvent"'
+
+
 # storage.MANIFEST_ID inside any text: a JSON answer, a Location header, a weasis:// URI once decoded.
 _MANIFEST_ID: Final = re.compile(r"(?<![A-Za-z0-9_-])\d{10}-[A-Za-z0-9_-]{32}(?![A-Za-z0-9_-])")
 ISSUED_MANIFEST_IDS: set[str] = set()
@@ -129,9 +132,20 @@ class StackHandle:
         return self._keys()
 
     def log(self) -> str:
-        """The stack's log once no launched build is in flight: the builders log too, on their own threads."""
+        """The function's log (stdout/stderr of the stack), without the audit trail's lines (`audit_log`), once no
+        launched build is in flight: the builders log too, on their own threads."""
         self.wait_for_builds()
-        return self._log_text()
+        lines = self._log_text().splitlines(keepends=True)
+        return "".join(line for line in lines if not line.startswith(AUDIT_LINE))
+
+    def audit_log(self) -> list[dict[str, Any]]:
+        """The AuditEvents the stack's EventBridge delivered, in order (its `{"auditEvent": …}` lines): a sink of
+        its own, which records patient IDs by design. Read once no launched build is in flight."""
+        self.wait_for_builds()
+        lines = self._log_text().splitlines()
+        # raw_decode: the line's first JSON document, whatever another writer may have appended to the line.
+        decoder = json.JSONDecoder()
+        return [decoder.raw_decode(line)[0]["auditEvent"] for line in lines if line.startswith(AUDIT_LINE)]
 
     def wait_for_builds(self, timeout: float = BUILD_WAIT_SECONDS) -> None:
         """Wait until every build a launch started has ended.

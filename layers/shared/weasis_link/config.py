@@ -41,6 +41,7 @@ from pydantic import (
     model_validator,
 )
 
+from weasis_link.claims_access import AccessConfig
 from weasis_link.criteria import CONNECTOR_ID, SearchKey
 from weasis_link.errors import ConfigurationError
 from weasis_link.identity import AuthConfig
@@ -321,6 +322,8 @@ class ConnectorConfig(_Model):
     db_connector: DbConnectorConfig | None = None
     dicom_connector: DicomConnectorConfig | None = None
     dicom_web_connector: DicomWebConnectorConfig | None = None
+    # Who may use this archive (claims_access.py); absent: every authenticated caller.
+    access: AccessConfig | None = None
 
     @model_validator(mode="after")
     def _block_for_type(self) -> ConnectorConfig:

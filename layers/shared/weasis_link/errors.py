@@ -194,6 +194,36 @@ class TooManyPatients(WeasisLinkError):
         self.max_patients = max_patients
 
 
+class AuditUnavailable(WeasisLinkError):
+    """The audit trail refused the event: the request fails closed (nothing stored) unless AUDIT_FAIL_OPEN."""
+
+    code = "audit-unavailable"
+
+
+class ArchiveForbidden(WeasisLinkError):
+    """`archive=` names an archive whose `access` rule the caller's token does not satisfy (or none is allowed)."""
+
+    code = "archive-forbidden"
+
+
+class PatientNotInContext(WeasisLinkError):
+    """The token carries a patient context and the request names (or found) another patient."""
+
+    code = "patient-not-in-context"
+
+
+class PatientContextRequired(WeasisLinkError):
+    """The issuer's patient-context rule is required and the token has no (usable) patient claim."""
+
+    code = "patient-context-required"
+
+
+class TokenExpiresTooSoon(AuthenticationError):
+    """The token dies before the shortest manifest Weasis can use (MANIFEST_MIN_TTL_SECONDS): get a fresh one."""
+
+    code = "token-expires-too-soon"
+
+
 def error_code(exc: Exception) -> str:
     """The AWS error code of a botocore ClientError, else the exception's class name (never its message)."""
     response = getattr(exc, "response", None)

@@ -24,6 +24,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 
 from weasis_link.errors import ConfigurationError
 from weasis_link.key_urls import checked_key_url
+from weasis_link.patient_context import PatientContextConfig
 from weasis_link.settings import AsymmetricAlgorithm, ServiceSettings
 
 TENANT_PLACEHOLDER: Final = "{tenantid}"
@@ -71,6 +72,8 @@ class TrustedIssuerConfig(_IdentityModel):
         default=["RS256"], min_length=1
     )
     require_access_token_type: bool = False
+    # SMART patient context: the claim that confines this issuer's tokens to one patient (patient_context.py).
+    patient_context: PatientContextConfig | None = None
 
     @field_validator("jwks_url")
     @classmethod

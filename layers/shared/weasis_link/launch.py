@@ -29,13 +29,22 @@ from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from weasis_link.audit import AuditContext, disclosure_event, query_event, summarize_manifest
+from weasis_link.audit_trail import AuditTrail
 from weasis_link.auth import Caller
 from weasis_link.criteria import QueryCriteria, criteria_from_pairs
-from weasis_link.errors import AllArchivesFailed, ArchiveFailure, BuilderUnavailable, WeasisLinkError, error_code
+from weasis_link.errors import (
+    AllArchivesFailed,
+    ArchiveFailure,
+    AuditUnavailable,
+    BuilderUnavailable,
+    WeasisLinkError,
+    error_code,
+)
 from weasis_link.fingerprint import manifest_fingerprint
 from weasis_link.launch_uri import LaunchOptions, bounded_weasis_uri
 from weasis_link.manifest_links import short_link
-from weasis_link.service import ManifestService
+from weasis_link.service import BeforeStore, ManifestService
 from weasis_link.storage import MANIFEST_ID, ManifestStore, new_manifest_id
 
 if TYPE_CHECKING:
@@ -74,6 +83,9 @@ class BuildRequest(BaseModel):
     scopes: list[str] = Field(default_factory=list)
     token_expires_at: int
     launched_at: float
+    # The token's claims (authorization rules read them again in the builder) and who/where for the audit trail.
+    claims: dict[str, Any] = Field(default_factory=dict, repr=False)
+    audit: AuditContext | None = None
 
     def caller(self) -> Caller:
         return Caller(
@@ -81,7 +93,7 @@ class BuildRequest(BaseModel):
             subject=self.subject,
             scopes=frozenset(self.scopes),
             expires_at=self.token_expires_at,
-            claims={},
+            claims=self.claims,
         )
 
 
@@ -193,25 +205,36 @@ class Launcher:
         caller: Caller,
         options: LaunchOptions | None,
         base_url: str,
+        *,
+        audit: AuditContext | None = None,
+        before_dispatch: Callable[[Sequence[str]], None] | None = None,
+        before_store: BeforeStore | None = None,
     ) -> LaunchResult:
         """Register the build, start it, and return the launch URI (which works while the build runs).
 
         `query` holds the criteria parameters the builder parses again (`criteria` is what they parsed to here);
-        it must not hold access_token: the token travels once, in its own field."""
+        it must not hold access_token: the token travels once, in its own field. `before_dispatch` (the audit
+        trail) is called before anything is written; if it raises, nothing is."""
         # An unknown archive or a deactivated criterion is refused now, not discovered by the builder.
-        archive_ids = self.service.archives.select(criteria)
+        archive_ids = self.service.archives.select(criteria, caller)
         if self.service.archives.needs_result_check(criteria, archive_ids):
             # A 409 (ambiguous patient, too many for a wildcard) must reach the caller, not a Weasis dialog: such
             # requests are answered once the archives have answered (docs/security.md).
-            result = self.service.create_manifest(criteria, caller, options, base_url=base_url)
+            if before_dispatch is not None:
+                before_dispatch(archive_ids)
+            result = self.service.create_manifest(
+                criteria, caller, options, base_url=base_url, before_store=before_store
+            )
             return LaunchResult(
                 result.manifest_id, result.manifest_link, result.weasis_url, result.expires_at, result.warnings
             )
-        expires_at = self.service.expiry()
+        expires_at = self.service.expiry(caller)
         manifest_id = new_manifest_id(expires_at)
         link = short_link(base_url, manifest_id)
         uri = bounded_weasis_uri(link, options)
         now = self.clock()
+        if before_dispatch is not None:
+            before_dispatch(archive_ids)
         self.store.put_pending(manifest_id, expires_at, now + self.build_deadline_seconds + BUILD_OVERHEAD_SECONDS)
         request = BuildRequest(
             manifest_id=manifest_id,
@@ -222,6 +245,8 @@ class Launcher:
             scopes=sorted(caller.scopes),
             token_expires_at=caller.expires_at,
             launched_at=now,
+            claims=dict(caller.claims),
+            audit=audit,
         )
         self.dispatcher.dispatch(request)
         warning = self.service.access.token_warning(caller, archive_ids)
@@ -237,6 +262,7 @@ class Builder:
     store: ManifestStore
     build_deadline_seconds: float
     clock: Callable[[], float] = time.time
+    audit: AuditTrail | None = None  # records what a build discloses before it is stored
 
     def run_build(self, request: BuildRequest) -> BuildOutcome:
         return self.run_build_reported(request).outcome
@@ -258,11 +284,12 @@ class Builder:
         archive_failures: list[ArchiveFailure] = []
         try:
             criteria = criteria_from_pairs(request.query)
-            archive_ids = self.service.archives.select(criteria)
+            archive_ids = self.service.archives.select(criteria, request.caller())
             built = self.service.build(criteria, request.caller(), self.build_deadline_seconds)
             archive_seconds = {o.archive_id: o.seconds for o in built.outcomes}
             archive_failures = [o.failure for o in built.outcomes if o.failure is not None]
             body = built.body_gzip
+            self.service.check_in_context(body, request.caller())
         except AllArchivesFailed as exc:
             archive_failures = list(exc.failures)
             outcome = "timed-out" if exc.failures and all(f.kind == "timeout" for f in exc.failures) else "failed"
@@ -288,6 +315,7 @@ class Builder:
                 "The images could not be listed",
                 "An unexpected error stopped the preparation of the image list; it has been logged.",
             )
+        body, outcome = self._audited(request, body, outcome, archive_ids, expires_at)
         self.store.put(request.manifest_id, body, expires_at)
         logger.info(
             "build stored",
@@ -299,3 +327,33 @@ class Builder:
             },
         )
         return BuildReport(outcome, time.perf_counter() - started, archive_seconds, archive_failures)
+
+    def _audited(
+        self,
+        request: BuildRequest,
+        body: bytes,
+        outcome: BuildOutcome,
+        archive_ids: Sequence[str],
+        expires_at: dt.datetime,
+    ) -> tuple[bytes, BuildOutcome]:
+        """Record what the build discloses before it is stored; when the trail refuses, store a manifest that says
+        so instead of the images (fail closed)."""
+        if self.audit is None or not self.audit.enabled or request.audit is None:
+            return body, outcome
+        try:
+            if outcome == "built":
+                self.audit.record(
+                    disclosure_event(request.audit, request.manifest_id, summarize_manifest(body), expires_at)
+                )
+            else:
+                self.audit.record(
+                    query_event(
+                        request.audit, archive_ids, outcome="8", outcome_desc="the image list could not be built"
+                    )
+                )
+        except AuditUnavailable as exc:
+            body = self.service.failure_manifest(
+                list(archive_ids) or self.service.archives.default_ids(), "The images could not be listed", exc.detail
+            )
+            return body, "failed"
+        return body, outcome

@@ -41,6 +41,7 @@ def short_link(base_url: str, manifest_id: str) -> str:
 @dataclass(frozen=True, slots=True)
 class Redirect:
     location: str
+    to_manifest: bool = True  # False: to this link again (the manifest is still being built)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +117,7 @@ class ManifestLinks:
             self._sleep(min(pause, left))
             pause = min(pause * 2, 0.5)
         if attempt < MAX_SELF_REDIRECTS:
-            return Redirect(f"{short_link(base_url, manifest_id)}?attempt={attempt + 1}")
+            return Redirect(f"{short_link(base_url, manifest_id)}?attempt={attempt + 1}", to_manifest=False)
         return InlineManifest(
             message_manifest(
                 base_url,

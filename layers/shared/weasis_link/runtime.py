@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from weasis_link.audit_trail import AuditTrail, audit_trail
 from weasis_link.auth import TokenValidator
 from weasis_link.config import AppConfig, load_config
 from weasis_link.launch import BuildDispatcher, Builder, InlineDispatcher, Launcher, make_dispatcher
@@ -35,6 +36,7 @@ class Runtime:
     launcher: Launcher
     links: ManifestLinks
     uploads: ManifestUploads
+    audit: AuditTrail
     # Re-reads the configuration when its secrets are older than SECRETS_MAX_AGE_SECONDS (handlers call it first).
     refresher: ConfigRefresher | None = None
 
@@ -69,7 +71,11 @@ def build_runtime(
             settings.manifest_kms_key_arn,
         )
     service = ManifestService(settings, config, store)
-    builder = Builder(service, store, settings.build_deadline_seconds)
+    # The audit trail's EventBridge client is made at the first event, not here (cold start).
+    audit = audit_trail(
+        settings.audit_event_bus, settings.aws_region, settings.events_endpoint_url, fail_open=settings.audit_fail_open
+    )
+    builder = Builder(service, store, settings.build_deadline_seconds, audit=audit)
     dispatcher: BuildDispatcher
     if inline_builds:
         dispatcher = InlineDispatcher(builder.run_build)
@@ -97,4 +103,5 @@ def build_runtime(
             settings.secrets_max_age_seconds,
             enabled=resolver.used_secret_store,
         ),
+        audit=audit,
     )

@@ -23,6 +23,7 @@ from weasis_link.archives.duplicates import deduplicate, distinct_counts
 from weasis_link.archives.patient_identity import AMBIGUOUS_TITLE, check_identities
 from weasis_link.archives.querying import ArchiveOutcome, Archives, ConnectorFactory
 from weasis_link.auth import Caller
+from weasis_link.capability import capped_expiry
 from weasis_link.config import AppConfig
 from weasis_link.connectors import QueryContext
 from weasis_link.criteria import QueryCriteria
@@ -30,10 +31,14 @@ from weasis_link.errors import AllArchivesFailed, ArchiveFailure
 from weasis_link.launch_uri import LaunchOptions, bounded_weasis_uri, weasis_uri
 from weasis_link.manifest_links import short_link
 from weasis_link.oauth_client import shared_token_provider
+from weasis_link.patient_context import caller_patient, check_manifest_body, confine_pairs, confine_studies
 from weasis_link.settings import ServiceSettings
 from weasis_link.storage import ManifestStore, manifest_expiry, new_manifest_id
+from weasis_link.study_tree import PatientKey
 
 NO_RESULT_TITLE: Final = "No images found"
+# Called with (manifest id, gzipped body, expiry) right before a manifest is written (the audit trail).
+BeforeStore = Callable[[str, bytes, dt.datetime], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,8 +100,11 @@ class ManifestService:
         launch: LaunchOptions | None = None,
         *,
         base_url: str | None = None,
+        before_store: BeforeStore | None = None,
     ) -> ManifestResult:
-        """Build, store and link a manifest. With the API's `base_url`, the links carry the short manifest link."""
+        """Build, store and link a manifest. With the API's `base_url`, the links carry the short manifest link.
+        `before_store` (the audit trail) is called right before the write; if it raises, nothing is stored."""
+        self.expiry(caller)  # a token too short-lived for any manifest is refused before the PACS is asked
         built = self.build(criteria, caller)
         return self.store_manifest(
             built.body_gzip,
@@ -105,6 +113,8 @@ class ManifestService:
             base_url=base_url,
             archives=built.outcomes,
             warnings=built.warnings,
+            caller=caller,
+            before_store=before_store,
         )
 
     def store_manifest(
@@ -116,18 +126,26 @@ class ManifestService:
         base_url: str | None = None,
         archives: Sequence[ArchiveOutcome] = (),
         warnings: Sequence[str] = (),
+        caller: Caller | None = None,
+        before_store: BeforeStore | None = None,
     ) -> ManifestResult:
-        """Store a gzipped manifest (built or uploaded) under a fresh id, and make its links."""
-        expires_at = self.expiry()
+        """Store a gzipped manifest (built or uploaded) under a fresh id, and make its links. With the `caller`,
+        the manifest, its short link and its presigned URL expire no later than the caller's token."""
+        expires_at = self.expiry(caller)
         manifest_id = new_manifest_id(expires_at)
         # Presign and make the launch URI before the write, so that nothing after PutObject can fail and leave an
         # orphan behind (launch options too long for the URI are refused here).
-        presigned = self._store.presigned_url(manifest_id, self._settings.presign_expires_seconds)
+        lifetime = max(1, int(expires_at.timestamp() - self._clock()))
+        presigned = self._store.presigned_url(manifest_id, min(self._settings.presign_expires_seconds, lifetime))
         if base_url is None:
             link, launch_uri = presigned, weasis_uri(presigned, launch)
         else:
             link = short_link(base_url, manifest_id)
             launch_uri = bounded_weasis_uri(link, launch)
+        if caller is not None:
+            self.check_in_context(body_gzip, caller)
+        if before_store is not None:
+            before_store(manifest_id, body_gzip, expires_at)
         self._store.put(manifest_id, body_gzip, expires_at)
         patients, studies, series, instances = counts
         return ManifestResult(
@@ -147,10 +165,13 @@ class ManifestService:
     def build(self, criteria: QueryCriteria, caller: Caller, deadline_seconds: float | None = None) -> BuiltManifest:
         """Query the archives and build the gzipped manifest (no storage), within `deadline_seconds` (default:
         ARCHIVE_DEADLINE_SECONDS, inside API Gateway's limit)."""
-        archive_ids = self.archives.select(criteria)
+        archive_ids = self.archives.select(criteria, caller)
         budget = deadline_seconds or self._settings.archive_deadline_seconds
         context = QueryContext(bearer_token=caller.token, deadline=time.monotonic() + budget)
         outcomes = self.archives.query(archive_ids, criteria, context)
+        patient = self.patient_in_context(caller)
+        if patient is not None:  # every connector's answer, confined to the token's patient
+            confine_studies([o.studies for o in outcomes if o.failure is None], criteria, patient)
         failures = [o.failure for o in outcomes if o.failure is not None]
         if len(failures) == len(outcomes):
             raise AllArchivesFailed(failures)
@@ -174,6 +195,17 @@ class ManifestService:
         self._config = config
         self.archives = Archives(config, self._connector_factory)
         self.access = dataclasses.replace(self.access, config=config)
+
+    # --- patient context (patient_context.py) ---------------------------------------------------------------
+    def patient_in_context(self, caller: Caller) -> PatientKey | None:
+        auth = self._config.auth
+        return caller_patient(caller.trusted_issuer, caller.claims, auth.issuers if auth is not None else ())
+
+    def confine_query(self, pairs: Sequence[tuple[str, str]], caller: Caller) -> list[tuple[str, str]]:
+        return confine_pairs(pairs, self.patient_in_context(caller))
+
+    def check_in_context(self, body_gzip: bytes, caller: Caller) -> None:
+        check_manifest_body(body_gzip, self.patient_in_context(caller))
 
     # --- manifest -------------------------------------------------------------------------------------------
     def _archive_query(self, outcome: ArchiveOutcome, caller: Caller, warnings: list[str]) -> mf.ArchiveQuery:
@@ -218,6 +250,11 @@ class ManifestService:
             queries.append(query)
         return mf.manifest_gzip(queries, str(uuid.uuid4()))
 
-    def expiry(self) -> dt.datetime:
-        """When a manifest created now expires (whole seconds, UTC)."""
-        return manifest_expiry(self._clock(), self._settings.manifest_ttl_seconds)
+    def expiry(self, caller: Caller | None = None) -> dt.datetime:
+        """When a manifest created now expires (whole seconds, UTC): MANIFEST_TTL_SECONDS from now, and never after
+        the caller's token (a capability URL must not outlive the token that authorised it). A token with less than
+        MANIFEST_MIN_TTL_SECONDS left is refused: Weasis could not even fetch the manifest."""
+        expires_at = manifest_expiry(self._clock(), self._settings.manifest_ttl_seconds)
+        if caller is None:
+            return expires_at
+        return capped_expiry(expires_at, caller.expires_at, self._clock(), self._settings.manifest_min_ttl_seconds)

@@ -59,6 +59,12 @@ ENVIRONMENT: Final = {
     "UPLOAD_MAX_BYTES": "upload_max_bytes",
     "WEASIS_DOWNLOAD_URL": "weasis_download_url",
     "SECRETS_MAX_AGE_SECONDS": "secrets_max_age_seconds",
+    "MANIFEST_MIN_TTL_SECONDS": "manifest_min_ttl_seconds",
+    "OAUTH_READ_SCOPES": "oauth_read_scopes",
+    "OAUTH_UPLOAD_SCOPES": "oauth_upload_scopes",
+    "AUDIT_EVENT_BUS": "audit_event_bus",
+    "AUDIT_FAIL_OPEN": "audit_fail_open",
+    "AWS_ENDPOINT_URL_EVENTS": "events_endpoint_url",
 }
 _ENV_BY_FIELD: Final = {v: k for k, v in ENVIRONMENT.items()}
 
@@ -110,6 +116,18 @@ class ServiceSettings(BaseModel):
     # Secret references (secretsmanager:, ssm:) are resolved again once the values in use are this old
     # (secret_refresh.py): a rotated PACS password reaches warm environments.
     secrets_max_age_seconds: int = Field(default=900, ge=60, le=86400)
+    # A manifest (its short link, its presigned URL) never outlives the token that asked for it; a token with less
+    # than this left is refused (401 token-expires-too-soon): Weasis needs that long to start and fetch the manifest.
+    manifest_min_ttl_seconds: int = Field(default=30, ge=5, le=300)
+    # Scopes each kind of route requires on top of OAUTH_REQUIRED_SCOPES: reading (GET /manifests, the launches)
+    # and uploading (POST /manifests).
+    oauth_read_scopes: SpaceList = Field(default_factory=list)
+    oauth_upload_scopes: SpaceList = Field(default_factory=list)
+    # The EventBridge bus (name or ARN) that receives the FHIR AuditEvents; empty: no audit trail (development).
+    audit_event_bus: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._/:-]{1,1600}$")
+    # true: a request whose audit event cannot be recorded is served anyway (logged); false: 503, nothing stored.
+    audit_fail_open: bool = False
+    events_endpoint_url: str | None = None
 
     @field_validator("oauth_jwks_url")
     @classmethod

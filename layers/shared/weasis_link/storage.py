@@ -162,6 +162,16 @@ class ManifestStore:
         return True
 
     # --- cleanup --------------------------------------------------------------------------------------------
+    def read(self, manifest_id: str) -> bytes:
+        """The stored (gzipped) manifest: the audit trail reads which patients a redeemed short link discloses."""
+        try:
+            answer: Any = self._s3.get_object(Bucket=self.bucket, Key=self.key_for(manifest_id))
+            return bytes(answer["Body"].read())
+        except Exception as exc:
+            if error_code(exc) in _MISSING:
+                raise ManifestNotFound("This manifest does not exist or has expired.") from None
+            raise StorageError(f"The manifest store cannot be read ({error_code(exc)}).") from None
+
     def delete_expired(self, now: float | None = None) -> CleanupReport:
         """Delete every manifest whose expiry has passed; idempotent (deleting a missing key succeeds)."""
         now = time.time() if now is None else now

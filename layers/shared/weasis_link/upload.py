@@ -36,7 +36,7 @@ from weasis_link.auth import Caller
 from weasis_link.criteria import FILTER_PARAMETERS, KEY_PARAMETERS, criteria_from_pairs
 from weasis_link.errors import FieldProblem, InvalidManifest, InvalidRequest
 from weasis_link.launch_uri import LaunchOptions
-from weasis_link.service import ManifestResult, ManifestService
+from weasis_link.service import BeforeStore, ManifestResult, ManifestService
 
 XSD_PATH: Final = Path(__file__).parent / "schemas" / "weasis-manifest-2.5.xsd"
 JSON_KEYS: Final = frozenset({*KEY_PARAMETERS, *FILTER_PARAMETERS, "archive"})
@@ -122,18 +122,27 @@ class ManifestUploads:
         base_url: str,
         *,
         inject_token: bool = False,
+        before_store: BeforeStore | None = None,
     ) -> ManifestResult:
         """Store an uploaded document (`content`: the XML manifest, gunzipped, or the JSON text)."""
         if media_type == "json":
-            criteria = criteria_from_pairs(uid_list_pairs(content))
-            return self._service.create_manifest(criteria, caller, launch, base_url=base_url)
+            criteria = criteria_from_pairs(self._service.confine_query(uid_list_pairs(content), caller))
+            return self._service.create_manifest(criteria, caller, launch, base_url=base_url, before_store=before_store)
         validated = validate_manifest(content)
         xml = content
         warnings: list[str] = []
         if inject_token:
             xml, warnings = self._inject(validated.tree, caller)
         body_gzip = gzip.compress(xml, compresslevel=mf.GZIP_LEVEL, mtime=0)
-        return self._service.store_manifest(body_gzip, validated.counts, launch, base_url=base_url, warnings=warnings)
+        return self._service.store_manifest(
+            body_gzip,
+            validated.counts,
+            launch,
+            base_url=base_url,
+            warnings=warnings,
+            caller=caller,
+            before_store=before_store,
+        )
 
     def _inject(self, tree: etree._ElementTree, caller: Caller) -> tuple[bytes, list[str]]:
         warnings: list[str] = []

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from weasis_link_dev.bench import BenchContext, Figure
 from weasis_link_dev.dev_keys import REPO_ROOT, JwksServer, SigningKey, access_token_claims
-from weasis_link_dev.local_stack import create_bucket, moto_s3, service_environment
+from weasis_link_dev.local_stack import create_audit_bus, create_bucket, moto_s3, service_environment
 
 BUILD = REPO_ROOT / ".aws-sam" / "build"
 STAMP = BUILD / ".bench-sources.sha256"
@@ -251,6 +251,7 @@ def run(ctx: BenchContext) -> list[Figure]:
         env |= service_environment(jwks.url, endpoint, {"POWERTOOLS_LOG_LEVEL": "WARNING"})
         os.environ.update({k: env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION")})
         create_bucket(endpoint)
+        create_audit_bus(endpoint)  # a deployed function audits its first request too
         env |= {"BENCH_TOKEN": key.sign(access_token_claims()), "LAMBDA_TASK_ROOT": str(function)}
         dicomweb = work / "dicomweb.yaml"
         dicomweb.write_text(

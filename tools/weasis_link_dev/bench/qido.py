@@ -112,7 +112,7 @@ print(json.dumps(out))
 
 
 def run(ctx: BenchContext) -> list[Figure]:
-    from weasis_link_dev.local_stack import moto_s3
+    from weasis_link_dev.local_stack import create_audit_bus, moto_s3
     from weasis_link_dev.orthanc import OrthancServer
     from weasis_link_dev.synthetic_studies import large_study
 
@@ -129,6 +129,7 @@ def run(ctx: BenchContext) -> list[Figure]:
 
     ctx.on_close(stop_s3)
     _create_bucket(s3_endpoint)
+    create_audit_bus(s3_endpoint)  # the handler audits each manifest, as deployed
 
     workdir = Path(tempfile.mkdtemp(prefix="weasis-link-bench-qido-"))
     config = workdir / "weasis-link.yaml"

@@ -95,7 +95,7 @@ EXAMPLES = Path(__file__).resolve().parents[3] / "docs" / "examples"
 
 
 def run(ctx: BenchContext) -> list[Figure]:
-    from weasis_link_dev.local_stack import moto_s3
+    from weasis_link_dev.local_stack import create_audit_bus, moto_s3
 
     s3 = moto_s3()
     s3_endpoint = s3.__enter__()
@@ -105,6 +105,7 @@ def run(ctx: BenchContext) -> list[Figure]:
 
     ctx.on_close(stop_s3)
     _create_bucket(s3_endpoint)
+    create_audit_bus(s3_endpoint)  # the handler audits each manifest, as deployed
     figures = _figures(ctx, "postgresql", s3_endpoint)
     figures += _figures(ctx, "mariadb", s3_endpoint)
     return figures

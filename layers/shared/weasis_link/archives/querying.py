@@ -18,10 +18,12 @@ from weasis_link.archives.patient_identity import (
     wildcard_warnings,
     with_default_issuer,
 )
+from weasis_link.auth import Caller
+from weasis_link.claims_access import check_named_archives, permitted_archives
 from weasis_link.config import AppConfig
 from weasis_link.connectors import Connector, QueryContext, create_connector
 from weasis_link.criteria import KEY_PARAMETERS, QueryCriteria, SearchKey
-from weasis_link.errors import ArchiveError, ArchiveFailure, CriterionDeactivated, UnknownArchive
+from weasis_link.errors import ArchiveError, ArchiveFailure, ArchiveForbidden, CriterionDeactivated, UnknownArchive
 from weasis_link.study_tree import Study, StudyTreeBuilder
 
 logger = logging.getLogger(__name__)
@@ -53,18 +55,24 @@ class Archives:
             logger.warning("connector.default names an unknown connector; ignored", extra={"connector": unknown})
 
     # --- selection ------------------------------------------------------------------------------------------
-    def select(self, criteria: QueryCriteria) -> list[str]:
-        """`archive=` ids (must exist) or connector.default; then drop archives that refuse a key used."""
+    def select(self, criteria: QueryCriteria, caller: Caller | None = None) -> list[str]:
+        """`archive=` ids (must exist, and the caller's claims must allow them: claims_access.py) or the
+        connector.default archives the caller may use; then drop archives that refuse a key used."""
         configured = self._config.connector.config
+        rules = {cid: c.access for cid, c in configured.items()}
+        claims = caller.claims if caller is not None else None
         if criteria.archives:
             unknown = [a for a in criteria.archives if a not in configured]
             if unknown:
                 raise UnknownArchive(
                     f"Unknown archive: {', '.join(unknown)}. Configured archives: {', '.join(configured)}."
                 )
+            check_named_archives(criteria.archives, rules, claims)
             selected = list(criteria.archives)
         else:
-            selected = self._config.default_connector_ids
+            selected = permitted_archives(self._config.default_connector_ids, rules, claims)
+            if not selected:
+                raise ArchiveForbidden("Your token does not allow any of the archives of this service.")
         allowed = [a for a in selected if not self._refused_keys(a, criteria)]
         if not allowed:
             refused = sorted({k for a in selected for k in self._refused_keys(a, criteria)})

@@ -12,6 +12,8 @@ from aws_lambda_powertools.event_handler import Response
 from weasis_link.errors import (
     AllArchivesFailed,
     AmbiguousPatient,
+    ArchiveForbidden,
+    AuditUnavailable,
     AuthenticationError,
     BuilderUnavailable,
     CriterionDeactivated,
@@ -20,6 +22,8 @@ from weasis_link.errors import (
     InvalidManifest,
     InvalidRequest,
     ManifestNotFound,
+    PatientContextRequired,
+    PatientNotInContext,
     PayloadTooLarge,
     StorageError,
     TooManyPatients,
@@ -48,6 +52,10 @@ STATUS_BY_ERROR: Final[dict[type[WeasisLinkError], tuple[int, str]]] = {
     IdentityProviderUnavailable: (503, "Identity provider unavailable"),
     BuilderUnavailable: (503, "Manifest builder unavailable"),
     StorageError: (503, "Manifest storage unavailable"),
+    AuditUnavailable: (503, "Audit trail unavailable"),
+    ArchiveForbidden: (403, "Archive not allowed"),
+    PatientNotInContext: (403, "Patient not in context"),
+    PatientContextRequired: (403, "Patient context required"),
 }
 
 

@@ -1,0 +1,285 @@
+"""The audit trail's builders and sink: every event of the catalogue is a valid FHIR R4 AuditEvent with BALP's
+required elements and nothing it must never hold; the EventBridge sink delivers to a bus (moto) with a client created
+at the first event; a refusing bus fails the request closed (nothing stored) unless fail-open."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from weasis_link import audit
+from weasis_link.audit import AuditContext, client_of, context_from_event, summarize_manifest
+from weasis_link.audit_trail import AuditTrail, EventBridgeSink
+from weasis_link.auth import Caller
+from weasis_link.config import load_config
+from weasis_link.connectors.base import QueryContext
+from weasis_link.criteria import QueryCriteria
+from weasis_link.errors import AuditUnavailable
+from weasis_link.http.requests import criteria_from_query_string
+from weasis_link.service import ManifestService
+from weasis_link.settings import ServiceSettings
+from weasis_link.storage import ManifestStore, s3_client
+from weasis_link.study_tree import StudyTreeBuilder
+from weasis_link_dev.audit_checks import balp_problems, forbidden_content, kind, validate_fhir
+
+NOW = 1_795_342_530.0
+TOKEN = "eyJhbGciOi.eyJzdWIi.c2lnbmF0dXJl"
+MANIFEST_ID = "1795342830-AbCdEfGhIjKlMnOpQrStUvWxYz012345"
+NAME = "Weber^Anna"
+CTX = AuditContext(
+    route="GET /manifests",
+    request_id="req-1",
+    source_ip="203.0.113.7",
+    user_agent="Weasis/4.7.2",
+    server_host="viewer.example.org",
+    issuer="https://idp.example.org/realms/h",
+    subject="alice",
+    client_id="portal",
+    query=[("patientID", "P1^^^HOSP"), ("modalitiesInStudy", "CT")],
+)
+MANIFEST = f"""<?xml version="1.0" encoding="UTF-8"?>
+<manifest xmlns="http://www.weasis.org/xsd/2.5" uid="u">
+  <arcQuery arcId="pacs" baseUrl="https://pacs.example/wado">
+    <Patient PatientID="P1" IssuerOfPatientID="HOSP" PatientName="{NAME}">
+      <Study StudyInstanceUID="1.2.3">
+        <Series SeriesInstanceUID="1.2.3.1"><Instance SOPInstanceUID="1.2.3.1.1"/><Instance SOPInstanceUID="1.2.3.1.2"/>
+        </Series>
+      </Study>
+    </Patient>
+    <Patient PatientID="P2" PatientName="Other^Name">
+      <Study StudyInstanceUID="1.2.4"><Series SeriesInstanceUID="1.2.4.1"><Instance SOPInstanceUID="1.2.4.1.1"/>
+      </Series></Study>
+    </Patient>
+  </arcQuery>
+</manifest>""".encode()
+FORBIDDEN = [TOKEN, NAME, "Other^Name", MANIFEST_ID, "https://pacs.example", "viewer.example.org/"]
+
+
+def catalogue() -> dict[str, dict[str, Any]]:
+    summary = summarize_manifest(gzip.compress(MANIFEST))
+    expires = dt.datetime.fromtimestamp(NOW + 300, tz=dt.UTC)
+    return {
+        "query": audit.query_event(CTX, ["pacs"], ["P1^^^HOSP"]),
+        "manifest-issued": audit.disclosure_event(CTX, MANIFEST_ID, summary, expires),
+        "manifest-redeemed": audit.redemption_event(CTX.model_copy(update={"subject": None}), MANIFEST_ID, summary),
+        "upload": audit.upload_event(CTX, MANIFEST_ID, summary, expires),
+        "refusal-401": audit.refusal_event(CTX.model_copy(update={"subject": None}), 401, "unauthorized"),
+        "refusal-403": audit.refusal_event(CTX, 403, "archive-forbidden"),
+        "failed-query": audit.query_event(CTX, ["pacs"], outcome="8", outcome_desc="502 archives-failed"),
+    }
+
+
+@pytest.mark.parametrize("name", list(catalogue()))
+def test_every_event_of_the_catalogue_is_a_valid_r4_audit_event_with_balps_elements(name: str) -> None:
+    event = catalogue()[name]
+    validate_fhir(event)
+    assert balp_problems(event) == []
+    assert forbidden_content(event, FORBIDDEN) == []
+    assert kind(event) == name.split("-4")[0].replace("failed-", "")
+
+
+def test_a_disclosure_names_who_from_where_what_and_the_manifest_by_digest_only() -> None:
+    event = catalogue()["manifest-issued"]
+    text = json.dumps(event)
+    patients = [e["what"]["identifier"]["value"] for e in event["entity"] if e.get("role", {}).get("code") == "1"]
+    assert patients == ["P1^^^HOSP", "P2"]
+    studies = [e["what"]["identifier"]["value"] for e in event["entity"] if e["type"].get("code") == "ImagingStudy"]
+    assert studies == ["urn:oid:1.2.3", "urn:oid:1.2.4"]
+    manifest = next(e for e in event["entity"] if e.get("role", {}).get("code") == "20")
+    details = {d["type"]: d["valueString"] for d in manifest["detail"]}
+    assert details == {
+        "patients": "2",
+        "studies": "2",
+        "series": "2",
+        "instances": "3",
+        "archives": "pacs",
+        "expires": "2026-11-22T10:20:30Z",
+    }
+    assert manifest["what"]["identifier"]["value"] == audit.manifest_digest(MANIFEST_ID)
+    for expected in ("203.0.113.7", "Weasis/4.7.2", "alice", "portal", "https://idp.example.org/realms/h", "req-1"):
+        assert expected in text
+    # the same digest in the redemption: the two events join without the capability
+    redeemed = catalogue()["manifest-redeemed"]
+    assert audit.manifest_digest(MANIFEST_ID) in json.dumps(redeemed)
+
+
+def test_the_summary_reads_identifiers_and_counts_never_names() -> None:
+    summary = summarize_manifest(gzip.compress(MANIFEST))
+    assert (summary.patients, summary.study_uids, summary.archives) == (
+        ["P1^^^HOSP", "P2"],
+        ["1.2.3", "1.2.4"],
+        ["pacs"],
+    )
+    assert (summary.series, summary.instances) == (2, 3)
+    assert NAME not in repr(summary)
+
+
+def test_the_query_records_only_the_parameters_that_select_images() -> None:
+    event = {
+        "requestContext": {"requestId": "r", "http": {"method": "GET", "sourceIp": "10.0.0.1", "userAgent": "x\n\ty"}},
+        "routeKey": "GET /weasis",
+    }
+    caller = Caller(TOKEN, "bob", frozenset(), int(NOW), {"iss": "https://idp", "azp": "portal"})
+    pairs = [
+        ("patientID", "P"),
+        ("cdb", "https://evil.example/x"),
+        ("arg", "$dicom:get -w https://x"),
+        ("containsInDescription", NAME),
+        ("access_token", TOKEN),
+    ]
+    ctx = context_from_event(event, caller, pairs)
+    assert ctx.query == [("patientID", "P")]
+    assert (ctx.route, ctx.user_agent, ctx.client_id, ctx.issuer, ctx.subject) == (
+        "GET GET /weasis",
+        "xy",
+        "portal",
+        "https://idp",
+        "bob",
+    )
+
+
+@pytest.mark.parametrize(
+    ("claims", "client"),
+    [
+        ({"client_id": "cognito-app"}, "cognito-app"),
+        ({"azp": "keycloak-client"}, "keycloak-client"),
+        ({"appid": "entra-v1"}, "entra-v1"),
+        ({"cid": "okta"}, "okta"),
+        ({"aud": "weasis-link"}, None),
+    ],
+)
+def test_the_client_comes_from_the_claim_each_provider_uses(claims: Mapping[str, Any], client: str | None) -> None:
+    assert client_of(claims) == client
+
+
+def test_many_studies_are_summarised_to_stay_under_the_eventbridge_entry_limit() -> None:
+    uids = [f"1.2.{i}" for i in range(1000)]
+    summary = audit.ManifestSummary(["P"], uids, ["pacs"], 1000, 1000)
+    event = audit.disclosure_event(CTX, MANIFEST_ID, summary)
+    validate_fhir(event)
+    assert len(json.dumps(event)) < 256 * 1024
+    manifest = next(e for e in event["entity"] if e.get("role", {}).get("code") == "20")
+    assert {"type": "studies-not-listed", "valueString": "800"} in manifest["detail"]
+
+
+# --- the trail and its sink -----------------------------------------------------------------------------------
+class RefusingSink:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def send(self, events: Sequence[Mapping[str, Any]]) -> None:
+        self.calls += 1
+        raise ConnectionError("bus down")
+
+
+def test_a_refusing_bus_fails_the_request_closed_unless_fail_open() -> None:
+    event = catalogue()["query"]
+    with pytest.raises(AuditUnavailable):
+        AuditTrail(RefusingSink()).record(event)
+    sink = RefusingSink()
+    AuditTrail(sink, fail_open=True).record(event)  # served anyway
+    assert sink.calls == 1
+    AuditTrail(RefusingSink()).record_refusal(catalogue()["refusal-401"])  # a refusal stays a refusal
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with mock_aws():
+        yield
+
+
+def bus_with_queue(name: str) -> str:
+    """A bus whose rule copies every audit event into an SQS queue; returns the queue URL."""
+    events, sqs = boto3.client("events", region_name="us-east-1"), boto3.client("sqs", region_name="us-east-1")
+    events.create_event_bus(Name=name)
+    queue_url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name="copy", EventBusName=name, EventPattern='{"source": ["weasis-link.audit"]}')
+    events.put_targets(Rule="copy", EventBusName=name, Targets=[{"Id": "q", "Arn": arn}])
+    return str(queue_url)
+
+
+def delivered(queue_url: str) -> list[dict[str, Any]]:
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
+    return [json.loads(m["Body"]) for m in messages]
+
+
+def test_the_sink_puts_each_event_on_the_bus_with_a_client_made_at_the_first_event(aws: None) -> None:
+    queue = bus_with_queue("audit")
+    sink = EventBridgeSink("audit", "us-east-1")
+    assert sink._client is None  # cold start creates nothing
+    AuditTrail(sink).record(catalogue()["query"])
+    client = sink._client
+    AuditTrail(sink).record(catalogue()["refusal-403"])
+    assert sink._client is client  # and then reuses it
+    envelopes = delivered(queue)
+    assert [(e["source"], e["detail-type"], kind(e["detail"])) for e in envelopes] == [
+        ("weasis-link.audit", "FHIR AuditEvent", "query"),
+        ("weasis-link.audit", "FHIR AuditEvent", "refusal"),
+    ]
+
+
+class OnePatient:
+    def __init__(self, connector_id: str) -> None:
+        self.connector_id = connector_id
+
+    def find(self, criteria: QueryCriteria, context: QueryContext, builder: StudyTreeBuilder) -> None:
+        builder.add_instance(
+            {
+                "PatientID": "P1",
+                "IssuerOfPatientID": "HOSP",
+                "PatientName": NAME,
+                "StudyInstanceUID": "1.2.3",
+                "SeriesInstanceUID": "1.2.3.1",
+                "SOPInstanceUID": "1.2.3.1.1",
+            }
+        )
+
+
+def test_a_manifest_is_recorded_before_it_is_stored_and_not_stored_when_the_bus_refuses(
+    aws: None, tmp_path: Path
+) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "wado: {url: 'https://pacs.example/wado'}\n"
+        "connector: {config: {pacs: {type: DICOM, dicom-connector: {calling-aet: W, aet: A, host: a, port: 104}}}}\n"
+    )
+    config = load_config(path, environ={}, resolve_secret=lambda r: r)
+    settings = ServiceSettings.model_validate(
+        {"manifest_bucket": "bkt", "oauth_issuer": "i", "oauth_audiences": ["a"], "oauth_jwks_url": "https://i/j"}
+    )
+    s3 = s3_client("us-east-1")
+    s3.create_bucket(Bucket="bkt")
+    store = ManifestStore(s3, "bkt")
+    service = ManifestService(settings, config, store, connector_factory=OnePatient)
+    caller = Caller(TOKEN, "alice", frozenset(), int(dt.datetime.now().timestamp()) + 3600, {})
+    criteria = criteria_from_query_string("patientID=P1^^^HOSP")
+
+    queue = bus_with_queue("audit")
+    trail = AuditTrail(EventBridgeSink("audit", "us-east-1"))
+    result = service.create_manifest(criteria, caller, before_store=trail.disclosure_gate(CTX))
+    (envelope,) = delivered(queue)
+    event = envelope["detail"]
+    validate_fhir(event)
+    assert balp_problems(event) == []
+    assert forbidden_content(event, [TOKEN, NAME, result.manifest_id, result.manifest_url]) == []
+    assert [e["what"]["identifier"]["value"] for e in event["entity"] if e.get("role", {}).get("code") == "1"] == [
+        "P1^^^HOSP"
+    ]
+
+    down = AuditTrail(EventBridgeSink("audit", "us-east-1", endpoint_url="http://127.0.0.1:9"))
+    keys_before = s3.list_objects_v2(Bucket="bkt").get("KeyCount")
+    with pytest.raises(AuditUnavailable):
+        service.create_manifest(criteria, caller, before_store=down.disclosure_gate(CTX))
+    assert s3.list_objects_v2(Bucket="bkt").get("KeyCount") == keys_before  # nothing stored
