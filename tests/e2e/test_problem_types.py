@@ -4,7 +4,8 @@ clients switch on), `application/problem+json`, and `Retry-After` where the call
 One stack refuses in every way a request can be refused (a small upload limit, one IID request type, an archive
 that is down, one with a deactivated search key, a builder function that cannot be invoked); two more have their
 identity provider or their S3 unreachable. The 500 of an unexpected exception is proven in
-tests/unit/test_api_errors.py (no request can cause one on purpose). A completeness check ties the table to the
+tests/unit/test_api_errors.py (no request can cause one on purpose); a few codes are asserted by the tests of
+their own feature (ASSERTED_ELSEWHERE). A completeness check ties the table to the
 domain's error classes, so a new error code cannot go untested."""
 
 from __future__ import annotations
@@ -107,8 +108,17 @@ REFUSALS: dict[str, tuple[int, Request]] = {
 }
 # Answered by the stacks whose identity provider or S3 is down (below).
 UNAVAILABLE = {"identity-provider-unavailable", "storage-unavailable"}
-# Answered in-process (tests/unit/test_api_errors.py).
-IN_PROCESS = {"internal-error"}
+# Asserted, exact type included, by the test file named (the 500 is answered in-process; the authorization and
+# audit refusals need their own identity provider and audit sink).
+ASSERTED_ELSEWHERE = {
+    "internal-error": "tests/unit/test_api_errors.py",
+    "archive-forbidden": "tests/e2e/test_authorization.py",
+    "patient-context-required": "tests/e2e/test_authorization.py",
+    "patient-not-in-context": "tests/e2e/test_authorization.py",
+    "token-expires-too-soon": "tests/e2e/test_authorization.py",
+    "audit-unavailable": "tests/e2e/test_audit_trail.py",
+}
+REPO = Path(__file__).resolve().parents[2]
 
 
 def problem_of(answer: tuple[int, dict[str, str], bytes]) -> tuple[int, dict[str, str], dict[str, Any]]:
@@ -159,6 +169,8 @@ def _codes(cls: type[errors.WeasisLinkError]) -> set[str]:
 
 def test_every_error_code_of_the_domain_is_answered_by_a_test_here() -> None:
     domain = _codes(errors.WeasisLinkError) - {errors.WeasisLinkError.code}
-    tested = set(REFUSALS) | UNAVAILABLE | IN_PROCESS
+    tested = set(REFUSALS) | UNAVAILABLE | set(ASSERTED_ELSEWHERE)
+    for code, path in ASSERTED_ELSEWHERE.items():
+        assert f'"{PREFIX}{code}"' in (REPO / path).read_text(encoding="utf-8"), (code, path)
     assert domain - NOT_ANSWERS <= tested, f"untested error codes: {sorted(domain - NOT_ANSWERS - tested)}"
     assert domain >= NOT_ANSWERS  # the exceptions listed still exist

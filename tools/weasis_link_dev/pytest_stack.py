@@ -135,17 +135,30 @@ class StackHandle:
         """The function's log (stdout/stderr of the stack), without the audit trail's lines (`audit_log`), once no
         launched build is in flight: the builders log too, on their own threads."""
         self.wait_for_builds()
-        lines = self._log_text().splitlines(keepends=True)
-        return "".join(line for line in lines if not line.startswith(AUDIT_LINE))
+        return self._split_audit()[0]
 
     def audit_log(self) -> list[dict[str, Any]]:
-        """The AuditEvents the stack's EventBridge delivered, in order (its `{"auditEvent": …}` lines): a sink of
-        its own, which records patient IDs by design. Read once no launched build is in flight."""
+        """The AuditEvents the stack's EventBridge delivered, in order (its `{"auditEvent": …}` documents): a sink
+        of its own, which records patient IDs by design. Read once no launched build is in flight."""
         self.wait_for_builds()
-        lines = self._log_text().splitlines()
-        # raw_decode: the line's first JSON document, whatever another writer may have appended to the line.
+        return self._split_audit()[1]
+
+    def _split_audit(self) -> tuple[str, list[dict[str, Any]]]:
+        """The log without the audit documents, and those documents. An audit document may also sit inside a line:
+        print() writes a text and its newline in two calls, so another thread's line (a metric) can be cut there."""
         decoder = json.JSONDecoder()
-        return [decoder.raw_decode(line)[0]["auditEvent"] for line in lines if line.startswith(AUDIT_LINE)]
+        kept: list[str] = []
+        events: list[dict[str, Any]] = []
+        for line in self._log_text().splitlines(keepends=True):
+            start = line.find(AUDIT_LINE)
+            while start != -1:
+                document, end = decoder.raw_decode(line, start)
+                events.append(document["auditEvent"])
+                line = line[:start] + line[end:]
+                start = line.find(AUDIT_LINE)
+            if line.strip():
+                kept.append(line)
+        return "".join(kept), events
 
     def wait_for_builds(self, timeout: float = BUILD_WAIT_SECONDS) -> None:
         """Wait until every build a launch started has ended.
