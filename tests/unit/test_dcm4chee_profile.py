@@ -15,7 +15,8 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from weasis_link.check_config import ProbeResult, main
 from weasis_link.config import load_config
-from weasis_link.connectors.database import _one_identity_per_record, driver_message
+from weasis_link.connectors.database import driver_message
+from weasis_link.connectors.database_rows import one_identity_per_record
 from weasis_link.connectors.dicomweb import _first_line, _page
 from weasis_link.errors import ArchiveError, ConfigurationError
 from weasis_link_dev.dcm4chee_arc import person_name_groups
@@ -67,17 +68,25 @@ def row(pid: str, issuer: str | None, record: int, sop: str) -> dict[str, object
     return {"PatientID": pid, "IssuerOfPatientID": issuer, "patientPk": record, "SOPInstanceUID": sop}
 
 
+def identity(row: dict[str, object]) -> tuple[object, ...]:
+    return (row["PatientID"], row["IssuerOfPatientID"])
+
+
+def record(row: dict[str, object]) -> object:
+    return row["patientPk"]
+
+
 def test_one_record_with_two_identifiers_keeps_the_first_identifier_whatever_the_order() -> None:
     rows = [row("X2001", "HOSP-C", 7, "1"), row("WLK-2001", "HOSP-A", 7, "1"), row("X2001", "HOSP-C", 7, "2")]
     rows.append(row("WLK-2001", "HOSP-A", 7, "2"))
     for ordered in (rows, rows[::-1]):
-        kept = _one_identity_per_record(ordered, "patientPk")
+        kept = one_identity_per_record(ordered, identity, record)
         assert sorted((r["PatientID"], r["SOPInstanceUID"]) for r in kept) == [("WLK-2001", "1"), ("WLK-2001", "2")]
 
 
 def test_two_records_are_never_merged_even_with_the_same_identifier() -> None:
     rows = [row("WLK-0002", "HOSP-A", 1, "1"), row("WLK-0002", "HOSP-B", 2, "2")]
-    assert _one_identity_per_record(rows, "patientPk") == rows
+    assert one_identity_per_record(rows, identity, record) == rows
 
 
 # --------------------------------------------------------------------------------------------- driver messages

@@ -94,7 +94,9 @@ def create_audit_bus(endpoint: str) -> str:
     queue (in place of the template's log group) that `AuditPrinter` reads. Returns the queue URL."""
     import boto3
 
+    # moto's credentials given here, not taken from the environment: `make bench BENCH_ARGS=sql` has none set.
     kwargs: Any = {"endpoint_url": endpoint, "region_name": REGION}
+    kwargs |= {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
     events, sqs = boto3.client("events", **kwargs), boto3.client("sqs", **kwargs)
     bus_arn = events.create_event_bus(Name=AUDIT_BUS)["EventBusArn"]
     events.create_archive(ArchiveName=AUDIT_BUS, EventSourceArn=bus_arn, RetentionDays=2192, EventPattern=AUDIT_PATTERN)

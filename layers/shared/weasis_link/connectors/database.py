@@ -33,7 +33,8 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Final, cast
 
@@ -44,9 +45,10 @@ from sqlalchemy.pool import StaticPool
 
 from weasis_link import config as cfg
 from weasis_link.connectors.base import QueryContext
+from weasis_link.connectors.database_rows import RowLayout, add_rows, one_identity_per_record
 from weasis_link.criteria import PatientIdentifier, QueryCriteria
 from weasis_link.errors import ArchiveError, ArchiveTimeout, ArchiveUnavailable, ConfigurationError
-from weasis_link.study_tree import ALL_KEYWORDS, Study, StudyTreeBuilder
+from weasis_link.study_tree import ALL_KEYWORDS, StudyTreeBuilder
 
 # Output column names we recognise, folded (lower case, no underscores) -> DICOM keyword. The seed's names
 # (patientId, serieInstanceUid...) and snake_case variants all fold to these.
@@ -171,10 +173,12 @@ class DatabaseConnector:
                 result = conn.execute(statement)
                 self.last_request_count = 1
                 names = list(result.keys())  # a result's keys, not a dict's: iterating the result gives rows
-                keywords = [columns.keywords.get(n, n) for n in names]
-                rows: Iterable[dict[str, Any]] = (dict(zip(keywords, row, strict=True)) for row in result)
+                layout = RowLayout([columns.keywords.get(n, n) for n in names])
+                rows: Sequence[Any] = result.all()
                 record = next((n for n in names if _fold(n) == _PATIENT_RECORD), None)
-                _add_rows(builder, _one_identity_per_record(rows, record) if record else rows)
+                if record is not None:
+                    rows = one_identity_per_record(rows, layout.identity, itemgetter(layout.position[record]))
+                add_rows(builder, rows, layout)
         except SQLAlchemyError as exc:
             raise self._archive_error(exc) from None
 
@@ -329,49 +333,6 @@ class DatabaseConnector:
             conn.execute(sa.text("SET SESSION max_statement_time = :s"), {"s": round(seconds, 3)})
         elif backend == "mysql":
             conn.execute(sa.text("SET SESSION MAX_EXECUTION_TIME = :ms"), {"ms": int(seconds * 1000)})
-
-
-def _one_identity_per_record(rows: Iterable[dict[str, Any]], record_column: str) -> list[dict[str, Any]]:
-    """Rows of one patient record under several identifiers (one row per identifier and instance) down to the
-    rows of one identifier: the first in (PatientID, issuer) order, the same whatever order the rows came in."""
-    materialised = list(rows)
-    chosen: dict[object, tuple[object, object]] = {}
-    several = False
-    for row in materialised:  # one pass, cheap: most answers have one identifier per record
-        identity = (row.get("PatientID"), row.get("IssuerOfPatientID"))
-        key = row.get(record_column)
-        previous = chosen.setdefault(key, identity)
-        if previous != identity:
-            several = True
-            chosen[key] = min(previous, identity, key=_identity_order)
-    if not several:
-        return materialised
-    return [
-        row
-        for row in materialised
-        if (row.get("PatientID"), row.get("IssuerOfPatientID")) == chosen[row.get(record_column)]
-    ]
-
-
-def _identity_order(identity: tuple[object, object]) -> tuple[str, str]:
-    return (str(identity[0] or ""), str(identity[1] or ""))
-
-
-def _add_rows(builder: StudyTreeBuilder, rows: Iterable[Mapping[str, object]]) -> None:
-    """Rows into the builder, each study (and its patient) read once: a study's rows repeat its attributes, and
-    the builder's add_study is the costly part of add_instance. Rows of one study UID naming another patient go
-    through add_study again, which refuses them (never one patient's images under another's study)."""
-    studies: dict[tuple[object, object, object], Study | None] = {}
-    for row in rows:
-        key = (row.get("StudyInstanceUID"), row.get("PatientID"), row.get("IssuerOfPatientID"))
-        if key in studies:
-            study = studies[key]
-        else:
-            study = studies[key] = builder.add_study(row)
-        if study is None:
-            builder.add_instance(row)  # counts why the row is left out
-        else:
-            builder.add_instance(row, study)
 
 
 # pg8000 parses every DATE / TIME / TIMESTAMP text with strptime (~20 µs each); a study's rows repeat the same few

@@ -1,0 +1,99 @@
+"""A database answer into the study tree, read by column position.
+
+A 5,000-instance study answers 5,000 rows that repeat the patient and study columns. The positions of the columns
+the builder reads are found once per answer; a row becomes a mapping only for what the builder reads from it: the
+whole row for the first row of each (study, patient), the series and instance columns for the others (the builder's
+add_instance reads nothing else when it is given the study). Same records, same order, same checks as one mapping
+per row: the study tree still normalises and refuses every value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from operator import itemgetter
+from typing import Any, TypeVar
+
+from weasis_link.study_tree import INSTANCE_KEYWORDS, SERIES_KEYWORDS, Study, StudyTreeBuilder
+
+Row = Sequence[Any]
+T = TypeVar("T")
+_UNSEEN: Any = object()  # a study key not met yet (None is a refused study)
+
+
+def _values(positions: Sequence[int]) -> Callable[[Row], tuple[Any, ...]]:
+    """The values at `positions` of a row, as a tuple (itemgetter returns a bare value for one position)."""
+    if len(positions) >= 2:
+        return itemgetter(*positions)
+    if positions:
+        position = positions[0]
+        return lambda row: (row[position],)
+    return lambda _row: ()
+
+
+class RowLayout:
+    """Where each keyword sits in the answer's rows (a repeated name: its last column, as a mapping keeps it)."""
+
+    def __init__(self, keywords: Sequence[str]) -> None:
+        self.keywords = tuple(keywords)
+        self.position = {keyword: i for i, keyword in enumerate(self.keywords)}
+        present = [k for k in (*SERIES_KEYWORDS, *INSTANCE_KEYWORDS) if k in self.position]
+        self._instance_keywords = tuple(present)
+        self._instance_values = _values([self.position[k] for k in present])
+        self.study_key = self.values("StudyInstanceUID", "PatientID", "IssuerOfPatientID")
+        self.identity = self.values("PatientID", "IssuerOfPatientID")
+
+    def values(self, *keywords: str) -> Callable[[Row], tuple[Any, ...]]:
+        """The values of `keywords` in a row, None for a keyword the answer lacks (as `mapping.get` gives)."""
+        absent = [i for i, k in enumerate(keywords) if k not in self.position]
+        if not absent:
+            return _values([self.position[k] for k in keywords])
+        positions = {i: self.position[k] for i, k in enumerate(keywords) if k in self.position}
+        return lambda row: tuple(row[positions[i]] if i in positions else None for i in range(len(keywords)))
+
+    def mapping(self, row: Row) -> dict[str, Any]:
+        return dict(zip(self.keywords, row, strict=True))
+
+    def instance_mapping(self, row: Row) -> dict[str, Any]:
+        return dict(zip(self._instance_keywords, self._instance_values(row), strict=True))
+
+
+def add_rows(builder: StudyTreeBuilder, rows: Sequence[Row], layout: RowLayout) -> None:
+    """Rows into the builder, each study (and its patient) read once: a study's rows repeat its attributes, and
+    the builder's add_study is the costly part of add_instance. Rows of one study UID naming another patient go
+    through add_study again, which refuses them (never one patient's images under another's study)."""
+    studies: dict[tuple[Any, ...], Study | None] = {}
+    study_key = layout.study_key
+    instance_mapping = layout.instance_mapping
+    add_instance = builder.add_instance
+    for row in rows:
+        key = study_key(row)
+        study = studies.get(key, _UNSEEN)
+        if study is _UNSEEN:
+            study = studies[key] = builder.add_study(layout.mapping(row))
+        if study is None:
+            add_instance(layout.mapping(row))  # counts why the row is left out
+        else:
+            add_instance(instance_mapping(row), study)
+
+
+def one_identity_per_record(
+    rows: Sequence[T], identity: Callable[[T], tuple[Any, ...]], record: Callable[[T], object]
+) -> Sequence[T]:
+    """Rows of one patient record under several identifiers (one row per identifier and instance) down to the
+    rows of one identifier: the first in (PatientID, issuer) order, the same whatever order the rows came in."""
+    chosen: dict[object, tuple[Any, ...]] = {}
+    several = False
+    for row in rows:  # one pass, cheap: most answers have one identifier per record
+        found = identity(row)
+        key = record(row)
+        previous = chosen.setdefault(key, found)
+        if previous != found:
+            several = True
+            chosen[key] = min(previous, found, key=_identity_order)
+    if not several:
+        return rows
+    return [row for row in rows if identity(row) == chosen[record(row)]]
+
+
+def _identity_order(identity: tuple[Any, ...]) -> tuple[str, ...]:
+    return tuple(str(value or "") for value in identity)
