@@ -25,6 +25,7 @@ CHECKS = (
 )
 
 
+@pytest.mark.timeout(960)  # schemathesis has its own 900 s limit below
 def test_api_conforms_to_its_openapi_document(local_stack: StackHandle, tmp_path: Path) -> None:
     command = [
         str(Path(sys.executable).with_name("schemathesis")),

@@ -5,7 +5,6 @@ rule) yields the full manifest, valid against the XSD."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -43,25 +42,24 @@ def orthanc_stack(
     return local_stack_factory(config=orthanc_config(orthanc_large, tmp_path_factory.mktemp("orthanc")))
 
 
+@pytest.mark.timeout(900)  # the 5,000-instance Orthanc is generated and seeded on a clean machine
 def test_launching_a_5000_instance_study_answers_before_the_build_finishes(orthanc_stack: StackHandle) -> None:
     records = large_study(5000)
     study_uid = records[0].study_instance_uid
     token = orthanc_stack.token()
 
-    started = time.perf_counter()
     status, headers, _ = orthanc_stack.get(f"/weasis?studyUID={study_uid}&access_token={token}")
-    launch_seconds = time.perf_counter() - started
     assert status == 302
     uri = headers["Location"]
     assert len(uri) <= 500
     manifest_id = manifest_url_of(uri).rsplit("/", 1)[1]
-    keys = orthanc_stack.object_keys()
+    # The launch has answered: its build is registered and not finished (Weasis is starting; the archive is still
+    # being read). How much sooner the launch answers is measured by the benchmarks, not asserted here.
+    keys = orthanc_stack.object_keys(settled=False)
     assert f"manifests/{manifest_id}.pending" in keys
-    assert f"manifests/{manifest_id}.xml.gz" not in keys  # Weasis is starting; the archive is still being read
+    assert f"manifests/{manifest_id}.xml.gz" not in keys
 
     first = fetch_manifest(manifest_url_of(uri), rule="extension")  # waits for the build
-    ready_seconds = time.perf_counter() - started
-    assert launch_seconds < ready_seconds / 2, (launch_seconds, ready_seconds)
     second = fetch_manifest(manifest_url_of(uri), rule="magic")
     assert first.xml == second.xml and first.redirects == second.redirects == 1
     assert validate(first.xml) == []

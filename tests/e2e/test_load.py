@@ -12,6 +12,7 @@ from weasis_link_dev.load_test import run_load, start_two_archive_stack
 pytestmark = pytest.mark.e2e
 
 
+@pytest.mark.timeout(900)  # 300 requests through one local stack on a shared machine
 def test_concurrent_requests_over_two_archives(tmp_path: Path) -> None:
     stack = start_two_archive_stack(tmp_path)
     try:

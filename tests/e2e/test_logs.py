@@ -12,6 +12,7 @@ import yaml
 
 from weasis_link_dev.dev_keys import SigningKey, access_token_claims
 from weasis_link_dev.pytest_stack import StackFactory
+from weasis_link_dev.weasis_client import fetch_manifest, manifest_url_of
 
 pytestmark = pytest.mark.e2e
 BUNDLED = Path(__file__).resolve().parents[2] / "functions" / "api" / "weasis-link.yaml"
@@ -46,7 +47,7 @@ def test_logs_hold_facts_but_no_secret_or_patient_data(
         ("/manifests?patientID=WLS-1001", token),
         ("/manifests?patientID=WLS-1003%5E%5E%5ECLINIC-B&archive=sample&archive=sample-basic", token),
         ("/weasis?accessionNumber=ACC-2024-0001", token),
-        (f"/weasis?patientID=WLS-1002&access_token={token}", None),
+        (f"/weasis?patientID=WLS-1002%5E%5E%5EWEASIS-DEMO&access_token={token}", None),  # built in the background
         ("/manifests?patientID=WLS-1004", SigningKey.generate("dev-1").sign(access_token_claims())),
         ("/manifests?patientID=WLS-1001", stack.token(lifetime=-999)),
         ("/manifests?patientID=WLS-1001&studyUID=x.y", token),
@@ -56,15 +57,24 @@ def test_logs_hold_facts_but_no_secret_or_patient_data(
         ("/manifests?patientID=WLS-1003", token),  # 409: two patients (issuers in the answer, nothing logged)
         ("/weasis?patientID=WLS-1001&pro=weasis.aet+X", token),  # launch options are not enabled
     ]
-    statuses = [stack.get(path_, tok)[0] for path_, tok in requests]
+    answers = [stack.get(path_, tok) for path_, tok in requests]
+    statuses = [status for status, _, _ in answers]
     assert statuses[:4] == [200, 200, 302, 302] and all(s >= 400 for s in statuses[4:])
-    log = stack.log()
+    # Manifest ids and short links open a manifest without a token: they must not be logged either. Weasis
+    # follows each launch's link (the access log sees that path too).
+    links = [json.loads(body)["manifestLink"] for _, _, body in answers[:2]]
+    links += [manifest_url_of(headers["Location"]) for _, headers, _ in answers[2:4]]
+    for link in links:
+        fetch_manifest(link)
+    manifest_ids = [link.rsplit("/", 1)[1] for link in links]
+    log = stack.log()  # once every launched build has ended: the builders log too
     # The audit trail is a sink of its own, which records patient IDs by design (test_audit_trail.py checks it).
     audit = [json.dumps(event, ensure_ascii=False) for event in stack.audit_log()]
     assert audit
     assert "archive answered" in log and "request refused" in log  # the log is not empty: the check means something
+    assert "build stored" in log
     secrets = [token, PASSWORD, base64.b64encode(f"viewer:{PASSWORD}".encode()).decode()]
-    for needle in secrets + NAMES + PATIENT_IDS:
+    for needle in secrets + NAMES + PATIENT_IDS + manifest_ids:
         assert needle not in log, f"{needle!r} reached the log"
     for needle in secrets + NAMES:
         assert not any(needle in line for line in audit), f"{needle!r} reached the audit trail"

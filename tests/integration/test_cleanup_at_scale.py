@@ -10,6 +10,7 @@ from weasis_link_dev.local_stack import moto_s3
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.timeout(600)  # 2,500 objects written to moto one by one first
 def test_every_expired_manifest_goes_and_no_live_one(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "local")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "local")

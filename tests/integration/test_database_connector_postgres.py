@@ -149,7 +149,7 @@ INJECTIONS = [
     "WLK-0001' --",
     "%' OR '%'='",
     'WLK-0001" OR "1"="1',
-    "'); SELECT pg_sleep(5); --",
+    "'); SELECT pg_sleep(60); --",  # had it run, query-timeout-seconds (15) would end it: ArchiveTimeout
     "$$ OR 1=1 $$",
     "WLK-0001'||'",
     "x' UNION SELECT * FROM patient --",
@@ -165,13 +165,11 @@ def test_injection_in_identifier_parameters_is_inert(pg: DatabaseConnector, valu
         f"accessionNumber={quote(value[:16], safe='')}",
         f"patientID=WLK-0001&accessionNumber={quote(value[:16], safe='')}",
     ):
-        started = time.monotonic()
         try:
             answered, _ = find(pg, query)
         except InvalidRequest:
             continue  # refused as a DICOM value (too long, backslash...): never reaches SQL either
-        assert answered == {}, query
-        assert time.monotonic() - started < 2  # no pg_sleep ran
+        assert answered == {}, query  # an answer, not a timeout: no pg_sleep ran
     answered, _ = find(pg, "patientID=WLK-0001")  # the tables are still there, and whole
     assert len(answered) == sum(1 for r in STANDARD if r.patient_id == "WLK-0001")
 
@@ -308,10 +306,10 @@ def test_statement_timeout_on_postgresql(postgres_pacs: PacsDatabase) -> None:
         postgres_pacs.sqlalchemy_url, {**QUALIFIED_QUERY, "select": slow}, **{"query-timeout-seconds": 0.6}
     )
     conn._prepare()  # column discovery runs the select with WHERE false: PostgreSQL plans the sleep away
-    started = time.monotonic()
+    # 0.6 s < the 3 s sleep < the 15 s default: only the configured timeout (not the default, not the 20 s
+    # deadline) can end this select with a timeout; without it, the select would answer.
     with pytest.raises(ArchiveTimeout, match="timed out"):
         find(conn, "patientID=WLK-0001")
-    assert time.monotonic() - started < 2.5
     fast = connector(postgres_pacs.sqlalchemy_url, **{"query-timeout-seconds": 0.6})
     engine, _ = fast._prepare()
     find(fast, "patientID=WLK-0001")
@@ -323,10 +321,8 @@ def test_the_deadline_bounds_the_statement_timeout(postgres_pacs: PacsDatabase) 
     slow = STANDARD_SELECT.replace("FROM patient p", "FROM patient p CROSS JOIN (SELECT pg_sleep(3)) AS slow")
     conn = connector(postgres_pacs.sqlalchemy_url, {**QUALIFIED_QUERY, "select": slow})  # 15 s configured
     conn._prepare()
-    started = time.monotonic()
-    with pytest.raises(ArchiveTimeout):
+    with pytest.raises(ArchiveTimeout):  # the 3 s sleep would end well within 15 s: only the deadline cuts it
         find(conn, "patientID=WLK-0001", seconds=0.8)
-    assert time.monotonic() - started < 2.5
 
 
 def test_unreachable_database_is_unavailable() -> None:

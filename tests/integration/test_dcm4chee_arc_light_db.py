@@ -501,11 +501,11 @@ def test_a_slow_select_is_cancelled_by_the_server_within_the_query_timeout(arc_d
     connector = create_connector(ARCHIVE, config.connector.config[ARCHIVE])
     assert isinstance(connector, DatabaseConnector)
     connector._prepare()  # column discovery (WHERE false) may or may not sleep: not what is measured
-    started = time.monotonic()
+    # 0.6 s < the 3 s sleep < the 15 s default and the 20 s deadline: only the configured timeout can end this select
+    # with a timeout (without it, the select would answer). No wall-clock limit: timings are the benchmarks' business.
     with pytest.raises(ArchiveTimeout):
         connector.find(
             criteria_from_query_string("patientID=WLK-0001"),
             QueryContext(None, time.monotonic() + 20),
             StudyTreeBuilder(),
         )
-    assert time.monotonic() - started < 2.5

@@ -184,6 +184,7 @@ def test_diff_against_truth_flags_missing_extra_and_wrong_patient(orthanc: Ortha
 
 
 @pytest.mark.integration
+@pytest.mark.timeout(900)  # the first user of orthanc_large generates and seeds it
 def test_large_fixture_holds_one_study_per_size(orthanc_large: OrthancServer) -> None:
     statistics = orthanc_large.get_json("/statistics")
     assert statistics["CountInstances"] == sum(LARGE_STUDY_SIZES) == len(orthanc_large.records)

@@ -411,15 +411,14 @@ def test_query_yaml_snippet_matches_the_dict() -> None:
 # -- benchmark data -----------------------------------------------------------------------------------------------
 
 
-def test_large_study_of_5000_instances_loads_in_seconds(
+def test_large_study_of_5000_instances_loads(
     postgres_large_study: Callable[[int], PacsDatabase], engine_for: Callable[[str], sa.Engine]
 ) -> None:
+    # How fast it loads is the benchmarks' business (`make bench`), not a pass/fail limit here.
     pacs = postgres_large_study(5000)
-    print(f"large_study(5000) load: {pacs.load_seconds:.3f} s")
     assert pacs.loaded.instances == 5000
     assert _count(engine_for(pacs.sqlalchemy_url), "instance") == 5000
     assert postgres_large_study(5000) is pacs  # cached for the session
-    assert pacs.load_seconds < 5  # ≈0.5 s measured; generous for 2 shared cores
 
 
 # -- SQLite (the layer's embedded sample archive uses the same schema, with DICOM strings) -------------------------

@@ -1,4 +1,6 @@
-"""Property tests: whatever a PACS sends, the manifest is valid and every instance is in it exactly once.
+"""Property tests: whatever a PACS sends, the manifest is valid and every instance is in it exactly once; a valid
+query string parses to exactly the criteria it states, an invalid value is a 400 naming its parameter; a launch URI
+gives the Weasis launcher exactly the manifest URL and options asked for.
 
 `make test` runs these with the `full` hypothesis profile (10,000 manifests); a plain `pytest` uses `dev`."""
 
@@ -8,17 +10,31 @@ import datetime as dt
 import string
 from collections import Counter
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, quote_plus
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from weasis_link import manifest as mf
+from weasis_link.criteria import PatientIdentifier, QueryCriteria, fold_text
 from weasis_link.errors import InvalidRequest
 from weasis_link.http.requests import criteria_from_query_string
-from weasis_link.launch_uri import weasis_uri
+from weasis_link.launch_uri import (
+    PATH_CHECKED_PROPERTIES,
+    PROTECTED_PREFIXES,
+    PROTECTED_PROPERTIES,
+    LaunchOptions,
+    launch_options_from_pairs,
+    weasis_uri,
+)
 from weasis_link.study_tree import StudyTreeBuilder
-from weasis_link_dev.weasis_client import XSD_472, manifest_url_of, read_manifest, validate
+from weasis_link_dev.weasis_client import XSD_472, manifest_url_of, parse_launch_uri, read_manifest, validate
+
+# The `full` profile's 10,000 manifests take minutes on a shared machine: more than the default test timeout.
+pytestmark = pytest.mark.timeout(1800)
+# The request properties draw richer input (a whole valid request each): 2,000 examples at most, even in `full`.
+REQUEST_EXAMPLES = min(settings().max_examples, 2000)
 
 # Any Unicode, surrogates and control characters included: what a broken PACS or a mis-decoded database gives.
 anything = st.text(st.characters(codec=None, categories=None), max_size=90)
@@ -120,6 +136,166 @@ def test_any_pacs_answer_gives_a_valid_manifest_with_every_instance_once(
         )
 
 
+# --- query strings: mostly valid requests, whose parsed criteria must be exactly what was generated -------------
+
+# Identifier text (PatientID, AccessionNumber, IssuerOfPatientID): letters of any script, digits, punctuation
+# (DICOM wildcards and commas included) and inner spaces; never a backslash, a control character or `^`.
+identifier_chars = st.characters(categories=("L", "N", "Pd", "Po", "Zs"), exclude_characters="\\^")
+
+
+def identifier_text(max_size: int, extra_excluded: str = "") -> st.SearchStrategy[str]:
+    chars = st.characters(categories=("L", "N", "Pd", "Po", "Zs"), exclude_characters="\\^" + extra_excluded)
+    return st.text(chars, min_size=1, max_size=max_size).filter(
+        lambda s: s == s.strip(" ") and s.replace("*", "").replace("?", "").strip() != ""
+    )
+
+
+dicom_uid = st.from_regex(r"[1-9][0-9]{0,5}(\.(0|[1-9][0-9]{0,5})){1,6}", fullmatch=True)
+MODALITIES = ["CT", "MR", "PT", "US", "CR", "DX", "MG", "SEG", "OT", "RTSTRUCT"]
+OFFSETS = [None, dt.UTC, dt.timezone(dt.timedelta(hours=2)), dt.timezone(dt.timedelta(hours=-5, minutes=-30))]
+
+
+@st.composite
+def patients(draw: st.DrawFn) -> tuple[str, PatientIdentifier]:
+    """A patientID parameter value and what it names: `ID`, `ID^^^Issuer`, or the HL7 CX authority forms."""
+    pid = draw(identifier_text(64))
+    issuer = draw(st.none() | identifier_text(64, extra_excluded="&*?"))
+    if issuer is None:
+        return pid, PatientIdentifier(pid)
+    form = draw(st.sampled_from(["{pid}^^^{issuer}", "{pid}^^^{issuer}&1.2.3&ISO", "{pid}^^^{issuer}^PI"]))
+    if form.endswith("&ISO") and draw(st.booleans()):  # no namespace: the universal id names the issuer
+        uid = draw(dicom_uid)
+        return f"{pid}^^^&{uid}&ISO", PatientIdentifier(pid, uid)
+    return form.format(pid=pid, issuer=issuer), PatientIdentifier(pid, issuer)
+
+
+@st.composite
+def uid_parameters(draw: st.DrawFn, name: str, uids: list[str]) -> list[tuple[str, str]]:
+    """UIDs as repeated parameters or comma lists (spaces around commas allowed), in their order."""
+    groups: list[list[str]] = []
+    for uid in uids:
+        if not groups or draw(st.booleans()):
+            groups.append([])
+        groups[-1].append(uid)
+    return [(name, draw(st.sampled_from([",", ", ", " , "])).join(g)) for g in groups]
+
+
+def bound(value: dt.date | dt.datetime, *, end_of_day: bool) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        return value.replace(tzinfo=None)  # PACS times have no zone: the offset is dropped, not applied
+    return dt.datetime.combine(value, dt.time.max if end_of_day else dt.time.min)
+
+
+date_bounds = st.one_of(
+    st.dates(min_value=dt.date(1900, 1, 1), max_value=dt.date(2100, 12, 31)),
+    st.builds(
+        lambda d, tz: d.replace(tzinfo=tz),
+        st.datetimes(min_value=dt.datetime(1900, 1, 1), max_value=dt.datetime(2100, 12, 31)),
+        st.sampled_from(OFFSETS),
+    ),
+)
+
+
+@st.composite
+def valid_requests(draw: st.DrawFn) -> tuple[list[tuple[str, str]], QueryCriteria]:
+    """Parameters for every key and filter (in any interleaving, values of one key in order) and the criteria
+    they stand for."""
+    pairs: list[tuple[str, str]] = []
+    named = draw(st.lists(patients(), max_size=3, unique_by=lambda p: p[0]))
+    pairs += [("patientID", raw) for raw, _ in named]
+    uids: dict[str, list[str]] = {}
+    for name in ("studyUID", "seriesUID", "objectUID"):
+        uids[name] = draw(st.lists(dicom_uid, max_size=4, unique=True))
+        pairs += draw(uid_parameters(name, uids[name]))
+    accessions = draw(st.lists(identifier_text(16), max_size=3, unique=True))
+    pairs += [("accessionNumber", a) for a in accessions]
+    if not (named or accessions or any(uids.values())):
+        uids["studyUID"] = [draw(dicom_uid)]  # a request needs at least one key
+        pairs.append(("studyUID", uids["studyUID"][0]))
+    archives = draw(
+        st.lists(st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,20}", fullmatch=True), max_size=3, unique=True)
+    )
+    pairs += [("archive", a) for a in archives]
+    modalities = draw(st.lists(st.lists(st.sampled_from(MODALITIES), min_size=1, max_size=3), max_size=2))
+    pairs += [("modalitiesInStudy", ",".join(draw(st.sampled_from([m, m.lower()])) for m in ms)) for ms in modalities]
+    terms = draw(st.lists(st.text(st.characters(categories=("L", "N", "Zs")), max_size=12), max_size=3))
+    if terms:
+        pairs.append(("containsInDescription", ",".join(terms)))
+    lower = draw(st.none() | date_bounds)
+    upper = draw(st.none() | date_bounds)
+    pairs += [(name, v.isoformat()) for name, v in (("lowerDateTime", lower), ("upperDateTime", upper)) if v]
+    most_recent = draw(st.none() | st.integers(1, 1000))
+    if most_recent is not None:
+        pairs.append(("mostRecentResults", draw(st.sampled_from(["{}", " {} ", "0{}"])).format(most_recent)))
+    order = draw(st.permutations([name for name, _ in pairs]))
+    queues: dict[str, list[str]] = {}
+    for name, value in pairs:
+        queues.setdefault(name, []).append(value)
+    interleaved = [(name, queues[name].pop(0)) for name in order]
+    folded = (fold_text(t.strip()) for t in terms)
+    expected = QueryCriteria(
+        patients=tuple(p for _, p in named),
+        study_uids=tuple(uids["studyUID"]),
+        accession_numbers=tuple(accessions),
+        series_uids=tuple(uids["seriesUID"]),
+        object_uids=tuple(uids["objectUID"]),
+        archives=tuple(archives),
+        modalities=frozenset(m for ms in modalities for m in ms),
+        description_terms=tuple(dict.fromkeys(t for t in folded if t)),
+        lower_date_time=bound(lower, end_of_day=True) if lower else None,
+        upper_date_time=bound(upper, end_of_day=False) if upper else None,
+        most_recent_results=most_recent,
+    )
+    return interleaved, expected
+
+
+def encode(pairs: list[tuple[str, str]], plus: bool) -> str:
+    """Form-encoding as a browser (`+` for spaces) or a client library (`%20`) writes it."""
+    quoting = quote_plus if plus else quote
+    return "&".join(f"{k}={quoting(v.encode('utf-8', 'surrogatepass'), safe='')}" for k, v in pairs)
+
+
+@settings(max_examples=REQUEST_EXAMPLES)
+@given(valid_requests(), st.booleans())
+def test_a_valid_query_string_parses_to_exactly_its_criteria(
+    request: tuple[list[tuple[str, str]], QueryCriteria], plus: bool
+) -> None:
+    pairs, expected = request
+    assert criteria_from_query_string(encode(pairs, plus)) == expected
+
+
+# One invalid value per parameter family, each refused with a 400 naming its parameter.
+INVALID_VALUES = [
+    ("patientID", "***"),
+    ("patientID", "P\\1"),
+    ("patientID", "P" * 65),
+    ("patientID", "P1^^^ISS*"),
+    ("studyUID", "1.2.x"),
+    ("seriesUID", "1..2"),
+    ("objectUID", "1.2,,1.3"),
+    ("accessionNumber", "A" * 17),
+    ("archive", "-pacs"),
+    ("modalitiesInStudy", "C-T"),
+    ("containsInDescription", "x" * 65),
+    ("lowerDateTime", "2024-13-01"),
+    ("upperDateTime", "yesterday"),
+    ("mostRecentResults", "0"),
+    ("mostRecentResults", "1001"),
+]
+
+
+@settings(max_examples=REQUEST_EXAMPLES)
+@given(valid_requests(), st.sampled_from(INVALID_VALUES), st.integers(0, 40), st.booleans())
+def test_an_invalid_value_among_valid_ones_is_a_400_naming_its_parameter(
+    request: tuple[list[tuple[str, str]], QueryCriteria], invalid: tuple[str, str], at: int, plus: bool
+) -> None:
+    pairs, _ = request
+    pairs.insert(at % (len(pairs) + 1), invalid)
+    with pytest.raises(InvalidRequest) as refused:
+        criteria_from_query_string(encode(pairs, plus))
+    assert any(p.field.startswith(invalid[0]) for p in refused.value.problems), refused.value.problems
+
+
 @given(
     st.lists(
         st.tuples(
@@ -145,17 +321,88 @@ def test_any_pacs_answer_gives_a_valid_manifest_with_every_instance_once(
     )
 )
 def test_any_query_string_is_criteria_or_a_clear_400(pairs: list[tuple[str, str]]) -> None:
-    raw = "&".join(f"{quote(k)}={quote(v.encode('utf-8', 'surrogatepass'), safe='')}" for k, v in pairs)
+    """Arbitrary text (mostly refused): never anything but criteria or a 400 that names each problem."""
+    raw = encode(pairs, plus=False)
+    refusal: InvalidRequest | None = None
     try:
         criteria_from_query_string(raw)
-    except InvalidRequest as exc:
-        problems = exc.detail  # a 400 with a reason; any other exception would be a 500
-        assert problems
+    except InvalidRequest as exc:  # any other exception would be a 500
+        refusal = exc
+    if refusal is not None:
+        assert refusal.detail
+        assert all(p.field and p.message for p in refusal.problems)
 
 
-@given(st.text(st.sampled_from(string.ascii_letters + string.digits + "-._~:/?#[]@!&()*+,;=%"), max_size=300))
-def test_any_url_we_accept_survives_the_launchers_decode_and_split(url: str) -> None:
-    assert manifest_url_of(weasis_uri("https://x/" + url)) == "https://x/" + url
+# --- launch URIs: what the Weasis launcher reads back is exactly the manifest URL and options asked for --------
+
+url_text = st.text(st.sampled_from(string.ascii_letters + string.digits + "-._~:/?#[]@!&()*+,;=%"), max_size=300)
+# Option values: any printable text but what the launcher would split or unquote on ($ " ' \).
+option_text = (
+    st.text(st.characters(categories=("L", "N", "P", "S", "Zs"), exclude_characters="$\"'\\"), min_size=1, max_size=40)
+    .map(str.strip)
+    .filter(bool)
+)
+property_key = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,30}", fullmatch=True).filter(
+    lambda k: (
+        k.lower() not in PROTECTED_PROPERTIES
+        and not k.lower().startswith(PROTECTED_PREFIXES)
+        and k not in PATH_CHECKED_PROPERTIES
+    )
+)
+codebase = st.builds(
+    lambda scheme, host, path: f"{scheme}://{host}{path}",
+    st.sampled_from(["http", "https"]),
+    st.from_regex(r"[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?(\.[a-z0-9]{1,10}){0,3}(:[0-9]{1,5})?", fullmatch=True),
+    st.text(st.sampled_from(string.ascii_letters + string.digits + "-._~/?#@!&()*+,;=%"), max_size=60).map(
+        lambda p: "/" + p
+    ),
+)
+
+
+@st.composite
+def launch_requests(draw: st.DrawFn) -> tuple[list[tuple[str, str]], LaunchOptions]:
+    cdb = draw(st.none() | codebase)
+    properties = draw(st.lists(st.tuples(property_key, option_text), max_size=3))
+    args = draw(st.lists(option_text, max_size=3))
+    pairs = ([("cdb", cdb)] if cdb else []) + [("pro", f"{k} {v}") for k, v in properties] + [("arg", a) for a in args]
+    return pairs, LaunchOptions(cdb=cdb, properties=tuple(properties), args=tuple(args))
+
+
+@settings(max_examples=REQUEST_EXAMPLES)
+@given(url_text, launch_requests())
+def test_a_launch_uri_gives_the_launcher_exactly_the_url_and_options_asked_for(
+    url: str, request: tuple[list[tuple[str, str]], LaunchOptions]
+) -> None:
+    pairs, expected = request
+    options = launch_options_from_pairs(pairs)
+    assert options == expected
+    commands = parse_launch_uri(weasis_uri("https://x/" + url, options))
+    assert commands.pop("dicom:get") == [["-w", "https://x/" + url]]
+    config = (
+        ([f"cdb={expected.cdb}"] if expected.cdb else [])
+        + [f"pro={k} {v}" for k, v in expected.properties]
+        + [f"arg={a}" for a in expected.args]
+    )
+    assert commands == ({"weasis:config": [config]} if config else {})
+
+
+@given(url_text, st.sampled_from("$\"'\\ \x00\n\x7f"), st.integers(0, 300))
+def test_a_manifest_url_with_a_character_the_launcher_splits_on_is_refused(url: str, bad: str, at: int) -> None:
+    with pytest.raises(ValueError, match="cannot contain"):
+        weasis_uri("https://x/" + url[:at] + bad + url[at:])
+
+
+@settings(max_examples=REQUEST_EXAMPLES)
+@given(launch_requests(), st.sampled_from(["cdb", "pro", "arg"]), st.sampled_from("$\"'\\\x00\n\x7f"))
+def test_a_launch_option_with_a_character_the_launcher_splits_on_is_refused(
+    request: tuple[list[tuple[str, str]], LaunchOptions], name: str, bad: str
+) -> None:
+    pairs, _ = request
+    value = {"cdb": "https://viewer.example/weasis", "pro": "weasis.aet X", "arg": "dicom:close"}[name]
+    pairs.append((name, value + bad))
+    with pytest.raises(InvalidRequest) as refused:
+        launch_options_from_pairs(pairs)
+    assert [p.field for p in refused.value.problems] == [name]
 
 
 @given(anything)

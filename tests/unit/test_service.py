@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -220,13 +219,11 @@ def test_a_slow_archive_is_cut_at_the_deadline(config: AppConfig, s3: ManifestSt
     release = threading.Event()
 
     def slow(builder: StudyTreeBuilder) -> None:
-        release.wait(5)
+        release.wait(60)  # answers (with nothing) only once the test is over: a service that waited would pass b
 
     service, _ = make_service(config, s3, {"a": instances("1.1"), "b": slow}, archive_deadline_seconds=0.2)
-    started = time.monotonic()
     try:
         result = service.create_manifest(criteria_from_query_string("studyUID=1.1"), CALLER)
-        assert time.monotonic() - started < 2.5
         assert [(f.archive_id, f.kind) for f in result.failed_archives] == [("b", "timeout")]
     finally:
         release.set()  # let the abandoned query finish (and log) inside the test

@@ -47,9 +47,11 @@ def moto_s3() -> Iterator[str]:
     from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per S3 request would drown the stack's log
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    # Port 0: the server binds a free port itself. Probing one first and binding it later races with every other
+    # process of the machine (and a failed bind in moto's thread would leave start() waiting forever).
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
+    _, port = server.get_host_and_port()
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

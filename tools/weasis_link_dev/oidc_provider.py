@@ -126,6 +126,8 @@ class Client:
     client_id: str
     secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     token_ttl: int | None = None  # access-token lifetime in seconds (default one hour)
+    # How the client must authenticate at the token endpoint; the provider refuses any other method.
+    auth_method: str = "client_secret_basic"
 
 
 @dataclass(frozen=True)
@@ -211,6 +213,7 @@ class OidcProvider:
                 {
                     "client_id": c.client_id,
                     "client_secret": c.secret,
+                    "token_endpoint_auth_method": c.auth_method,
                     "grant_types": ["client_credentials", "authorization_code"],
                     "response_types": ["code"],
                     "redirect_uris": [REDIRECT_URI],

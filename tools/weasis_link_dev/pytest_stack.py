@@ -29,6 +29,17 @@ import pytest
 from weasis_link_dev.dev_keys import SigningKey, access_token_claims
 from weasis_link_dev.local_stack import REGION
 
+PENDING_SUFFIX = ".pending"  # storage.py's marker of a launched build
+# What the builder logs as a build's last line (launch.py run_build, ThreadDispatcher) in the stack's JSON log, and
+# what a launch logs when its build could not even be started (LambdaDispatcher).
+BUILD_END_LINES = (
+    "build stored",
+    "build skipped: its manifest has already expired",
+    "build failed",
+    "builder invocation failed",
+)
+BUILD_WAIT_SECONDS = 120.0  # the builder's own deadline (BUILD_DEADLINE_SECONDS) plus its overhead, and slack
+
 AUDIT_LINE = '{"auditEvent"'
 
 
@@ -113,22 +124,67 @@ class StackHandle:
             aws_secret_access_key="local",  # noqa: S106 - moto accepts any credentials
         )
 
-    def object_keys(self) -> list[str]:
-        answer = self.s3().list_objects_v2(Bucket=self.bucket)
-        return [o["Key"] for o in answer.get("Contents", [])]
+    def object_keys(self, *, settled: bool = True) -> list[str]:
+        """The bucket's keys once no launched build is in flight (a snapshot taken earlier races with them);
+        `settled=False` lists them at once, for a test that looks at a build in progress."""
+        if settled:
+            self.wait_for_builds()
+        return self._keys()
 
     def log(self) -> str:
-        """The function's log (stdout/stderr of the stack), without the audit trail's lines (`audit_log`)."""
-        lines = self.log_path.read_text(errors="replace").splitlines(keepends=True)
-        return "".join(line for line in lines if not line.startswith(AUDIT_LINE))
+        """The function's log (stdout/stderr of the stack), without the audit trail's lines (`audit_log`), once no
+        launched build is in flight: the builders log too, on their own threads."""
+        self.wait_for_builds()
+        return self._split_audit()[0]
 
     def audit_log(self) -> list[dict[str, Any]]:
-        """The AuditEvents the stack's EventBridge delivered, in order (its `{"auditEvent": …}` lines): a sink of
-        its own, which records patient IDs by design."""
-        lines = self.log_path.read_text(errors="replace").splitlines()
-        # raw_decode: the line's first JSON document, whatever another writer may have appended to the line.
+        """The AuditEvents the stack's EventBridge delivered, in order (its `{"auditEvent": …}` documents): a sink
+        of its own, which records patient IDs by design. Read once no launched build is in flight."""
+        self.wait_for_builds()
+        return self._split_audit()[1]
+
+    def _split_audit(self) -> tuple[str, list[dict[str, Any]]]:
+        """The log without the audit documents, and those documents. An audit document may also sit inside a line:
+        print() writes a text and its newline in two calls, so another thread's line (a metric) can be cut there."""
         decoder = json.JSONDecoder()
-        return [decoder.raw_decode(line)[0]["auditEvent"] for line in lines if line.startswith(AUDIT_LINE)]
+        kept: list[str] = []
+        events: list[dict[str, Any]] = []
+        for line in self._log_text().splitlines(keepends=True):
+            start = line.find(AUDIT_LINE)
+            while start != -1:
+                document, end = decoder.raw_decode(line, start)
+                events.append(document["auditEvent"])
+                line = line[:start] + line[end:]
+                start = line.find(AUDIT_LINE)
+            if line.strip():
+                kept.append(line)
+        return "".join(kept), events
+
+    def wait_for_builds(self, timeout: float = BUILD_WAIT_SECONDS) -> None:
+        """Wait until every build a launch started has ended.
+
+        A launch writes `<id>.pending` before it answers (storage.py, never deleted by a build), and each launch
+        ends with exactly one log line of BUILD_END_LINES (its build stored, skipped as expired or failed to store,
+        or the builder could not be invoked). So no build is in flight once the log holds as many such lines as
+        the bucket holds pending markers."""
+        deadline = time.monotonic() + timeout
+        while True:
+            keys = self._keys()
+            pending = [k for k in keys if k.endswith(PENDING_SUFFIX)]
+            ended = sum(self._log_text().count(f'"message":"{line}"') for line in BUILD_END_LINES)
+            if ended >= len(pending):
+                return
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                tail = self._log_text()[-4000:]
+                raise AssertionError(f"{len(pending) - ended} build(s) still in flight after {timeout:.0f} s:\n{tail}")
+            time.sleep(0.05)
+
+    def _keys(self) -> list[str]:
+        paginator = self.s3().get_paginator("list_objects_v2")
+        return [o["Key"] for page in paginator.paginate(Bucket=self.bucket) for o in page.get("Contents", [])]
+
+    def _log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
         if self.process.poll() is None:
