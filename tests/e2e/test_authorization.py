@@ -130,6 +130,35 @@ def test_the_launch_routes_are_confined_too(context_stack: StackHandle, token_a:
     assert patients == {("WLS-1001", "WEASIS-DEMO")}
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        f"/weasis?studyUID={B_STUDY}",
+        "/weasis?accessionNumber=ACC-2023-0777",
+        f"/weasis?seriesUID={B_SERIES}",
+        "/weasis?objectUID=OBJECT",
+        f"/IHEInvokeImageDisplay?requestType=STUDY&studyUID={B_STUDY}",
+        "/IHEInvokeImageDisplay?requestType=STUDY&accessionNumber=ACC-2023-0777",
+    ],
+)
+def test_a_launch_by_uid_of_another_patient_is_403(context_stack: StackHandle, token_a: str, path: str) -> None:
+    """The launch routes query first when only the answers can tell whose a UID is: a 403, not a Weasis dialog."""
+    before = context_stack.object_keys()
+    status, _, body = context_stack.get(f"{path.replace('OBJECT', b_object())}&access_token={token_a}")
+    assert status == 403, body
+    assert json.loads(body)["type"] == "urn:weasis-link:problem:patient-not-in-context"
+    assert context_stack.object_keys() == before
+
+
+def test_a_launch_by_uid_of_the_context_patient_still_launches(context_stack: StackHandle, token_a: str) -> None:
+    status, headers, _ = context_stack.get(f"/weasis?accessionNumber={SHARED_ACCESSION}&access_token={token_a}")
+    assert status == 302
+    fetched = fetch_manifest(manifest_url_of(headers["Location"]))
+    assert validate(fetched.xml) == []
+    patients = {(p["PatientID"], p.get("IssuerOfPatientID")) for v in read_manifest(fetched.xml) for p in v.patients}
+    assert patients == {("WLS-1001", "WEASIS-DEMO")}
+
+
 def test_a_token_without_the_required_context_is_403(context_stack: StackHandle) -> None:
     status, _, body = context_stack.get("/manifests?patientID=WLS-1001", context_stack.token())
     assert status == 403 and json.loads(body)["type"] == "urn:weasis-link:problem:patient-context-required"

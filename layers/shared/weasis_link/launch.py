@@ -217,9 +217,12 @@ class Launcher:
         trail) is called before anything is written; if it raises, nothing is."""
         # An unknown archive or a deactivated criterion is refused now, not discovered by the builder.
         archive_ids = self.service.archives.select(criteria, caller)
-        if self.service.archives.needs_result_check(criteria, archive_ids):
-            # A 409 (ambiguous patient, too many for a wildcard) must reach the caller, not a Weasis dialog: such
-            # requests are answered once the archives have answered (docs/security.md).
+        if self.service.archives.needs_result_check(criteria, archive_ids) or self._confined_by_answers(
+            criteria, caller
+        ):
+            # A 409 (ambiguous patient, too many for a wildcard) or a 403 (a UID of another patient than the token's
+            # context) must reach the caller, not a Weasis dialog: such requests are answered once the archives have
+            # answered (docs/security.md).
             if before_dispatch is not None:
                 before_dispatch(archive_ids)
             result = self.service.create_manifest(
@@ -252,6 +255,12 @@ class Launcher:
         warning = self.service.access.token_warning(caller, archive_ids)
         warnings = self.service.archives.deactivation_warnings(criteria) + ([warning] if warning else [])
         return LaunchResult(manifest_id, link, uri, expires_at, warnings)
+
+    def _confined_by_answers(self, criteria: QueryCriteria, caller: Caller) -> bool:
+        """Whether the token's patient context can only be checked on the archives' answers: keys other than
+        patientID (UIDs, accession numbers) say nothing about the patient until the archives answer."""
+        keyed = criteria.study_uids or criteria.series_uids or criteria.object_uids or criteria.accession_numbers
+        return bool(keyed) and self.service.patient_in_context(caller) is not None
 
 
 @dataclass(frozen=True, slots=True)
