@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import re
 import sqlite3
 import threading
 import time
@@ -46,23 +45,20 @@ from sqlalchemy.pool import StaticPool
 from weasis_link import config as cfg
 from weasis_link.connectors.base import QueryContext
 from weasis_link.connectors.database_rows import RowLayout, add_rows, one_identity_per_record
-from weasis_link.criteria import PatientIdentifier, QueryCriteria
+from weasis_link.connectors.database_select import (
+    LIKE_ESCAPE,
+    PATIENT_RECORD,
+    SUBQUERY,
+    Atom,
+    SelectColumns,
+    checked_columns,
+    conditions,
+    fold,
+)
+from weasis_link.criteria import QueryCriteria
 from weasis_link.errors import ArchiveError, ArchiveTimeout, ArchiveUnavailable, ConfigurationError
-from weasis_link.study_tree import ALL_KEYWORDS, StudyTreeBuilder
+from weasis_link.study_tree import StudyTreeBuilder
 
-# Output column names we recognise, folded (lower case, no underscores) -> DICOM keyword. The seed's names
-# (patientId, serieInstanceUid...) and snake_case variants all fold to these.
-_COLUMN_KEYWORDS: Final = {k.lower(): k for k in ALL_KEYWORDS} | {
-    "patientbirthdate": "PatientBirthDate",
-    "issuerofpatientid": "IssuerOfPatientID",
-    "studyinstanceuid": "StudyInstanceUID",
-    "serieinstanceuid": "SeriesInstanceUID",
-    "seriesinstanceuid": "SeriesInstanceUID",
-    "sopinstanceuid": "SOPInstanceUID",
-    "sopclassuid": "SOPClassUID",
-    "studyid": "StudyID",
-    "referringphysicianname": "ReferringPhysicianName",
-}
 _JDBC_DRIVERS: Final = {
     "org.postgresql.driver": "postgresql+pg8000",
     "com.mysql.cj.jdbc.driver": "mysql+pymysql",
@@ -71,14 +67,8 @@ _JDBC_DRIVERS: Final = {
     "org.sqlite.jdbc": "sqlite",
 }
 _DEFAULT_DRIVERS: Final = {"postgresql": "postgresql+pg8000", "mysql": "mysql+pymysql", "mariadb": "mysql+pymysql"}
-_LIKE_ESCAPE: Final = "\\"
-_PATIENT_RECORD: Final = "patientpk"  # folded name of the optional patient-record column
 
 logger = logging.getLogger(__name__)
-
-
-def _fold(name: str) -> str:
-    return name.replace("_", "").lower()
 
 
 def sqlalchemy_url(db: cfg.DbConnectorConfig) -> URL:
@@ -103,50 +93,6 @@ def sqlalchemy_url(db: cfg.DbConnectorConfig) -> URL:
     if db.password is not None:
         url = url.set(password=db.password.get_secret_value())
     return url
-
-
-class SelectColumns:
-    """The configured select's output columns and the DICOM keyword each one carries."""
-
-    def __init__(self, names: tuple[str, ...], select: str = "") -> None:
-        self.names = names
-        self._select = select
-        self.keywords: dict[str, str] = {}
-        seen: set[str] = set()
-        for name in names:
-            keyword = _COLUMN_KEYWORDS.get(_fold(name))
-            if keyword is not None and keyword not in seen:
-                self.keywords[name] = keyword
-                seen.add(keyword)
-
-    def find(self, config_name: str | None) -> str | None:
-        """The output column a key-column setting names: an output column (matched case- and
-        underscore-insensitively), or a `table.column` of the select, resolved to the alias it is selected as."""
-        if config_name is None:
-            return None
-        qualifier, dot, column = config_name.rpartition(".")
-        if dot:
-            alias = self._alias_of(qualifier, column)
-            if alias is not None:
-                return alias
-            config_name = column  # `t.col` selected without an alias comes out as `col`
-        return next((n for n in self.names if _fold(n) == _fold(config_name)), None)
-
-    def _alias_of(self, qualifier: str, column: str) -> str | None:
-        # `<qualifier>.<column> [AS] <alias>` in the select's text; only an alias that is a real output column counts
-        # (so `p.pat_id FROM ...` never makes FROM an alias). The text is configuration, never a request value.
-        pattern = re.compile(
-            rf'(?<![\w."`\]]){re.escape(qualifier)}\s*\.\s*"?{re.escape(column)}"?\s+(?:AS\s+)?'
-            r'(?:"([^"]+)"|`([^`]+)`|\[([^\]]+)\]|([A-Za-z_][\w$]*))',
-            re.IGNORECASE,
-        )
-        for match in pattern.finditer(self._select):
-            alias = next(g for g in match.groups() if g is not None)
-            exact = next((n for n in self.names if n == alias), None)
-            found = exact or next((n for n in self.names if n.lower() == alias.lower()), None)
-            if found is not None:
-                return found
-        return None
 
 
 class DatabaseConnector:
@@ -175,7 +121,7 @@ class DatabaseConnector:
                 names = list(result.keys())  # a result's keys, not a dict's: iterating the result gives rows
                 layout = RowLayout([columns.keywords.get(n, n) for n in names])
                 rows: Sequence[Any] = result.all()
-                record = next((n for n in names if _fold(n) == _PATIENT_RECORD), None)
+                record = next((n for n in names if fold(n) == PATIENT_RECORD), None)
                 if record is not None:
                     rows = one_identity_per_record(rows, layout.identity, itemgetter(layout.position[record]))
                 add_rows(builder, rows, layout)
@@ -185,30 +131,21 @@ class DatabaseConnector:
     def statement(self, criteria: QueryCriteria, columns: SelectColumns) -> sa.Select[Any]:
         """SELECT * FROM (<configured select>) AS weasis_q WHERE <criteria as bound parameters>."""
         q = self.settings.query
-        subquery = sa.text(q.select).columns(*(sa.column(c) for c in columns.names)).subquery("weasis_q")
+        subquery = sa.text(q.select).columns(*(sa.column(c) for c in columns.names)).subquery(SUBQUERY)
 
-        def col(config_name: str | None) -> sa.ColumnElement[Any] | None:
-            name = columns.find(config_name)
-            return subquery.c[name] if name is not None else None
+        def atom(a: Atom) -> sa.ColumnElement[bool]:
+            column = subquery.c[a.column]
+            if a.op == "in":
+                return column.in_(list(a.value))  # rendered as an expanding bound parameter
+            if a.op == "like":
+                return column.like(a.value, escape=LIKE_ESCAPE)
+            return column == a.value
 
-        conditions: list[sa.ColumnElement[bool]] = []
-        if criteria.patients:
-            pid = col(q.patient_id_column)
-            issuer = col(q.issuer_of_patient_id_column)
-            assert pid is not None  # checked when the columns were discovered
-            conditions.append(sa.or_(*(_patient_condition(p, pid, issuer) for p in criteria.patients)))
-        for values, config_name in (
-            (criteria.study_uids, q.study_instance_uid_column),
-            (criteria.series_uids, q.serie_instance_uid_column),
-            (criteria.object_uids, q.sop_instance_uid_column),
-            (criteria.accession_numbers, q.accession_number_column),
-        ):
-            if values:
-                column = col(config_name)
-                if column is None:
-                    raise ArchiveError(f"the configured select has no column '{config_name}'", "bad-response")
-                conditions.append(_values_condition(values, column))
-        return sa.select(subquery).where(sa.and_(*conditions))
+        where = [
+            sa.or_(*(sa.and_(*map(atom, term)) if len(term) > 1 else atom(term[0]) for term in group))
+            for group in conditions(criteria, q, columns)
+        ]
+        return sa.select(subquery).where(sa.and_(*where))
 
     # --- engine and column discovery --------------------------------------------------------------------------
     def _prepare(self) -> tuple[Engine, SelectColumns]:
@@ -264,24 +201,7 @@ class DatabaseConnector:
         return self._checked_columns(names)
 
     def _checked_columns(self, names: tuple[str, ...]) -> SelectColumns:
-        columns = SelectColumns(names, self.settings.query.select)
-        missing = [
-            k
-            for k in ("PatientID", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
-            if k not in columns.keywords.values()
-        ]
-        if missing:
-            raise ArchiveError(f"the configured select returns no column for {', '.join(missing)}", "bad-response")
-        q = self.settings.query
-        for config_name in (
-            q.patient_id_column,
-            q.study_instance_uid_column,
-            q.serie_instance_uid_column,
-            q.sop_instance_uid_column,
-        ):
-            if columns.find(config_name) is None:
-                raise ArchiveError(f"the configured select has no column '{config_name}'", "bad-response")
-        return columns
+        return checked_columns(names, self.settings.query)
 
     def probe(self, seconds: float) -> int:
         """For check-config: connect, run the configured select with LIMIT 1 (bounded by `seconds`), check its
@@ -346,41 +266,6 @@ def _cache_pg8000_temporal_parsing(dbapi_connection: Any, _connection_record: An
         parser = parsers.get(oid)
         if parser is not None and not hasattr(parser, "cache_info"):
             dbapi_connection.register_in_adapter(oid, functools.lru_cache(maxsize=4096)(parser))
-
-
-def _like_pattern(value: str) -> str:
-    """DICOM wildcards (* ?) to a LIKE pattern, with LIKE's own % _ and the escape character escaped."""
-    out = []
-    for c in value:
-        if c in ("%", "_", _LIKE_ESCAPE):
-            out.append(_LIKE_ESCAPE + c)
-        elif c == "*":
-            out.append("%")
-        elif c == "?":
-            out.append("_")
-        else:
-            out.append(c)
-    return "".join(out)
-
-
-def _values_condition(values: tuple[str, ...], column: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
-    exact = [v for v in values if not re.search(r"[*?]", v)]
-    patterns = [v for v in values if re.search(r"[*?]", v)]
-    parts: list[sa.ColumnElement[bool]] = []
-    if exact:
-        parts.append(column.in_(exact))  # rendered as an expanding bound parameter
-    parts.extend(column.like(_like_pattern(p), escape=_LIKE_ESCAPE) for p in patterns)
-    return sa.or_(*parts)
-
-
-def _patient_condition(
-    patient: PatientIdentifier, pid: sa.ColumnElement[Any], issuer: sa.ColumnElement[Any] | None
-) -> sa.ColumnElement[bool]:
-    condition = _values_condition((patient.patient_id,), pid)
-    if patient.issuer is not None and issuer is not None:
-        # Without an issuer column, the service's restrict() still drops other issuers' studies.
-        condition = sa.and_(condition, issuer == patient.issuer)
-    return condition
 
 
 def _archive_error(exc: SQLAlchemyError) -> ArchiveError:
