@@ -68,9 +68,11 @@ def test_most_recent_keeps_every_study_when_series_or_objects_are_asked_for() ->
     assert list(most_recent(known, with_series)) == ["1.1", "1.2"]
 
 
-def test_the_three_connector_classes_show_the_same_surface() -> None:
+def test_the_connector_classes_show_the_same_surface() -> None:
+    select = {"select": "SELECT 1 AS patientId"}
     configs = {
-        "DB": {"type": "DB", "db-connector": {"uri": "sqlite://", "query": {"select": "SELECT 1 AS patientId"}}},
+        "DB": {"type": "DB", "db-connector": {"uri": "sqlite://", "query": select}},
+        "DB_SQL": {"type": "DB", "db-connector": {"uri": "postgresql://db.example/pacs", "query": select}},
         "DICOM": {"type": "DICOM", "dicom-connector": {"calling-aet": "A", "aet": "B", "host": "h", "port": 104}},
         "DICOM_WEB": {"type": "DICOM_WEB", "dicom-web-connector": {"url": "https://pacs.example/dicom-web"}},
     }

@@ -68,10 +68,10 @@ def probe_archive(
 def _probe(archive_id: str, connector: cfg.ConnectorConfig, seconds: float, token: str | None) -> str:
     # Connector modules import their drivers (SQLAlchemy, pynetdicom, urllib3): only the ones this file uses.
     if connector.type == "DB":
-        from weasis_link.connectors.database import DatabaseConnector
+        from weasis_link.connectors import database_connector
 
         assert connector.db_connector is not None
-        rows = DatabaseConnector(archive_id, connector.db_connector).probe(seconds)
+        rows = database_connector(archive_id, connector.db_connector).probe(seconds)
         return f"the configured select answered ({rows} row with LIMIT 1)" if rows else "the select answered no row"
     from weasis_link.connectors import QueryContext, create_connector
     from weasis_link.criteria import QueryCriteria
