@@ -4,6 +4,7 @@ process serves one real request through `lambda_handler`, then reports which hea
 - DB only (PostgreSQL): SQLAlchemy and pg8000, never pydicom or pynetdicom.
 - DICOM only (Orthanc's DICOM port): pydicom and pynetdicom, never SQLAlchemy or a database driver.
 - DICOM_WEB only: none of them.
+- The embedded SQLite archive (the bundled configuration): none of them (sqlite3, not SQLAlchemy).
 
 Run: .venv/bin/pytest tests/integration/test_lazy_imports.py -q
 """
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from weasis_link_dev.dev_keys import SigningKey, access_token_claims
 from weasis_link_dev.orthanc import OrthancServer
@@ -151,3 +153,13 @@ def test_dicomweb_only_configuration_imports_no_pacs_library(
     }
     report = serve_one_request(config, "patientID=WLK-0001", tmp_path, service_env, signing_key, moto_endpoint)
     assert report["imported"] == []  # no DICOM toolkit, no SQL driver, no numpy or pillow
+
+
+def test_the_embedded_sqlite_archive_never_imports_sqlalchemy(
+    tmp_path: Path, service_env: dict[str, str], signing_key: SigningKey, moto_endpoint: str
+) -> None:
+    # make run's default: the bundled configuration, the sample archive in SQLite, asked through sqlite3 (SQLAlchemy
+    # would cost about 110 ms of the cold start).
+    config = yaml.safe_load((REPO_ROOT / "functions/api/weasis-link.yaml").read_text(encoding="utf-8"))
+    report = serve_one_request(config, "patientID=WLS-1001", tmp_path, service_env, signing_key, moto_endpoint)
+    assert report["imported"] == []  # no SQLAlchemy, no database driver, no DICOM toolkit
