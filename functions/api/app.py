@@ -14,6 +14,9 @@ from __future__ import annotations
 
 # First: no garbage collection while the function initialises (the heap is frozen at the end of this module).
 import weasis_link.init_phase  # isort: skip
+
+# Then: cryptography.x509, which PyJWT imports for certificates we never get, executed only if used.
+import weasis_link.lazy_imports  # isort: skip
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, cast

@@ -1,6 +1,8 @@
 """Each PACS backend is imported only when a connector of its type is configured (cold-start budget): a fresh
 process serves one real request through `lambda_handler`, then reports which heavy packages it imported.
 
+Whatever the configuration, cryptography.x509 (imported by PyJWT) is never executed.
+
 - DB only (PostgreSQL): SQLAlchemy and pg8000, never pydicom or pynetdicom.
 - DICOM only (Orthanc's DICOM port): pydicom and pynetdicom, never SQLAlchemy or a database driver.
 - DICOM_WEB only: none of them.
@@ -29,6 +31,8 @@ from weasis_link_dev.pytest_postgres import PacsDatabase
 pytestmark = pytest.mark.integration
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# Library code weasis_link.lazy_imports keeps off the cold path: what executing cryptography.x509 imports.
+DEFERRED = ("cryptography.x509.verification", "cryptography.x509.base")
 HEAVY = ("pydicom", "pynetdicom", "sqlalchemy", "pg8000", "pymysql", "numpy", "PIL", "dicomweb_client")
 
 # Runs in a fresh interpreter: the function's cold start and one request, then the packages it imported.
@@ -49,6 +53,7 @@ print(json.dumps({
     "body": answer["body"][:500],
     "imported": sorted(m for m in heavy if m in sys.modules),
     "before_handler": sorted(m for m in heavy if m in before),
+    "deferred": sorted(m for m in json.loads(os.environ["TEST_DEFERRED"]) if m in sys.modules),
 }))
 """
 
@@ -86,6 +91,7 @@ def serve_one_request(
         "TEST_QUERY": query,
         "TEST_TOKEN": signing_key.sign(access_token_claims()),
         "TEST_HEAVY": json.dumps(HEAVY),
+        "TEST_DEFERRED": json.dumps(DEFERRED),
     }
     done = subprocess.run(
         [sys.executable, "-c", SERVE_ONE_REQUEST],
@@ -100,6 +106,7 @@ def serve_one_request(
     report: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["status"] == 200, report
     assert report["before_handler"] == []  # nothing heavy before the function's own imports
+    assert report["deferred"] == []  # whatever the connector: PyJWT's x509 is never executed
     return report
 
 
