@@ -15,7 +15,7 @@ from __future__ import annotations
 # First: no garbage collection while the function initialises (the heap is frozen at the end of this module).
 import weasis_link.init_phase  # isort: skip
 
-# Then: cryptography.x509, which PyJWT imports for certificates we never get, executed only if used.
+# Then: PyJWT's cryptography.x509 and the event handler package's __init__ (every resolver), executed only if used.
 import weasis_link.lazy_imports  # isort: skip
 from collections.abc import Callable
 from pathlib import Path

@@ -1,7 +1,8 @@
 """Each PACS backend is imported only when a connector of its type is configured (cold-start budget): a fresh
 process serves one real request through `lambda_handler`, then reports which heavy packages it imported.
 
-Whatever the configuration, cryptography.x509 (imported by PyJWT) is never executed.
+cryptography.x509 (imported by PyJWT) is never executed, nor the Powertools event handler's package __init__
+(AppSync's resolver, asyncio; pg8000 imports asyncio itself).
 
 - DB only (PostgreSQL): SQLAlchemy and pg8000, never pydicom or pynetdicom.
 - DICOM only (Orthanc's DICOM port): pydicom and pynetdicom, never SQLAlchemy or a database driver.
@@ -31,8 +32,14 @@ from weasis_link_dev.pytest_postgres import PacsDatabase
 pytestmark = pytest.mark.integration
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-# Library code weasis_link.lazy_imports keeps off the cold path: what executing cryptography.x509 imports.
-DEFERRED = ("cryptography.x509.verification", "cryptography.x509.base")
+# Library code weasis_link.lazy_imports keeps off the cold path: what executing cryptography.x509 imports, and
+# what the Powertools event_handler package's __init__ would import (AppSync's resolver, asyncio).
+DEFERRED = (
+    "cryptography.x509.verification",
+    "cryptography.x509.base",
+    "aws_lambda_powertools.event_handler.appsync",
+    "asyncio",
+)
 HEAVY = ("pydicom", "pynetdicom", "sqlalchemy", "pg8000", "pymysql", "numpy", "PIL", "dicomweb_client")
 
 # Runs in a fresh interpreter: the function's cold start and one request, then the packages it imported.
@@ -106,7 +113,6 @@ def serve_one_request(
     report: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["status"] == 200, report
     assert report["before_handler"] == []  # nothing heavy before the function's own imports
-    assert report["deferred"] == []  # whatever the connector: PyJWT's x509 is never executed
     return report
 
 
@@ -131,6 +137,7 @@ def test_db_only_configuration_never_imports_dicom_libraries(
     report = serve_one_request(config, "patientID=WLK-0001", tmp_path, service_env, signing_key, moto_endpoint)
     assert "sqlalchemy" in report["imported"] and "pg8000" in report["imported"]
     assert not {"pydicom", "pynetdicom", "pymysql"} & set(report["imported"])  # type: ignore[arg-type]
+    assert report["deferred"] == ["asyncio"]  # pg8000 imports asyncio; no x509, no AppSync resolver
 
 
 def test_dicom_only_configuration_never_imports_sqlalchemy(
@@ -145,6 +152,7 @@ def test_dicom_only_configuration_never_imports_sqlalchemy(
     report = serve_one_request(config, "patientID=WLK-0001", tmp_path, service_env, signing_key, moto_endpoint)
     assert "pynetdicom" in report["imported"] and "pydicom" in report["imported"]
     assert not {"sqlalchemy", "pg8000", "pymysql"} & set(report["imported"])  # type: ignore[arg-type]
+    assert report["deferred"] == []  # no x509, no AppSync resolver, no asyncio
 
 
 def test_dicomweb_only_configuration_imports_no_pacs_library(
@@ -160,6 +168,7 @@ def test_dicomweb_only_configuration_imports_no_pacs_library(
     }
     report = serve_one_request(config, "patientID=WLK-0001", tmp_path, service_env, signing_key, moto_endpoint)
     assert report["imported"] == []  # no DICOM toolkit, no SQL driver, no numpy or pillow
+    assert report["deferred"] == []  # no x509, no AppSync resolver, no asyncio
 
 
 def test_the_embedded_sqlite_archive_never_imports_sqlalchemy(
@@ -170,3 +179,4 @@ def test_the_embedded_sqlite_archive_never_imports_sqlalchemy(
     config = yaml.safe_load((REPO_ROOT / "functions/api/weasis-link.yaml").read_text(encoding="utf-8"))
     report = serve_one_request(config, "patientID=WLS-1001", tmp_path, service_env, signing_key, moto_endpoint)
     assert report["imported"] == []  # no SQLAlchemy, no database driver, no DICOM toolkit
+    assert report["deferred"] == []  # no x509, no AppSync resolver, no asyncio

@@ -1,0 +1,74 @@
+"""Library code kept off the cold path by weasis_link.lazy_imports, each in a fresh interpreter as at cold start:
+- cryptography.x509, which PyJWT imports at the top of jwt.algorithms, is executed only when used: tokens still
+  verify, and a certificate still loads when PyJWT or anyone asks for one;
+- Powertools' event_handler package __init__ (every resolver, asyncio) runs only for a name we do not take from
+  its submodules: the resolver the API uses is the same class, and the package's other names still work."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+CHILD = r"""
+import json, sys
+import weasis_link.lazy_imports  # first, as functions/api/app.py does
+import jwt
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+token = jwt.encode({"sub": "u"}, key, algorithm="RS256", headers={"kid": "k"})
+jwk = jwt.PyJWK(json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key())) | {"kid": "k"}, "RS256")
+claims = jwt.decode(token, jwk.key, algorithms=["RS256"])
+executed_after_decode = "cryptography.x509.base" in sys.modules
+
+from cryptography import x509
+certificate_loader = x509.load_pem_x509_certificate  # the first attribute access executes the module
+print(json.dumps({
+    "claims": claims,
+    "executed_after_decode": executed_after_decode,
+    "executed_after_use": "cryptography.x509.base" in sys.modules,
+    "same_module": jwt.algorithms.x509 is x509,
+    "loader": certificate_loader.__name__,
+}))
+"""
+
+
+def test_pyjwt_verifies_without_executing_x509_and_x509_still_works_when_used() -> None:
+    done = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, timeout=60, check=True)
+    report = json.loads(done.stdout)
+    assert report["claims"] == {"sub": "u"}
+    assert report["executed_after_decode"] is False
+    assert report["executed_after_use"] is True and report["same_module"] is True
+    assert report["loader"] == "load_pem_x509_certificate"
+
+
+EVENT_HANDLER = r"""
+import json, sys
+import weasis_link.lazy_imports  # first, as functions/api/app.py does
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Depends, Response, content_types
+from aws_lambda_powertools.event_handler import api_gateway, depends
+from aws_lambda_powertools.event_handler.openapi.params import Query  # imports the package's Response
+same = APIGatewayHttpResolver is api_gateway.APIGatewayHttpResolver and Depends is depends.Depends
+same = same and Response is api_gateway.Response and content_types.APPLICATION_JSON == "application/json"
+deferred = [m for m in ("aws_lambda_powertools.event_handler.appsync", "asyncio") if m in sys.modules]
+import aws_lambda_powertools.event_handler as package
+names = package.__all__  # a name of the __init__ itself: it runs now
+from aws_lambda_powertools.event_handler import AppSyncResolver
+print(json.dumps({
+    "same": same,
+    "deferred_loaded": deferred,
+    "all": "APIGatewayHttpResolver" in names,
+    "appsync": AppSyncResolver.__module__,
+    "init_ran": "aws_lambda_powertools.event_handler.appsync" in sys.modules,
+}))
+"""
+
+
+def test_the_event_handler_submodules_import_without_the_package_init_which_still_runs_when_needed() -> None:
+    done = subprocess.run([sys.executable, "-c", EVENT_HANDLER], capture_output=True, text=True, timeout=60, check=True)
+    report = json.loads(done.stdout)
+    assert report["same"] is True
+    assert report["deferred_loaded"] == []
+    assert report["all"] is True and report["init_ran"] is True
+    assert report["appsync"] == "aws_lambda_powertools.event_handler.appsync"
