@@ -58,6 +58,16 @@ def identifier(value: object, max_length: int = MAX_LO) -> str | None:
     return s
 
 
+def short_text(value: object) -> str | None:
+    """A text of SH length (StudyID)."""
+    return text(value, MAX_SH)
+
+
+def short_identifier(value: object) -> str | None:
+    """An identifier of SH length (AccessionNumber)."""
+    return identifier(value, MAX_SH)
+
+
 def uid(value: object) -> str | None:
     """A DICOM UI: digits and dots, no empty component, at most 64 characters; trailing NUL/space padding dropped."""
     if type(value) is str and len(value) <= MAX_UI and _UID.fullmatch(value):

@@ -10,8 +10,9 @@ holds 100,000 instances, and validation is already done by the normalisers.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Final
 
 from weasis_link import dicom_values as dv
@@ -198,7 +199,7 @@ class StudyTreeBuilder:
         if series is None:
             series = Series(series_instance_uid=series_uid)
             study.series[series_uid] = series
-        _fill_series(series, attrs)
+        _SERIES.complete(series, attrs)
         series.instances.append(
             Instance(
                 sop_instance_uid=sop_uid,
@@ -229,39 +230,53 @@ def _patient_key(attrs: Mapping[str, object]) -> PatientKey | None:
     return PatientKey(patient_id, issuer) if issuer is not None else None
 
 
+class _Completion:
+    """The attributes of one level (study, series) that a later, richer answer may complete: attribute -> (DICOM
+    keyword, normaliser). One C-level read tells whether anything is still unknown, as most records find their
+    series complete (a study of 100,000 instances)."""
+
+    __slots__ = ("_current", "_table")
+
+    def __init__(self, *table: tuple[str, str, Callable[[object], object]]) -> None:
+        self._table = table
+        self._current = attrgetter(*(name for name, _, _ in table))
+
+    def complete(self, target: Study | Series, attrs: Mapping[str, object]) -> None:
+        """Set the attributes that are still unknown from `attrs`."""
+        current = self._current(target)
+        if None not in current:
+            return
+        # Every normaliser maps None to None: an absent attribute leaves the value unknown.
+        for value, (name, keyword, normalise) in zip(current, self._table, strict=True):
+            if value is None and (raw := attrs.get(keyword)) is not None and (found := normalise(raw)) is not None:
+                setattr(target, name, found)
+
+
+_STUDY = _Completion(
+    ("study_date", "StudyDate", dv.date),
+    ("study_time", "StudyTime", dv.time),
+    ("description", "StudyDescription", dv.text),
+    ("accession_number", "AccessionNumber", dv.short_identifier),
+    ("study_id", "StudyID", dv.short_text),
+    ("referring_physician_name", "ReferringPhysicianName", dv.text),
+)
+_SERIES = _Completion(
+    ("modality", "Modality", dv.code_string),
+    ("series_number", "SeriesNumber", dv.integer),
+    ("description", "SeriesDescription", dv.text),
+    ("series_date", "SeriesDate", dv.date),
+    ("series_time", "SeriesTime", dv.time),
+)
+
+
 def _fill_study(study: Study, attrs: Mapping[str, object]) -> None:
-    """Set study attributes that are still unknown (a later, richer answer completes an earlier one)."""
-    if study.study_date is None:
-        study.study_date = dv.date(attrs.get("StudyDate"))
-    if study.study_time is None:
-        study.study_time = dv.time(attrs.get("StudyTime"))
-    if study.description is None:
-        study.description = dv.text(attrs.get("StudyDescription"))
-    if study.accession_number is None:
-        study.accession_number = dv.identifier(attrs.get("AccessionNumber"), dv.MAX_SH)
-    if study.study_id is None:
-        study.study_id = dv.text(attrs.get("StudyID"), dv.MAX_SH)
-    if study.referring_physician_name is None:
-        study.referring_physician_name = dv.text(attrs.get("ReferringPhysicianName"))
+    _STUDY.complete(study, attrs)
     mods = attrs.get("ModalitiesInStudy")
     if mods:
         values = mods if isinstance(mods, list | tuple | set | frozenset) else str(mods).split("\\")
         study.modalities_in_study = study.modalities_in_study | {
             m for m in (dv.code_string(v) for v in values) if m is not None
         }
-
-
-def _fill_series(series: Series, attrs: Mapping[str, object]) -> None:
-    if series.modality is None:
-        series.modality = dv.code_string(attrs.get("Modality"))
-    if series.series_number is None:
-        series.series_number = dv.integer(attrs.get("SeriesNumber"))
-    if series.description is None:
-        series.description = dv.text(attrs.get("SeriesDescription"))
-    if series.series_date is None:
-        series.series_date = dv.date(attrs.get("SeriesDate"))
-    if series.series_time is None:
-        series.series_time = dv.time(attrs.get("SeriesTime"))
 
 
 def sorted_studies(studies: Iterable[Study]) -> list[Study]:
