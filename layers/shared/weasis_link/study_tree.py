@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from operator import attrgetter
-from typing import Final
+from typing import Any, Final
 
 from weasis_link import dicom_values as dv
 
@@ -56,6 +56,12 @@ class PatientKey:
     issuer: str | None
 
 
+def _dicom(keyword: str, normalise: Callable[[object], object]) -> Any:
+    """A field read from the DICOM attribute `keyword` through `normalise`: unknown (None) until an answer gives it,
+    then kept (a later, richer answer completes an earlier one: _Completion)."""
+    return field(default=None, metadata={"dicom": (keyword, normalise)})
+
+
 @dataclass(slots=True)
 class Patient:
     key: PatientKey
@@ -75,11 +81,11 @@ class Instance:
 @dataclass(slots=True)
 class Series:
     series_instance_uid: str
-    modality: str | None = None
-    series_number: int | None = None
-    description: str | None = None
-    series_date: str | None = None
-    series_time: str | None = None
+    modality: str | None = _dicom("Modality", dv.code_string)
+    series_number: int | None = _dicom("SeriesNumber", dv.integer)
+    description: str | None = _dicom("SeriesDescription", dv.text)
+    series_date: str | None = _dicom("SeriesDate", dv.date)
+    series_time: str | None = _dicom("SeriesTime", dv.time)
     instances: list[Instance] = field(default_factory=list)
 
 
@@ -87,13 +93,14 @@ class Series:
 class Study:
     study_instance_uid: str
     patient: Patient
-    study_date: str | None = None
-    study_time: str | None = None
-    description: str | None = None
-    accession_number: str | None = None
-    study_id: str | None = None
-    referring_physician_name: str | None = None
+    # ModalitiesInStudy gathers every answer's values (_fill_study); the `_dicom` attributes keep the first known.
     modalities_in_study: frozenset[str] = frozenset()
+    study_date: str | None = _dicom("StudyDate", dv.date)
+    study_time: str | None = _dicom("StudyTime", dv.time)
+    description: str | None = _dicom("StudyDescription", dv.text)
+    accession_number: str | None = _dicom("AccessionNumber", dv.short_identifier)
+    study_id: str | None = _dicom("StudyID", dv.short_text)
+    referring_physician_name: str | None = _dicom("ReferringPhysicianName", dv.text)
     series: dict[str, Series] = field(default_factory=dict)
 
     @property
@@ -231,15 +238,14 @@ def _patient_key(attrs: Mapping[str, object]) -> PatientKey | None:
 
 
 class _Completion:
-    """The attributes of one level (study, series) that a later, richer answer may complete: attribute -> (DICOM
-    keyword, normaliser). One C-level read tells whether anything is still unknown, as most records find their
-    series complete (a study of 100,000 instances)."""
+    """Fills the `_dicom` fields of one level (study, series) that are still unknown. One C-level read
+    tells whether anything is missing, as most records find their series complete (a study of 100,000 instances)."""
 
     __slots__ = ("_current", "_table")
 
-    def __init__(self, *table: tuple[str, str, Callable[[object], object]]) -> None:
-        self._table = table
-        self._current = attrgetter(*(name for name, _, _ in table))
+    def __init__(self, level: type) -> None:
+        self._table = tuple((f.name, *f.metadata["dicom"]) for f in fields(level) if "dicom" in f.metadata)
+        self._current = attrgetter(*(name for name, _, _ in self._table))
 
     def complete(self, target: Study | Series, attrs: Mapping[str, object]) -> None:
         """Set the attributes that are still unknown from `attrs`."""
@@ -252,21 +258,7 @@ class _Completion:
                 setattr(target, name, found)
 
 
-_STUDY = _Completion(
-    ("study_date", "StudyDate", dv.date),
-    ("study_time", "StudyTime", dv.time),
-    ("description", "StudyDescription", dv.text),
-    ("accession_number", "AccessionNumber", dv.short_identifier),
-    ("study_id", "StudyID", dv.short_text),
-    ("referring_physician_name", "ReferringPhysicianName", dv.text),
-)
-_SERIES = _Completion(
-    ("modality", "Modality", dv.code_string),
-    ("series_number", "SeriesNumber", dv.integer),
-    ("description", "SeriesDescription", dv.text),
-    ("series_date", "SeriesDate", dv.date),
-    ("series_time", "SeriesTime", dv.time),
-)
+_STUDY, _SERIES = _Completion(Study), _Completion(Series)
 
 
 def _fill_study(study: Study, attrs: Mapping[str, object]) -> None:
