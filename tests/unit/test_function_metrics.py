@@ -24,6 +24,7 @@ from typing import Any
 import boto3
 import pytest
 import yaml
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.metrics.provider.cold_start import reset_cold_start_flag
 from botocore.stub import Stubber
 from moto import mock_aws
@@ -290,3 +291,37 @@ def test_the_builder_counts_its_cold_starts(builder: Handler, capsys: pytest.Cap
 def test_the_cleaner_counts_its_cold_starts(cleanup: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
     cold = cold_starts(cleanup.lambda_handler, {}, capsys)
     assert cold == [(1.0, {"function_name": "stack-function", "service": SERVICE})]
+
+
+# --- the API function ---------------------------------------------------------------------------------------------
+
+
+def test_a_refusal_code_stays_on_the_refusal_metric(
+    function_modules: dict[str, Any],
+    service_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """RequestsRefused carries the refusal's `code`; a metric recorded later in the same invocation does not."""
+    api = function_modules["api"]
+    for name in ("POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE"):  # as Lambda sets them, always
+        monkeypatch.setenv(name, service_env[name])
+    event = json.loads((EVENTS / "get_weasis.json").read_text())
+    event.update(routeKey="GET /no-such-route", rawPath="/no-such-route")
+    event["requestContext"]["http"]["path"] = "/no-such-route"
+
+    @api.metrics.log_metrics
+    def invocation(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        answer: dict[str, Any] = api.app.resolve(event, context)  # 404: refused ("not-found")
+        api.metrics.add_metric(name="LaunchesStarted", unit=MetricUnit.Count, value=1)
+        return answer
+
+    capsys.readouterr()
+    assert invocation(event, LambdaContext(aws_request_id="refused"))["statusCode"] == 404
+    out = capsys.readouterr().out
+    # The API function is imported with the builder's names (service_env): exact dimension sets compared.
+    assert builder_values(out, "RequestsRefused", code="not-found") == [1]
+    assert builder_values(out, "LaunchesStarted") == [1]
+    assert [d for n, _, d in emitted(out, **BUILDER_NAMES) if n == "LaunchesStarted"] == [
+        {"service": BUILDER_NAMES["service"]}
+    ]
