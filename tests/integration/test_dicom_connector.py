@@ -466,7 +466,17 @@ def test_silent_archive_is_an_acse_timeout() -> None:
     assert 0.4 <= reported_seconds(raised.value.detail) < DEFAULTS.acse_timeout_seconds
 
 
-def test_dimse_timeout_aborts(fake_pacs: Callable[..., FakePacs]) -> None:
+@pytest.mark.parametrize(
+    "setting",
+    [
+        "dimse-timeout-seconds",
+        # The longest silence on an association: it ends a wait the DIMSE timeout (15 s by default) still allows.
+        "network-timeout-seconds",
+    ],
+)
+def test_a_silent_answer_ends_at_the_configured_timeout_and_aborts(
+    fake_pacs: Callable[..., FakePacs], setting: str
+) -> None:
     release = threading.Event()
 
     def stall(request: Dataset, pacs: FakePacs) -> Iterator[tuple[int, Dataset | None]]:
@@ -477,32 +487,12 @@ def test_dimse_timeout_aborts(fake_pacs: Callable[..., FakePacs]) -> None:
     pacs = fake_pacs(stall)
     try:
         with pytest.raises(ArchiveTimeout, match="no STUDY-level C-FIND answer") as raised:
-            find(connector(pacs.port, "FAKEPACS", **{"dimse-timeout-seconds": 0.6}), "patientID=P1", seconds=60)
+            find(connector(pacs.port, "FAKEPACS", **{setting: 0.6}), "patientID=P1", seconds=60)
         # The configured 0.6 s ended the wait, not the 15 s default nor the deadline a minute away.
         assert 0.6 <= reported_seconds(raised.value.detail) < DEFAULTS.dimse_timeout_seconds
     finally:
         release.set()
     # The SCP sees the A-ABORT once its handler returns: the association was aborted, not left open.
-    assert pacs.aborted.wait(5)
-
-
-def test_network_timeout_bounds_the_wait_for_an_answer(fake_pacs: Callable[..., FakePacs]) -> None:
-    """network-timeout-seconds (the longest silence on an association) ends a wait the DIMSE timeout (15 s by
-    default) would still allow."""
-    release = threading.Event()
-
-    def stall(request: Dataset, pacs: FakePacs) -> Iterator[tuple[int, Dataset | None]]:
-        yield 0xFF00, answer(PatientID="P1", StudyInstanceUID=STUDY_UID)
-        release.wait(60)
-        yield 0x0000, None
-
-    pacs = fake_pacs(stall)
-    try:
-        with pytest.raises(ArchiveTimeout, match="no STUDY-level C-FIND answer") as raised:
-            find(connector(pacs.port, "FAKEPACS", **{"network-timeout-seconds": 0.6}), "patientID=P1", seconds=60)
-        assert 0.6 <= reported_seconds(raised.value.detail) < DEFAULTS.dimse_timeout_seconds
-    finally:
-        release.set()
     assert pacs.aborted.wait(5)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,10 +14,9 @@ from typing import Any
 import boto3
 import pytest
 from botocore.stub import Stubber
-from moto import mock_aws
 
 from weasis_link.auth import Caller
-from weasis_link.config import AppConfig, load_config
+from weasis_link.config import AppConfig
 from weasis_link.connectors.base import QueryContext
 from weasis_link.criteria import QueryCriteria, criteria_from_pairs
 from weasis_link.errors import ArchiveUnavailable, BuilderUnavailable, CriterionDeactivated, InvalidRequest
@@ -33,12 +32,13 @@ from weasis_link.launch import (
 from weasis_link.launch_uri import LaunchOptions
 from weasis_link.service import ManifestService
 from weasis_link.settings import ServiceSettings
-from weasis_link.storage import ManifestStore, s3_client
+from weasis_link.storage import ManifestStore
 from weasis_link.study_tree import StudyTreeBuilder
+from weasis_link_dev.configs import config_from_text
 from weasis_link_dev.stored import stored_manifest
 from weasis_link_dev.weasis_client import manifest_url_of, parse_launch_uri, read_manifest, validate
 
-BUCKET = "weasis-link-test"
+BUCKET, REGION = "weasis-link-test", "eu-central-1"  # the manifest_store fixture's
 NOW = 1_795_342_530.0
 BASE = "https://api.example.org"
 TOKEN = "eyJhbGciOi.eyJzdWIi.c2lnbmF0dXJl"
@@ -88,19 +88,12 @@ def unreachable(builder: StudyTreeBuilder) -> None:
 
 @pytest.fixture
 def config(tmp_path: Path) -> AppConfig:
-    path = tmp_path / "c.yaml"
-    path.write_text(CONFIG)
-    return load_config(path, environ={}, resolve_secret=lambda r: r)
+    return config_from_text(CONFIG, tmp_path)
 
 
 @pytest.fixture
-def store(monkeypatch: pytest.MonkeyPatch) -> Iterator[ManifestStore]:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with mock_aws():
-        client = s3_client("us-east-1")
-        client.create_bucket(Bucket=BUCKET)
-        yield ManifestStore(client, BUCKET)
+def store(manifest_store: ManifestStore) -> ManifestStore:
+    return manifest_store  # tests/conftest.py: moto's in-process S3, bucket BUCKET in REGION
 
 
 class Recorder:
@@ -141,7 +134,7 @@ def make_launcher(
 
 
 def keys() -> list[str]:
-    answer = boto3.client("s3", region_name="us-east-1").list_objects_v2(Bucket=BUCKET)
+    answer = boto3.client("s3", region_name=REGION).list_objects_v2(Bucket=BUCKET)
     return sorted(o["Key"] for o in answer.get("Contents", []))
 
 
