@@ -21,12 +21,10 @@ import pytest
 from pydantic import SecretStr
 
 from weasis_link import config as cfg
-from weasis_link.connectors.base import QueryContext
 from weasis_link.connectors.dicomweb import DicomWebConnector
 from weasis_link.errors import ArchiveError
-from weasis_link.http.requests import criteria_from_query_string
 from weasis_link.oauth_client import ClientCredentialsTokenProvider
-from weasis_link.study_tree import StudyTreeBuilder
+from weasis_link_dev.archive_query import ask_archive, instance_uids
 from weasis_link_dev.loopback_http import Answer, LoopbackServer, Request, forward
 from weasis_link_dev.oidc_provider import Client
 from weasis_link_dev.orthanc import OrthancServer
@@ -147,15 +145,7 @@ def taken(proxy: LoopbackServer) -> list[tuple[str, dict[str, str]]]:
 
 def instances_found(url: str, query: str, **settings: Any) -> set[str]:
     connector = DicomWebConnector("pacs", cfg.DicomWebConnectorConfig.model_validate({"url": url, **settings}))
-    criteria = criteria_from_query_string(query)
-    builder = StudyTreeBuilder()
-    connector.find(criteria, QueryContext(None, time.monotonic() + 30), builder)
-    return {
-        i.sop_instance_uid
-        for study in criteria.restrict(builder.studies())
-        for series in study.series.values()
-        for i in series.instances
-    }
+    return instance_uids(ask_archive(connector, query, seconds=30)[0])
 
 
 def test_max_uids_per_request_splits_the_study_uid_list(proxy: LoopbackServer) -> None:

@@ -35,6 +35,8 @@ from weasis_link.connectors.dicom import DicomConnector
 from weasis_link.errors import ArchiveError, ArchiveTimeout, ArchiveUnavailable, ConfigurationError
 from weasis_link.http.requests import criteria_from_query_string
 from weasis_link.study_tree import SKIP_PATIENT_CONFLICT, Study, StudyTreeBuilder
+from weasis_link_dev.archive_query import ask_archive, patients_by_instance
+from weasis_link_dev.loopback_http import stopping
 from weasis_link_dev.orthanc import OrthancServer, instance_truth
 from weasis_link_dev.query_matrix import MatrixCase, check, instance_patients, standard_cases
 from weasis_link_dev.synthetic_studies import standard_dataset
@@ -67,17 +69,8 @@ def reported_seconds(detail: str) -> float:
 
 def find(conn: DicomConnector, query: str, seconds: float = 20) -> tuple[Answer, list[Study], StudyTreeBuilder]:
     """What the service does with one archive: find, then restrict to the criteria."""
-    criteria = criteria_from_query_string(query)
-    builder = StudyTreeBuilder()
-    conn.find(criteria, QueryContext(None, time.monotonic() + seconds), builder)
-    studies = criteria.restrict(builder.studies())
-    answered = {
-        instance.sop_instance_uid: (study.patient.key.patient_id, study.patient.key.issuer)
-        for study in studies
-        for series in study.series.values()
-        for instance in series.instances
-    }
-    return answered, studies, builder
+    studies, builder = ask_archive(conn, query, seconds=seconds)
+    return patients_by_instance(studies), studies, builder
 
 
 # ------------------------------------------------------------------------------------------------ the matrix
@@ -241,16 +234,11 @@ class FakePacs:
 
 @pytest.fixture
 def fake_pacs() -> Iterator[Callable[..., FakePacs]]:
-    started: list[FakePacs] = []
-
     def make(handler: FindHandler, **options: Any) -> FakePacs:
-        pacs = FakePacs(handler, **options).start()
-        started.append(pacs)
-        return pacs
+        return FakePacs(handler, **options).start()
 
-    yield make
-    for pacs in started:
-        pacs.stop()
+    with stopping(make) as started:
+        yield started
 
 
 STUDY_UID = "1.2.826.0.1.3680043.8.498.77"

@@ -13,7 +13,6 @@ import base64
 import http.client
 import json
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,17 +21,17 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import pytest
 
 from weasis_link import config as cfg
-from weasis_link.connectors.base import QueryContext
 from weasis_link.connectors.dicom_json import TAGS, matching_value, query_string
 from weasis_link.connectors.dicomweb import DicomWebConnector
 from weasis_link.errors import ArchiveError
 from weasis_link.http.requests import criteria_from_query_string
 from weasis_link.oauth_client import AccessToken, ClientCredentialsTokenProvider
-from weasis_link.study_tree import Study, StudyTreeBuilder
+from weasis_link.study_tree import Study
+from weasis_link_dev.archive_query import ask_archive, patients_by_instance
 from weasis_link_dev.dataset import InstanceRecord
 from weasis_link_dev.dev_keys import DEV_AUDIENCE, DEV_ISSUER, JwksServer, SigningKey, access_token_claims
 from weasis_link_dev.loopback_http import Answer as HttpAnswer
-from weasis_link_dev.loopback_http import LoopbackServer, Request
+from weasis_link_dev.loopback_http import LoopbackServer, Request, stopping
 from weasis_link_dev.orthanc import OrthancServer, instance_truth
 from weasis_link_dev.pytest_orthanc import BASIC_AUTH_PASSWORD, BASIC_AUTH_USER, BearerFactory
 from weasis_link_dev.query_matrix import MatrixCase, check, instance_patients, standard_cases
@@ -50,18 +49,9 @@ def connector(url: str, **settings: Any) -> DicomWebConnector:
 
 def find(conn: DicomWebConnector, query: str, token: str | None = None) -> tuple[Answer, list[Study]]:
     """What the service does with one archive: find, then restrict to the criteria."""
-    criteria = criteria_from_query_string(query)
-    builder = StudyTreeBuilder()
-    conn.find(criteria, QueryContext(token, time.monotonic() + 20), builder)
+    studies, builder = ask_archive(conn, query, token=token)
     assert not builder.skipped, builder.skipped
-    studies = criteria.restrict(builder.studies())
-    answered = {
-        instance.sop_instance_uid: (study.patient.key.patient_id, study.patient.key.issuer)
-        for study in studies
-        for series in study.series.values()
-        for instance in series.instances
-    }
-    return answered, studies
+    return patients_by_instance(studies), studies
 
 
 def expected(case: MatrixCase, records: list[InstanceRecord]) -> set[str]:
@@ -154,16 +144,11 @@ class PacsProxy:
 
 @pytest.fixture
 def proxy_factory() -> Iterator[Callable[..., PacsProxy]]:
-    started: list[PacsProxy] = []
-
     def make(upstream: str, **options: Any) -> PacsProxy:
-        proxy = PacsProxy(upstream, **options).start()
-        started.append(proxy)
-        return proxy
+        return PacsProxy(upstream, **options).start()
 
-    yield make
-    for proxy in started:
-        proxy.stop()
+    with stopping(make) as started:
+        yield started
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import pathlib
-import time
 from collections.abc import Iterator
 from urllib.parse import parse_qsl, quote, urlsplit
 
@@ -14,11 +13,10 @@ import pytest
 import yaml
 
 from weasis_link.config import DicomWebConnectorConfig as DicomWebSettings
-from weasis_link.connectors.base import QueryContext
 from weasis_link.connectors.dicomweb import DicomWebConnector
 from weasis_link.errors import InvalidRequest
 from weasis_link.http.requests import criteria_from_query_string
-from weasis_link.study_tree import StudyTreeBuilder
+from weasis_link_dev.archive_query import ask_archive, instance_uids
 from weasis_link_dev.loopback_http import LoopbackServer, no_match
 from weasis_link_dev.orthanc import OrthancServer
 from weasis_link_dev.pytest_stack import StackFactory, StackHandle
@@ -47,15 +45,7 @@ def recording() -> Iterator[LoopbackServer]:
 
 def ask(url: str, query: str) -> set[str]:
     connector = DicomWebConnector("pacs", DicomWebSettings.model_validate({"url": url}))
-    criteria = criteria_from_query_string(query)
-    builder = StudyTreeBuilder()
-    connector.find(criteria, QueryContext(None, time.monotonic() + 15), builder)
-    return {
-        i.sop_instance_uid
-        for s in criteria.restrict(builder.studies())
-        for se in s.series.values()
-        for i in se.instances
-    }
+    return instance_uids(ask_archive(connector, query, seconds=15)[0])
 
 
 @pytest.mark.parametrize("key", ["patientID", "accessionNumber"])

@@ -12,11 +12,9 @@ import datetime as dt
 import importlib
 import json
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -33,6 +31,7 @@ from weasis_link.metrics import BuildFailed
 from weasis_link.runtime import Runtime
 from weasis_link.storage import new_manifest_id
 from weasis_link_dev.local_api import Handler, LambdaContext
+from weasis_link_dev.loopback_http import Answer, LoopbackServer, Request
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
@@ -79,35 +78,10 @@ def closed_port() -> int:
         return int(s.getsockname()[1])
 
 
-class SlowPacs:
+def slow_pacs(request: Request) -> Answer:
     """A DICOMweb endpoint that answers nothing for longer than the connector's read timeout."""
-
-    def __init__(self) -> None:
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                time.sleep(1.5)
-                try:
-                    self.send_response(200)
-                    self.send_header("Content-Length", "2")
-                    self.end_headers()
-                    self.wfile.write(b"[]")
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/dicom-web"
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    time.sleep(1.5)
+    return Answer(200, b"[]")
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +97,7 @@ def metrics_env(service_env: dict[str, str]) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def faulty_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The sample archive, one archive that refuses connections and one slower than its read timeout."""
-    pacs = SlowPacs()
+    pacs = LoopbackServer(slow_pacs).start()
     config = yaml.safe_load((ROOT / "functions/api/weasis-link.yaml").read_text())
     config["connector"]["config"]["down"] = {
         "type": "DICOM_WEB",
@@ -131,7 +105,7 @@ def faulty_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     }
     config["connector"]["config"]["slow"] = {
         "type": "DICOM_WEB",
-        "dicom-web-connector": {"url": pacs.url, "read-timeout-seconds": 0.2, "retries": 0},
+        "dicom-web-connector": {"url": pacs.url("/dicom-web"), "read-timeout-seconds": 0.2, "retries": 0},
     }
     path = tmp_path_factory.mktemp("metrics") / "weasis-link.yaml"
     # The sample archive's init script is relative to the bundled file: keep its directory reachable.

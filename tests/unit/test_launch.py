@@ -215,16 +215,22 @@ def test_a_short_lived_token_is_reported_at_launch(config: AppConfig, store: Man
     assert result.warnings and "expires in 100 s" in result.warnings[0]
 
 
+def build_request(**changes: Any) -> BuildRequest:
+    """A launch's build request; `changes` are its fields."""
+    fields: dict[str, Any] = {
+        "manifest_id": "1795342830-" + "a" * 32,
+        "expires_at": 1795342830,
+        "query": [],
+        "token": TOKEN,
+        "subject": "s",
+        "token_expires_at": 0,
+        "launched_at": NOW,
+    }
+    return BuildRequest(**(fields | changes))
+
+
 def test_build_requests_round_trip_as_json() -> None:
-    request = BuildRequest(
-        manifest_id="1795342830-" + "a" * 32,
-        expires_at=1795342830,
-        query=[("studyUID", "1.2")],
-        token=TOKEN,
-        subject="s",
-        token_expires_at=1795346130,
-        launched_at=NOW,
-    )
+    request = build_request(query=[("studyUID", "1.2")], token_expires_at=1795346130)
     assert BuildRequest.model_validate(json.loads(request.model_dump_json())) == request
     sample = json.loads((Path(__file__).parents[2] / "events/build_request.json").read_text())
     assert BuildRequest.model_validate(sample).query == [("patientID", "WLS-1001"), ("mostRecentResults", "1")]
@@ -232,15 +238,7 @@ def test_build_requests_round_trip_as_json() -> None:
 
 def test_lambda_dispatcher_invokes_the_builder_asynchronously() -> None:
     client = boto3.client("lambda", region_name="eu-central-1", aws_access_key_id="x", aws_secret_access_key="y")
-    request = BuildRequest(
-        manifest_id="1795342830-" + "a" * 32,
-        expires_at=1795342830,
-        query=[],
-        token=TOKEN,
-        subject="s",
-        token_expires_at=0,
-        launched_at=NOW,
-    )
+    request = build_request()
     with Stubber(client) as stub:
         stub.add_response(
             "invoke",
@@ -272,15 +270,7 @@ def test_thread_dispatcher_builds_in_the_background() -> None:
         done.append(request.manifest_id)
 
     dispatcher = ThreadDispatcher(run)
-    request = BuildRequest(
-        manifest_id="1795342830-" + "b" * 32,
-        expires_at=0,
-        query=[],
-        token=TOKEN,
-        subject="s",
-        token_expires_at=0,
-        launched_at=0,
-    )
+    request = build_request(manifest_id="1795342830-" + "b" * 32, expires_at=0, launched_at=0)
     dispatcher.dispatch(request)  # returns while the build runs
     assert started.wait(5) and done == []
     release.set()

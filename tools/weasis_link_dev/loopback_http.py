@@ -4,14 +4,15 @@ records every request, and starts and stops (or runs as a context manager) the s
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, ParamSpec, Protocol, Self, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 
@@ -154,3 +155,28 @@ def forward(upstream: str, request: Request, headers: Mapping[str, str] | None =
 def no_match(request: Request) -> Answer:  # noqa: ARG001 - every request gets the same answer
     """A DICOMweb archive that answers every QIDO-RS query with no match."""
     return Answer(200, b"[]", {"Content-Type": "application/dicom+json"})
+
+
+class Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
+S = TypeVar("S", bound=Stoppable)
+P = ParamSpec("P")
+
+
+@contextlib.contextmanager
+def stopping(start: Callable[P, S]) -> Iterator[Callable[P, S]]:
+    """`start`, every result of which is stopped on exit: a fixture's factory of test servers."""
+    started: list[S] = []
+
+    def start_and_keep(*args: P.args, **kwargs: P.kwargs) -> S:
+        server = start(*args, **kwargs)
+        started.append(server)
+        return server
+
+    try:
+        yield start_and_keep
+    finally:
+        for server in started:
+            server.stop()
