@@ -135,6 +135,7 @@ class StudyTreeBuilder:
         self._studies: dict[str, Study] = {}
         self._series_study: dict[str, str] = {}
         self._sops: set[str] = set()
+        self._complete_series: set[str] = set()  # every attribute known: the next rows cannot change it
         # Study, series and SOP class UIDs repeat on every instance row: each distinct value is validated once.
         self._checked_uids: dict[str, str | None] = {}
         self.skipped: Counter[str] = Counter()
@@ -206,7 +207,8 @@ class StudyTreeBuilder:
         if series is None:
             series = Series(series_instance_uid=series_uid)
             study.series[series_uid] = series
-        _SERIES.complete(series, attrs)
+        if series_uid not in self._complete_series and _SERIES.complete(series, attrs):
+            self._complete_series.add(series_uid)
         series.instances.append(
             Instance(
                 sop_instance_uid=sop_uid,
@@ -247,15 +249,21 @@ class _Completion:
         self._table = tuple((f.name, *f.metadata["dicom"]) for f in fields(level) if "dicom" in f.metadata)
         self._current = attrgetter(*(name for name, _, _ in self._table))
 
-    def complete(self, target: Study | Series, attrs: Mapping[str, object]) -> None:
-        """Set the attributes that are still unknown from `attrs`."""
+    def complete(self, target: Study | Series, attrs: Mapping[str, object]) -> bool:
+        """Set the attributes that are still unknown from `attrs`; True when none is left unknown."""
         current = self._current(target)
         if None not in current:
-            return
+            return True
+        known = True
         # Every normaliser maps None to None: an absent attribute leaves the value unknown.
         for value, (name, keyword, normalise) in zip(current, self._table, strict=True):
-            if value is None and (raw := attrs.get(keyword)) is not None and (found := normalise(raw)) is not None:
+            if value is not None:
+                continue
+            if (raw := attrs.get(keyword)) is not None and (found := normalise(raw)) is not None:
                 setattr(target, name, found)
+            else:
+                known = False
+        return known
 
 
 _STUDY, _SERIES = _Completion(Study), _Completion(Series)
