@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import gzip
 import json
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from weasis_link_dev.loopback_http import Answer, LoopbackServer, Request
+from weasis_link_dev.loopback_http import Answer, LoopbackServer, Request, unused_port
 from weasis_link_dev.pytest_stack import StackFactory, StackHandle
 from weasis_link_dev.weasis_client import (
     fetch_manifest,
@@ -271,12 +270,6 @@ def token_endpoint_answer(request: Request) -> Answer:
     return Answer.json({"access_token": SERVICE_TOKEN, "token_type": "Bearer", "expires_in": 3600})
 
 
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def token_endpoint() -> Iterator[LoopbackServer]:
     with LoopbackServer(token_endpoint_answer) as endpoint:
@@ -306,7 +299,7 @@ def special_stack(
     }
     config["connector"]["config"]["down"] = {
         "type": "DICOM_WEB",
-        "dicom-web-connector": {"url": f"http://127.0.0.1:{closed_port()}/dicom-web", "retries": 0},
+        "dicom-web-connector": {"url": f"http://127.0.0.1:{unused_port()}/dicom-web", "retries": 0},
     }
     path = tmp_path_factory.mktemp("special") / "weasis-link.yaml"
     path.write_text(yaml.safe_dump(config))

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import boto3
 import pytest
 
-from weasis_link_dev.local_stack import BUCKET, REGION, create_bucket, free_port, moto_s3
-from weasis_link_dev.loopback_http import Answer, LoopbackServer, Request, forward
+from weasis_link_dev.local_stack import BUCKET, REGION, create_bucket, moto_s3
+from weasis_link_dev.loopback_http import Answer, LoopbackServer, Request, forward, unused_port
 from weasis_link_dev.pytest_stack import StackFactory, StackHandle
 
 pytestmark = pytest.mark.e2e
@@ -104,7 +104,7 @@ def test_the_same_stack_serves_again_once_s3_accepts_writes(stack: StackHandle, 
 
 
 def test_s3_gone_is_503(local_stack_factory: StackFactory) -> None:
-    stack = local_stack_factory(args=["--s3-endpoint", f"http://127.0.0.1:{free_port()}"], startup_timeout=90)
+    stack = local_stack_factory(args=["--s3-endpoint", f"http://127.0.0.1:{unused_port()}"], startup_timeout=90)
     try:
         status, _headers, body = stack.get("/manifests?patientID=WLS-1001", stack.token())
         assert status == 503, body

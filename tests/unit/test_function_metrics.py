@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import json
-import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -31,7 +30,7 @@ from weasis_link.metrics import BuildFailed
 from weasis_link.runtime import Runtime
 from weasis_link.storage import new_manifest_id
 from weasis_link_dev.local_api import Handler, LambdaContext
-from weasis_link_dev.loopback_http import Answer, LoopbackServer, Request
+from weasis_link_dev.loopback_http import Answer, LoopbackServer, Request, unused_port
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
@@ -72,12 +71,6 @@ def builder_values(stdout: str, name: str, **dimensions: str) -> list[float]:
     return [v for n, v, d in emitted(stdout, **BUILDER_NAMES) if n == name and d == wanted]
 
 
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def slow_pacs(request: Request) -> Answer:
     """A DICOMweb endpoint that answers nothing for longer than the connector's read timeout."""
     time.sleep(1.5)
@@ -101,7 +94,7 @@ def faulty_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     config = yaml.safe_load((ROOT / "functions/api/weasis-link.yaml").read_text())
     config["connector"]["config"]["down"] = {
         "type": "DICOM_WEB",
-        "dicom-web-connector": {"url": f"http://127.0.0.1:{closed_port()}/dicom-web", "retries": 0},
+        "dicom-web-connector": {"url": f"http://127.0.0.1:{unused_port()}/dicom-web", "retries": 0},
     }
     config["connector"]["config"]["slow"] = {
         "type": "DICOM_WEB",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import socket
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -180,3 +181,11 @@ def stopping(start: Callable[P, S]) -> Iterator[Callable[P, S]]:
     finally:
         for server in started:
             server.stop()
+
+
+def unused_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on once the probe is closed: connections to it are refused (an
+    archive that is down), or a server started next can bind it."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

@@ -479,7 +479,7 @@ def _manifest_event(
         spec.kind,
         ctx,
         profile=spec.profile if summary.patients else None,
-        type_=spec.type_,
+        type_=dict(spec.type_),  # each event its own dicts: a sink may annotate one
         subtypes=[_coding(LIFECYCLE, "disclose", "Disclose Record Lifecycle Event"), _coding(RESTFUL, spec.restful)],
         action=spec.action,
         outcome="0",
