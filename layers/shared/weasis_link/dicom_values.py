@@ -95,6 +95,8 @@ def code_string(value: object, max_length: int = MAX_CS) -> str | None:
 
 def integer(value: object) -> int | None:
     """IS: a 32-bit integer (xsd:int), from an int or a DICOM IS string like ' +12 '."""
+    if type(value) is int:  # the common case (an SQL integer column): no isinstance chain
+        return value if _INT32_MIN <= value <= _INT32_MAX else None
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, int):

@@ -10,7 +10,7 @@ holds 100,000 instances, and validation is already done by the normalisers.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from operator import attrgetter
 from typing import Any, Final
@@ -187,35 +187,46 @@ class StudyTreeBuilder:
             study = self.add_study(attrs)
             if study is None:
                 return
-        series_uid = self._repeated_uid(attrs.get("SeriesInstanceUID"))
+        instance = (attrs.get("SOPInstanceUID"), attrs.get("SOPClassUID"), attrs.get("InstanceNumber"))
+        self.add_series_instances(study, attrs, (instance,))
+
+    def add_series_instances(
+        self, study: Study, series_attrs: Mapping[str, object], instances: Sequence[tuple[object, object, object]]
+    ) -> None:
+        """Instances given as (SOPInstanceUID, SOPClassUID, InstanceNumber) that share `series_attrs`: the same
+        checks, counts and result as add_instance for each, the series attributes read once (a database answer
+        repeats them on every row of a series)."""
+        series_uid = self._repeated_uid(series_attrs.get("SeriesInstanceUID"))
         if series_uid is None:
-            self.skipped[SKIP_SERIES_UID] += 1
+            if instances:
+                self.skipped[SKIP_SERIES_UID] += len(instances)
             return
-        sop_uid = dv.uid(attrs.get("SOPInstanceUID"))
-        if sop_uid is None:
-            self.skipped[SKIP_SOP_UID] += 1
-            return
-        owner = self._series_study.setdefault(series_uid, study.study_instance_uid)
-        if owner != study.study_instance_uid:
-            self.skipped[SKIP_CONFLICT] += 1
-            return
-        if sop_uid in self._sops:
-            self.skipped[SKIP_DUPLICATE] += 1
-            return
-        self._sops.add(sop_uid)
-        series = study.series.get(series_uid)
-        if series is None:
-            series = Series(series_instance_uid=series_uid)
-            study.series[series_uid] = series
-        if series_uid not in self._complete_series and _SERIES.complete(series, attrs):
-            self._complete_series.add(series_uid)
-        series.instances.append(
-            Instance(
-                sop_instance_uid=sop_uid,
-                sop_class_uid=self._repeated_uid(attrs.get("SOPClassUID")),
-                instance_number=dv.integer(attrs.get("InstanceNumber")),
-            )
-        )
+        study_uid = study.study_instance_uid
+        owner: str | None = None
+        series: Series | None = None
+        sops = self._sops
+        for sop_value, class_value, number in instances:
+            sop_uid = dv.uid(sop_value)
+            if sop_uid is None:
+                self.skipped[SKIP_SOP_UID] += 1
+                continue
+            if owner is None:
+                owner = self._series_study.setdefault(series_uid, study_uid)
+            if owner != study_uid:
+                self.skipped[SKIP_CONFLICT] += 1
+                continue
+            if sop_uid in sops:
+                self.skipped[SKIP_DUPLICATE] += 1
+                continue
+            sops.add(sop_uid)
+            if series is None:
+                series = study.series.get(series_uid)
+                if series is None:
+                    series = study.series[series_uid] = Series(series_instance_uid=series_uid)
+                # Once: the attributes are the same for every instance here.
+                if series_uid not in self._complete_series and _SERIES.complete(series, series_attrs):
+                    self._complete_series.add(series_uid)
+            series.instances.append(Instance(sop_uid, self._repeated_uid(class_value), dv.integer(number)))
 
     def add_instances(self, rows: Iterable[Mapping[str, object]], study: Study | None = None) -> None:
         for row in rows:
