@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 import urllib.request
@@ -134,6 +135,31 @@ class AuditPrinter:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(5)
+
+
+class StopSignal:
+    """SIGTERM or SIGINT, awaited on the signal's wakeup fd.
+
+    Not an Event set by a Python handler: the handler runs in the main thread, and when the signal lands while that
+    thread holds the Event's lock inside `Event.wait`, `Event.set` waits for that lock forever (seen under load: the
+    stack never stopped). The handler here does nothing; the interpreter writes the signal to the socket itself.
+    """
+
+    def __init__(self) -> None:
+        self._reader, writer = socket.socketpair()
+        writer.setblocking(False)
+        self._writer = writer
+        signal.set_wakeup_fd(writer.fileno())
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: None)
+
+    def wait(self) -> int:
+        """Block until a stop signal has arrived (one that came before this call counts); its number."""
+        received = self._reader.recv(1)[0]
+        signal.set_wakeup_fd(-1)
+        self._reader.close()
+        self._writer.close()
+        return received
 
 
 def sample_request(api_url: str, token: str, query: str = "patientID=WLS-1001%5E%5E%5EWEASIS-DEMO") -> dict[str, Any]:
@@ -258,18 +284,16 @@ def main(argv: list[str] | None = None) -> int:
             "bucket": BUCKET,
             **served.ready,
         }
+        stop_signal = StopSignal()  # before the ready file: a test may stop the stack as soon as it reads it
         if args.ready_file:
             # Atomically: the test fixture polls for the file and must never read it half-written.
             partial = args.ready_file.with_name(args.ready_file.name + ".partial")
             partial.write_text(json.dumps(ready))
             partial.replace(args.ready_file)
-        stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        signal.signal(signal.SIGINT, lambda *_: stop.set())
         api.start()
         if not args.quiet:
             _banner(api.url, key, served)
-        stop.wait()
+        stop_signal.wait()
         api.stop()
     jwks.stop()
     return 0
