@@ -7,6 +7,8 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import json
+import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -215,10 +217,22 @@ def delivered(queue_url: str) -> list[dict[str, Any]]:
     return [json.loads(m["Body"]) for m in messages]
 
 
-def test_the_sink_puts_each_event_on_the_bus_with_a_client_made_at_the_first_event(aws: None) -> None:
+def test_the_sink_makes_its_client_at_init_on_a_thread_of_its_own(aws: None) -> None:
+    sink = EventBridgeSink("audit", "us-east-1")
+    assert sink._client is None  # constructing it creates nothing
+    sink.prepare()
+    deadline = time.monotonic() + 10
+    while sink._client is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    client = sink._client
+    assert client is not None
+    assert sink._events() is client  # the first event reuses it
+
+
+def test_the_sink_puts_each_event_on_the_bus_with_a_client_made_once(aws: None) -> None:
     queue = bus_with_queue("audit")
     sink = EventBridgeSink("audit", "us-east-1")
-    assert sink._client is None  # cold start creates nothing
+    assert sink._client is None  # without prepare(), the first event makes it
     AuditTrail(sink).record(catalogue()["query"])
     client = sink._client
     AuditTrail(sink).record(catalogue()["refusal-403"])
@@ -291,3 +305,29 @@ def test_the_route_never_carries_the_path() -> None:
     ctx = context_from_event(event, None)
     assert ctx.route == "GET $default"
     assert "secret" not in json.dumps(ctx.route)
+
+
+def test_the_event_is_sent_while_the_manifest_is_written_and_a_refusal_deletes_it(aws: None) -> None:
+    """put_while: PutEvents and PutObject at once (the request waits for the slower one, not both); when the
+    event is refused, the object just written is deleted before the refusal is raised."""
+    s3 = s3_client("us-east-1")
+    s3.create_bucket(Bucket="bkt")
+    store = ManifestStore(s3, "bkt")
+    expires = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
+    written = threading.Event()
+    seen: list[bool] = []
+
+    def record() -> None:  # runs on its own thread: it sees the write happen meanwhile
+        seen.append(written.wait(10))
+
+    s3.meta.events.register("after-call.s3.PutObject", lambda **_: written.set())
+    store.put_while("1900000000-" + "a" * 32, b"m", expires, record)
+    assert seen == [True] and store.exists("1900000000-" + "a" * 32)
+
+    def refuse() -> None:
+        raise AuditUnavailable("down")
+
+    with pytest.raises(AuditUnavailable):
+        store.put_while("1900000000-" + "b" * 32, b"m", expires, refuse)
+    assert not store.exists("1900000000-" + "b" * 32)  # nothing stays stored
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket="bkt")["Contents"]] == [store.key_for("1900000000-" + "a" * 32)]

@@ -103,7 +103,7 @@ class ManifestService:
         before_store: BeforeStore | None = None,
     ) -> ManifestResult:
         """Build, store and link a manifest. With the API's `base_url`, the links carry the short manifest link.
-        `before_store` (the audit trail) is called right before the write; if it raises, nothing is stored."""
+        `before_store` (the audit trail) runs during the write; if it raises, nothing stays stored."""
         self.expiry(caller)  # a token too short-lived for any manifest is refused before the PACS is asked
         built = self.build(criteria, caller)
         return self.store_manifest(
@@ -144,9 +144,12 @@ class ManifestService:
             launch_uri = bounded_weasis_uri(link, launch)
         if caller is not None:
             self.check_in_context(body_gzip, caller)
-        if before_store is not None:
-            before_store(manifest_id, body_gzip, expires_at)
-        self._store.put(manifest_id, body_gzip, expires_at)
+        if before_store is None:
+            self._store.put(manifest_id, body_gzip, expires_at)
+        else:  # the audit event and the write at once; a refused event deletes the write (nothing stays)
+            self._store.put_while(
+                manifest_id, body_gzip, expires_at, lambda: before_store(manifest_id, body_gzip, expires_at)
+            )
         patients, studies, series, instances = counts
         return ManifestResult(
             manifest_id=manifest_id,
