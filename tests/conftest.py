@@ -37,7 +37,7 @@ from weasis_link_dev.pytest_postgres import (  # noqa: F401 - fixtures
     postgres_pacs,
     postgres_server,
 )
-from weasis_link_dev.pytest_stack import local_stack, local_stack_factory  # noqa: F401 - fixtures
+from weasis_link_dev.pytest_stack import audit_trail_check, local_stack, local_stack_factory  # noqa: F401 - fixtures
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EVENTS = REPO_ROOT / "events"
