@@ -99,6 +99,11 @@ _URI_KEYS: Final = frozenset({"system", "profile"})  # code systems and BALP pro
 PATIENT_ROUTES: Final = frozenset({"GET /manifests", "POST /manifests", "GET /manifests/{id}"})
 LAUNCH_ROUTES: Final = frozenset({"GET /weasis", "GET /IHEInvokeImageDisplay"})
 PROBLEM: Final = "urn:weasis-link:problem:"
+AUTHENTICATION_PROBLEMS: Final = frozenset({"unauthorized", "token-expires-too-soon"})  # errors.AuthenticationError
+# http/audit_requests.AUTHORIZATION_REFUSALS
+AUTHORIZATION_PROBLEMS: Final = frozenset(
+    {"insufficient-scope", "archive-forbidden", "patient-not-in-context", "patient-context-required"}
+)
 BUILD_EVENTS: Final = ("manifest-issued", "query")  # a build's manifest, or its failed search (outcome 8)
 
 
@@ -117,22 +122,37 @@ class Served:
         return cls(record["requestId"], record["method"], record["routeKey"], record["status"], record.get("problem"))
 
 
+def refusal_code(served: Served) -> str | None:
+    """The DICOM event type of the refusal a request records: 110114 User Authentication (the token), 110113
+    Security Alert (scopes, archives, patient context); None when the answer is no refusal."""
+    problem = (served.problem or "").removeprefix(PROBLEM)
+    if problem in AUTHENTICATION_PROBLEMS or (served.status == 401 and not problem):
+        return "110114"
+    if problem in AUTHORIZATION_PROBLEMS or (served.status == 403 and not problem):
+        return "110113"
+    return None
+
+
 def expected_kinds(served: Served) -> tuple[list[str], tuple[str, ...]]:
     """(the kinds of the events the request records, in any order; the kinds of which at most one more may come:
-    a launched build's event, later, under the launch's request id). docs/security.md's "Which requests record
-    what" states the same rule."""
+    a launched build's event, later, under the launch's request id, or the search a launch answered after the
+    archives recorded before its answer failed). docs/security.md's "Which requests record what" states the same
+    rule."""
     problem = (served.problem or "").removeprefix(PROBLEM)
+    launch = served.route_key in LAUNCH_ROUTES
     if problem == "audit-unavailable":
         return [], ()  # the bus refused: nothing reached it
-    if served.status in (401, 403):
-        return ["refusal"], ()
-    if served.route_key in LAUNCH_ROUTES:
+    if refusal_code(served) is not None:
+        return ["refusal"], (("query",) if launch else ())
+    if launch:
         if served.status in (200, 302):
             return ["query"], BUILD_EVENTS
+        if problem == "archives-failed":
+            return ["query", "query"], ()  # its search, then the search's failure (outcome 8)
         if problem == "storage-unavailable":
-            # the search was recorded; a launch that stored its manifest itself recorded it before the failed write
+            # the search was recorded; a launch that stored its manifest itself recorded it while the write failed
             return ["query"], ("manifest-issued",)
-        return (["query"] if problem == "archives-failed" else []), ()
+        return [], ("query",)  # answered after the archives (409, 404, 400...): its search may be recorded
     if served.route_key not in PATIENT_ROUTES:
         return [], ()  # health, OpenAPI, launch page, CORS preflight, unknown paths: no patient data
     if served.route_key == "GET /manifests/{id}":
@@ -143,7 +163,7 @@ def expected_kinds(served: Served) -> tuple[list[str], tuple[str, ...]]:
     if problem == "archives-failed":
         return ["query"], ()  # every archive failed: a search that disclosed nothing
     if problem == "storage-unavailable":
-        return [disclosure], ()  # recorded before the write that then failed: the trail over-records, never under
+        return [disclosure], ()  # recorded while the write failed: the trail over-records, never under
     return [], ()  # input errors, nothing found: no patient data left the service
 
 
@@ -211,10 +231,9 @@ def audit_mismatches(served: Sequence[Served], events: Sequence[Mapping[str, Any
             if match is None:
                 break
             remaining.remove(match)
-            if wanted == "refusal":
-                code = {401: "110114", 403: "110113"}[request.status]
-                if match["type"]["code"] != code:
-                    problems.append(f"{request.method} {request.route_key} {request.status}: refusal type {code}")
+            code = refusal_code(request)
+            if wanted == "refusal" and match["type"]["code"] != code:
+                problems.append(f"{request.method} {request.route_key} {request.status}: refusal type {code}")
         else:
             if len(remaining) == 1 and kind(remaining[0]) in optional:
                 builder_events += optional == BUILD_EVENTS
