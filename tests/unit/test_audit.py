@@ -30,7 +30,15 @@ from weasis_link.service import ManifestService
 from weasis_link.settings import ServiceSettings
 from weasis_link.storage import ManifestStore, s3_client
 from weasis_link.study_tree import StudyTreeBuilder
-from weasis_link_dev.audit_checks import balp_problems, forbidden_content, kind, validate_fhir
+from weasis_link_dev.audit_checks import (
+    Served,
+    audit_mismatches,
+    balp_problems,
+    forbidden_content,
+    kind,
+    leaks,
+    validate_fhir,
+)
 
 NOW = 1_795_342_530.0
 TOKEN = "eyJhbGciOi.eyJzdWIi.c2lnbmF0dXJl"
@@ -331,3 +339,34 @@ def test_the_event_is_sent_while_the_manifest_is_written_and_a_refusal_deletes_i
         store.put_while("1900000000-" + "b" * 32, b"m", expires, refuse)
     assert not store.exists("1900000000-" + "b" * 32)  # nothing stays stored
     assert [o["Key"] for o in s3.list_objects_v2(Bucket="bkt")["Contents"]] == [store.key_for("1900000000-" + "a" * 32)]
+
+
+def test_the_suite_check_wants_exactly_each_requests_events_and_nothing_forbidden() -> None:
+    """weasis_link_dev.audit_checks.audit_mismatches, which the e2e suite runs after every test (pytest_stack)."""
+    expires = dt.datetime.fromtimestamp(NOW + 300, tz=dt.UTC)
+    summary = summarize_manifest(gzip.compress(MANIFEST))
+
+    def ctx(request_id: str) -> AuditContext:
+        return CTX.model_copy(update={"request_id": request_id})
+
+    issued = audit.disclosure_event(ctx("a"), MANIFEST_ID, summary, expires)
+    query = audit.query_event(ctx("b"), ["pacs"], ["P1^^^HOSP"])
+    built = audit.disclosure_event(ctx("b"), MANIFEST_ID, summary, expires)
+    refusal = audit.refusal_event(ctx("c"), 401, "unauthorized")
+    served = [
+        Served("a", "GET", "GET /manifests", 200, None),
+        Served("b", "GET", "GET /weasis", 302, None),
+        Served("c", "GET", "GET /manifests", 401, "urn:weasis-link:problem:unauthorized"),
+        Served("d", "GET", "$default", 200, None),  # health: nothing
+        Served("e", "GET", "GET /manifests", 400, "urn:weasis-link:problem:invalid-request"),
+    ]
+    assert audit_mismatches(served, [issued, query, built, refusal]) == []
+    assert audit_mismatches(served, [query, built, refusal]) == [
+        "GET GET /manifests -> 200: expected ['manifest-issued'], got []"
+    ]
+    assert audit_mismatches(served, [issued, query, built, refusal, built]) != []  # one event too many
+    assert audit_mismatches(served[:1], [issued, refusal]) == ["events of no request served here (c): ['refusal']"]
+    forbidden = audit.refusal_event(ctx("c"), 403, "archive-forbidden")  # a 401 is no Security Alert
+    assert audit_mismatches(served[2:3], [forbidden]) == ["GET GET /manifests 401: refusal type 110114"]
+    leaking = json.loads(json.dumps(issued).replace("Weasis/4.7.2", f"{TOKEN} https://x.example/{MANIFEST_ID} A^B"))
+    assert sorted(leaks(leaking)) == ["name: a URL", "name: a manifest id", "name: a person name", "name: a token"]
