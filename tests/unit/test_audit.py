@@ -28,7 +28,7 @@ from weasis_link.errors import AuditUnavailable
 from weasis_link.http.requests import criteria_from_query_string
 from weasis_link.service import ManifestService
 from weasis_link.settings import ServiceSettings
-from weasis_link.storage import ManifestStore, s3_client
+from weasis_link.storage import ManifestStore, put_while, s3_client
 from weasis_link.study_tree import StudyTreeBuilder
 from weasis_link_dev.audit_checks import (
     Served,
@@ -316,7 +316,7 @@ def test_the_route_never_carries_the_path() -> None:
 
 
 def test_the_event_is_sent_while_the_manifest_is_written_and_a_refusal_deletes_it(aws: None) -> None:
-    """put_while: PutEvents and PutObject at once (the request waits for the slower one, not both); when the
+    """storage.put_while: PutEvents and PutObject at once (the request waits for the slower one, not both); when the
     event is refused, the object just written is deleted before the refusal is raised."""
     s3 = s3_client("us-east-1")
     s3.create_bucket(Bucket="bkt")
@@ -329,14 +329,14 @@ def test_the_event_is_sent_while_the_manifest_is_written_and_a_refusal_deletes_i
         seen.append(written.wait(10))
 
     s3.meta.events.register("after-call.s3.PutObject", lambda **_: written.set())
-    store.put_while("1900000000-" + "a" * 32, b"m", expires, record)
+    put_while(store, "1900000000-" + "a" * 32, b"m", expires, record)
     assert seen == [True] and store.exists("1900000000-" + "a" * 32)
 
     def refuse() -> None:
         raise AuditUnavailable("down")
 
     with pytest.raises(AuditUnavailable):
-        store.put_while("1900000000-" + "b" * 32, b"m", expires, refuse)
+        put_while(store, "1900000000-" + "b" * 32, b"m", expires, refuse)
     assert not store.exists("1900000000-" + "b" * 32)  # nothing stays stored
     assert [o["Key"] for o in s3.list_objects_v2(Bucket="bkt")["Contents"]] == [store.key_for("1900000000-" + "a" * 32)]
 

@@ -1,7 +1,7 @@
 """The audit trail's sink: FHIR AuditEvents (built by audit.py) sent to an Amazon EventBridge bus with PutEvents.
 
 `AuditTrail.record` raises AuditUnavailable (503) when the bus refuses, and its callers record before anything is
-stored, or while a manifest is written (storage.ManifestStore.put_while, which then deletes it), so a refused event
+stored, or while a manifest is written (storage.put_while, which then deletes it), so a refused event
 leaves nothing behind; AUDIT_FAIL_OPEN=true logs the failure and lets the request through
 instead. Refusals never turn into a 503 (`record_refusal`). Cold start: nothing here imports boto3 at import time;
 the EventBridge client is created once, on a thread started at Init (`prepare`), and reused.

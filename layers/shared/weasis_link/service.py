@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -33,7 +34,7 @@ from weasis_link.manifest_links import short_link
 from weasis_link.oauth_client import shared_token_provider
 from weasis_link.patient_context import caller_patient, check_manifest_body, confine_pairs, confine_studies
 from weasis_link.settings import ServiceSettings
-from weasis_link.storage import ManifestStore, manifest_expiry, new_manifest_id
+from weasis_link.storage import ManifestStore, manifest_expiry, new_manifest_id, put_while
 from weasis_link.study_tree import PatientKey
 
 NO_RESULT_TITLE: Final = "No images found"
@@ -144,12 +145,8 @@ class ManifestService:
             launch_uri = bounded_weasis_uri(link, launch)
         if caller is not None:
             self.check_in_context(body_gzip, caller)
-        if before_store is None:
-            self._store.put(manifest_id, body_gzip, expires_at)
-        else:  # the audit event and the write at once; a refused event deletes the write (nothing stays)
-            self._store.put_while(
-                manifest_id, body_gzip, expires_at, lambda: before_store(manifest_id, body_gzip, expires_at)
-            )
+        record = None if before_store is None else functools.partial(before_store, manifest_id, body_gzip, expires_at)
+        put_while(self._store, manifest_id, body_gzip, expires_at, record)  # the audit event while it writes
         patients, studies, series, instances = counts
         return ManifestResult(
             manifest_id=manifest_id,
