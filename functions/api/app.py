@@ -23,7 +23,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Depends,
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from weasis_link.auth import Caller
@@ -243,14 +243,7 @@ def open_manifest(manifest_id: str, base: BaseUrlDep, attempt: schemas.AttemptPa
 @app.get(
     "/weasis",
     summary="Open Weasis: redirect to the weasis:// URI (or a launch page for browsers) while the manifest builds",
-    responses={
-        302: {"description": "Location: weasis://?…", "content": schemas.EMPTY_BODY},
-        200: {
-            "description": "HTML launch page (Accept: text/html or format=html)",
-            "content": {"text/html": {"schema": {"type": "string"}}},
-        },
-        **schemas.problem_responses(400, 401, 403, 409, 422, 502, 503, 504),
-    },
+    responses=schemas.LAUNCH_RESPONSES,
 )
 def launch_weasis(
     caller: CallerDep,
@@ -265,14 +258,7 @@ def launch_weasis(
 @app.get(
     "/IHEInvokeImageDisplay",
     summary="IHE Invoke Image Display (requestType STUDY or PATIENT): open Weasis while the manifest builds",
-    responses={
-        302: {"description": "Location: weasis://?…", "content": schemas.EMPTY_BODY},
-        200: {
-            "description": "HTML launch page (Accept: text/html or format=html)",
-            "content": {"text/html": {"schema": {"type": "string"}}},
-        },
-        **schemas.problem_responses(400, 401, 403, 409, 422, 502, 503, 504),
-    },
+    responses=schemas.LAUNCH_RESPONSES,
 )
 def invoke_image_display(
     caller: CallerDep, query: IidQueryDep, launch: LaunchDep, base: BaseUrlDep, html: HtmlDep
@@ -330,8 +316,15 @@ def _launch_response(result: LaunchResult, html: bool) -> Response[str]:
 
 def _refused(code: str) -> None:
     logger.info("request refused", extra={"code": code})
-    metrics.add_dimension(name="code", value=code)
-    metrics.add_metric(name="RequestsRefused", unit=MetricUnit.Count, value=1)
+    # A blob of its own: a dimension added to `metrics` would stick to every metric of the invocation.
+    with single_metric(
+        name="RequestsRefused",
+        unit=MetricUnit.Count,
+        value=1,
+        namespace=metrics.namespace,
+        default_dimensions=metrics.default_dimensions,
+    ) as metric:
+        metric.add_dimension(name="code", value=code)
 
 
 @app.exception_handler(WeasisLinkError)

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ import pytest
 
 from weasis_link.storage import expiry_of
 from weasis_link_dev.dev_keys import DEV_AUDIENCE, DEV_ISSUER
+from weasis_link_dev.loopback_http import LoopbackServer, no_match
 from weasis_link_dev.pytest_stack import StackFactory, StackHandle
 from weasis_link_dev.weasis_client import fetch_manifest, manifest_url_of, read_manifest, validate
 
@@ -119,20 +118,10 @@ def test_asking_for_another_patient_is_403(context_stack: StackHandle, token_a: 
     assert context_stack.object_keys() == before
 
 
-def test_the_launch_routes_are_confined_too(context_stack: StackHandle, token_a: str) -> None:
-    status, _, _ = context_stack.get(f"/weasis?patientID=WLS-1002&access_token={token_a}")
-    assert status == 403
-    status, headers, _ = context_stack.get(f"/weasis?modalitiesInStudy=CT&access_token={token_a}")
-    assert status == 302
-    fetched = fetch_manifest(manifest_url_of(headers["Location"]))
-    assert validate(fetched.xml) == []
-    patients = {(p["PatientID"], p.get("IssuerOfPatientID")) for v in read_manifest(fetched.xml) for p in v.patients}
-    assert patients == {("WLS-1001", "WEASIS-DEMO")}
-
-
 @pytest.mark.parametrize(
     "path",
     [
+        "/weasis?patientID=WLS-1002",
         f"/weasis?studyUID={B_STUDY}",
         "/weasis?accessionNumber=ACC-2023-0777",
         f"/weasis?seriesUID={B_SERIES}",
@@ -141,8 +130,9 @@ def test_the_launch_routes_are_confined_too(context_stack: StackHandle, token_a:
         "/IHEInvokeImageDisplay?requestType=STUDY&accessionNumber=ACC-2023-0777",
     ],
 )
-def test_a_launch_by_uid_of_another_patient_is_403(context_stack: StackHandle, token_a: str, path: str) -> None:
-    """The launch routes query first when only the answers can tell whose a UID is: a 403, not a Weasis dialog."""
+def test_a_launch_for_another_patient_is_403(context_stack: StackHandle, token_a: str, path: str) -> None:
+    """The launch routes are confined too; they query first when only the answers can tell whose a UID is: a 403,
+    not a Weasis dialog."""
     before = context_stack.object_keys()
     status, _, body = context_stack.get(f"{path.replace('OBJECT', b_object())}&access_token={token_a}")
     assert status == 403, body
@@ -150,8 +140,12 @@ def test_a_launch_by_uid_of_another_patient_is_403(context_stack: StackHandle, t
     assert context_stack.object_keys() == before
 
 
-def test_a_launch_by_uid_of_the_context_patient_still_launches(context_stack: StackHandle, token_a: str) -> None:
-    status, headers, _ = context_stack.get(f"/weasis?accessionNumber={SHARED_ACCESSION}&access_token={token_a}")
+@pytest.mark.parametrize("path", ["/weasis?modalitiesInStudy=CT", f"/weasis?accessionNumber={SHARED_ACCESSION}"])
+def test_a_launch_within_the_context_shows_only_its_patient(
+    context_stack: StackHandle, token_a: str, path: str
+) -> None:
+    """A search the context confines, and a key another patient shares: the manifest holds the context patient."""
+    status, headers, _ = context_stack.get(f"{path}&access_token={token_a}")
     assert status == 302
     fetched = fetch_manifest(manifest_url_of(headers["Location"]))
     assert validate(fetched.xml) == []
@@ -176,40 +170,16 @@ def test_refusals_are_audited(context_stack: StackHandle, token_a: str) -> None:
 
 
 # --- archive access by claims ---------------------------------------------------------------------------------
-class CountingQido:
-    """A DICOMweb archive that answers every QIDO with no match and counts the requests."""
-
-    def __init__(self) -> None:
-        self.requests = 0
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                owner.requests += 1
-                self.send_response(200)
-                self.send_header("Content-Type", "application/dicom+json")
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"[]")
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/dicom-web"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
 @pytest.fixture(scope="module")
-def research() -> Iterator[CountingQido]:
-    archive = CountingQido()
-    yield archive
-    archive.server.shutdown()
+def research() -> Iterator[LoopbackServer]:
+    """A DICOMweb archive that answers every QIDO with no match and records the requests."""
+    with LoopbackServer(no_match) as archive:
+        yield archive
 
 
 @pytest.fixture(scope="module")
 def access_stack(
-    local_stack_factory: StackFactory, tmp_path_factory: pytest.TempPathFactory, research: CountingQido
+    local_stack_factory: StackFactory, tmp_path_factory: pytest.TempPathFactory, research: LoopbackServer
 ) -> StackHandle:
     extra = f"""    research:
       type: DICOM_WEB
@@ -218,14 +188,14 @@ def access_stack(
         any-of:
           - {{claim: groups, contains: radiology}}
           - {{claim: realm_access.roles, contains: pacs-read}}
-      dicom-web-connector: {{url: "{research.url}"}}
+      dicom-web-connector: {{url: "{research.url("/dicom-web")}"}}
 """
     config = archive_config(tmp_path_factory.mktemp("access"), extra_connectors=extra, default="[sample, research]")
     return local_stack_factory(config)
 
 
 def test_a_caller_without_the_group_never_causes_a_query_to_that_archive(
-    access_stack: StackHandle, research: CountingQido
+    access_stack: StackHandle, research: LoopbackServer
 ) -> None:
     token = access_stack.token(groups=["nursing"])
     status, _, body = access_stack.get("/manifests?patientID=WLS-1001", token)
@@ -234,17 +204,17 @@ def test_a_caller_without_the_group_never_causes_a_query_to_that_archive(
     assert status == 403 and json.loads(body)["type"] == "urn:weasis-link:problem:archive-forbidden"
     status, _, _ = access_stack.get(f"/weasis?patientID=WLS-1001&archive=research&access_token={token}")
     assert status == 403
-    assert research.requests == 0
+    assert len(research.requests) == 0
 
 
 @pytest.mark.parametrize("claims", [{"groups": ["radiology"]}, {"realm_access": {"roles": ["pacs-read"]}}])
 def test_a_caller_with_the_claim_queries_it(
-    access_stack: StackHandle, research: CountingQido, claims: dict[str, Any]
+    access_stack: StackHandle, research: LoopbackServer, claims: dict[str, Any]
 ) -> None:
-    before = research.requests
+    before = len(research.requests)
     status, _, _ = access_stack.get("/manifests?patientID=WLS-1001&archive=research", access_stack.token(**claims))
     assert status == 200
-    assert research.requests > before
+    assert len(research.requests) > before
 
 
 # --- a capability never outlives its token --------------------------------------------------------------------

@@ -7,17 +7,14 @@ from __future__ import annotations
 import base64
 import gzip
 import json
-import socket
-import threading
-import urllib.parse
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from weasis_link_dev.loopback_http import Answer, LoopbackServer, Request, unused_port
 from weasis_link_dev.pytest_stack import StackFactory, StackHandle
 from weasis_link_dev.weasis_client import (
     fetch_manifest,
@@ -265,59 +262,23 @@ def test_no_token_reaches_the_log(local_stack: StackHandle) -> None:
 # --- a stack with a failing archive, a service token and a small upload limit ------------------------------
 
 
-class TokenEndpoint:
+def token_endpoint_answer(request: Request) -> Answer:
     """An OAuth2 token endpoint for the client-credentials grant (HTTP Basic client authentication)."""
-
-    def __init__(self) -> None:
-        owner = self
-        self.requests = 0
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                form = urllib.parse.parse_qs(self.rfile.read(length).decode())
-                expected = "Basic " + base64.b64encode(b"weasis-link:s3cret").decode()
-                ok = form.get("grant_type") == ["client_credentials"] and self.headers["Authorization"] == expected
-                owner.requests += 1
-                body = json.dumps(
-                    {"access_token": SERVICE_TOKEN, "token_type": "Bearer", "expires_in": 3600}
-                    if ok
-                    else {"error": "invalid_client"}
-                ).encode()
-                self.send_response(200 if ok else 401)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/token"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    expected = "Basic " + base64.b64encode(b"weasis-link:s3cret").decode()
+    if request.form().get("grant_type") != "client_credentials" or request.header("Authorization") != expected:
+        return Answer.json({"error": "invalid_client"}, 401)
+    return Answer.json({"access_token": SERVICE_TOKEN, "token_type": "Bearer", "expires_in": 3600})
 
 
 @pytest.fixture(scope="module")
-def token_endpoint() -> Iterator[TokenEndpoint]:
-    endpoint = TokenEndpoint()
-    yield endpoint
-    endpoint.stop()
+def token_endpoint() -> Iterator[LoopbackServer]:
+    with LoopbackServer(token_endpoint_answer) as endpoint:
+        yield endpoint
 
 
 @pytest.fixture(scope="module")
 def special_stack(
-    local_stack_factory: StackFactory, token_endpoint: TokenEndpoint, tmp_path_factory: pytest.TempPathFactory
+    local_stack_factory: StackFactory, token_endpoint: LoopbackServer, tmp_path_factory: pytest.TempPathFactory
 ) -> StackHandle:
     config = yaml.safe_load(DEFAULT_CONFIG.read_text())
     sample = config["connector"]["config"]["sample"]
@@ -328,7 +289,7 @@ def special_stack(
                 "service-token": {
                     "use": "when-caller-token-expires",
                     "client-credentials": {
-                        "token-url": token_endpoint.url,
+                        "token-url": token_endpoint.url("/token"),
                         "client-id": "weasis-link",
                         "client-secret": "env:E2E_CLIENT_SECRET",
                     },
@@ -338,7 +299,7 @@ def special_stack(
     }
     config["connector"]["config"]["down"] = {
         "type": "DICOM_WEB",
-        "dicom-web-connector": {"url": f"http://127.0.0.1:{closed_port()}/dicom-web", "retries": 0},
+        "dicom-web-connector": {"url": f"http://127.0.0.1:{unused_port()}/dicom-web", "retries": 0},
     }
     path = tmp_path_factory.mktemp("special") / "weasis-link.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -368,20 +329,20 @@ def test_a_launch_that_must_query_first_reports_a_failed_archive_as_http(special
 
 
 def test_service_token_replaces_a_short_lived_callers_token(
-    special_stack: StackHandle, token_endpoint: TokenEndpoint
+    special_stack: StackHandle, token_endpoint: LoopbackServer
 ) -> None:
     long_lived = special_stack.token()
     _, _, body = special_stack.get("/manifests?patientID=WLS-1001", long_lived)
     [view] = read_manifest(follow(json.loads(body)["weasisUrl"]).xml)
     assert view.http_tags == {"Authorization": f"Bearer {long_lived}"}
-    asked = token_endpoint.requests
+    asked = len(token_endpoint.requests)
     short_lived = special_stack.token(lifetime=120)
     status, _, body = special_stack.get("/manifests?patientID=WLS-1001", short_lived)
     answer = json.loads(body)
     assert status == 200 and answer["warnings"] == []
     [view] = read_manifest(follow(answer["weasisUrl"]).xml)
     assert view.http_tags == {"Authorization": f"Bearer {SERVICE_TOKEN}"} and view.message is None
-    assert token_endpoint.requests == asked + 1
+    assert len(token_endpoint.requests) == asked + 1
     assert SERVICE_TOKEN not in special_stack.log() and "s3cret" not in special_stack.log()
 
 

@@ -11,7 +11,6 @@ domain's error classes, so a new error code cannot go untested."""
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import pytest
 import yaml
 
 from weasis_link import errors
+from weasis_link_dev.loopback_http import unused_port
 from weasis_link_dev.pytest_stack import StackFactory, StackHandle
 
 pytestmark = pytest.mark.e2e
@@ -42,12 +42,6 @@ NOT_ANSWERS = {"configuration-error", "archive-error"}
 LAUNCHED = "patientID=WLS-1001%5E%5E%5EWEASIS-DEMO"
 
 
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])  # nobody listens there once the probe is closed
-
-
 @pytest.fixture(scope="module")
 def refusing(local_stack_factory: StackFactory, tmp_path_factory: pytest.TempPathFactory) -> StackHandle:
     config = yaml.safe_load(BUNDLED.read_text())
@@ -58,7 +52,7 @@ def refusing(local_stack_factory: StackFactory, tmp_path_factory: pytest.TempPat
     }
     archives["down"] = {
         "type": "DICOM_WEB",
-        "dicom-web-connector": {"url": f"http://127.0.0.1:{closed_port()}/dicom-web", "retries": 0},
+        "dicom-web-connector": {"url": f"http://127.0.0.1:{unused_port()}/dicom-web", "retries": 0},
     }
     path = tmp_path_factory.mktemp("problems") / "weasis-link.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -67,7 +61,7 @@ def refusing(local_stack_factory: StackFactory, tmp_path_factory: pytest.TempPat
         "IID_REQUEST_TYPES": "STUDY",
         # Launches go to a builder function whose Lambda endpoint refuses connections.
         "BUILDER_FUNCTION_NAME": "weasis-link-builder",
-        "AWS_ENDPOINT_URL_LAMBDA": f"http://127.0.0.1:{closed_port()}",
+        "AWS_ENDPOINT_URL_LAMBDA": f"http://127.0.0.1:{unused_port()}",
     }
     return local_stack_factory(config=path, env=env)
 
@@ -150,14 +144,14 @@ def test_an_unavailable_builder_refuses_the_launch_and_leaves_no_manifest(refusi
 
 
 def test_an_unreachable_identity_provider_is_a_503_to_retry(local_stack_factory: StackFactory) -> None:
-    stack = local_stack_factory(env={"OAUTH_JWKS_URL": f"http://127.0.0.1:{closed_port()}/jwks"})
+    stack = local_stack_factory(env={"OAUTH_JWKS_URL": f"http://127.0.0.1:{unused_port()}/jwks"})
     status, headers, problem = problem_of(stack.get("/manifests?patientID=WLS-1001", stack.token()))
     assert (status, problem["type"]) == (503, PREFIX + "identity-provider-unavailable")
     assert headers["Retry-After"] == "30"
 
 
 def test_an_unreachable_manifest_store_is_a_503_to_retry(local_stack_factory: StackFactory) -> None:
-    stack = local_stack_factory(args=["--s3-endpoint", f"http://127.0.0.1:{closed_port()}"], startup_timeout=90)
+    stack = local_stack_factory(args=["--s3-endpoint", f"http://127.0.0.1:{unused_port()}"], startup_timeout=90)
     status, headers, problem = problem_of(stack.get("/manifests?patientID=WLS-1001", stack.token()))
     assert (status, problem["type"]) == (503, PREFIX + "storage-unavailable")
     assert headers["Retry-After"] == "30"

@@ -5,18 +5,14 @@ bucket can be inspected afterwards exactly as the service left it."""
 
 from __future__ import annotations
 
-import http.client
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-from urllib.parse import urlsplit
 
 import boto3
 import pytest
 
-from weasis_link_dev.local_stack import BUCKET, REGION, create_bucket, free_port, moto_s3
+from weasis_link_dev.local_stack import BUCKET, REGION, create_bucket, moto_s3
+from weasis_link_dev.loopback_http import Answer, LoopbackServer, Request, forward, unused_port
 from weasis_link_dev.pytest_stack import StackFactory, StackHandle
 
 pytestmark = pytest.mark.e2e
@@ -33,50 +29,21 @@ class FaultyS3:
     def __init__(self, upstream: str) -> None:
         self.mode: str | None = None
         self.puts = 0
-        target = urlsplit(upstream)
-        owner = self
+        self._upstream = upstream
+        self._server = LoopbackServer(self._answer, http11=True).start()  # keep-alive, as S3 clients expect
+        self.url = self._server.base_url
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def _forward(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                if self.command == "PUT":
-                    owner.puts += 1
-                    if owner.mode is not None:
-                        status, code, message = ERRORS[owner.mode]
-                        xml = f"<Error><Code>{code}</Code><Message>{message}</Message></Error>".encode()
-                        self.send_response(status)
-                        self.send_header("Content-Type", "application/xml")
-                        self.send_header("Content-Length", str(len(xml)))
-                        self.end_headers()
-                        self.wfile.write(xml)
-                        return
-                conn = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
-                conn.request(self.command, self.path, body=body, headers=dict(self.headers.items()))
-                answer = conn.getresponse()
-                payload = answer.read()
-                self.send_response(answer.status)
-                for name, value in answer.getheaders():
-                    if name.lower() not in ("transfer-encoding", "connection", "content-length"):
-                        self.send_header(name, value)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-                conn.close()
-
-            do_GET = do_PUT = do_HEAD = do_POST = do_DELETE = _forward
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def _answer(self, request: Request) -> Answer:
+        if request.method == "PUT":
+            self.puts += 1
+            if self.mode is not None:
+                status, code, message = ERRORS[self.mode]
+                xml = f"<Error><Code>{code}</Code><Message>{message}</Message></Error>".encode()
+                return Answer(status, xml, {"Content-Type": "application/xml"})
+        return forward(self._upstream, request, timeout=30)
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +104,7 @@ def test_the_same_stack_serves_again_once_s3_accepts_writes(stack: StackHandle, 
 
 
 def test_s3_gone_is_503(local_stack_factory: StackFactory) -> None:
-    stack = local_stack_factory(args=["--s3-endpoint", f"http://127.0.0.1:{free_port()}"], startup_timeout=90)
+    stack = local_stack_factory(args=["--s3-endpoint", f"http://127.0.0.1:{unused_port()}"], startup_timeout=90)
     try:
         status, _headers, body = stack.get("/manifests?patientID=WLS-1001", stack.token())
         assert status == 503, body

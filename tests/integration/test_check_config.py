@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from weasis_link_dev import dcm4chee_arc as arc
+from weasis_link_dev.loopback_http import unused_port
 from weasis_link_dev.mariadb import MariaDBServer
 from weasis_link_dev.orthanc import OrthancServer
 from weasis_link_dev.postgres import PostgresServer
@@ -110,12 +110,6 @@ def test_an_invalid_file_exits_2(tmp_path: Path) -> None:
     assert "INVALID" in result.stdout
 
 
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def test_dicom_and_dicomweb_archives_are_probed(orthanc: OrthancServer, tmp_path: Path) -> None:
     dicom = {"calling-aet": "WEASIS-LINK", "aet": orthanc.aet, "host": orthanc.dicom_host}
     config = {
@@ -124,7 +118,7 @@ def test_dicom_and_dicomweb_archives_are_probed(orthanc: OrthancServer, tmp_path
             "config": {
                 "dimse": {"type": "DICOM", "dicom-connector": {**dicom, "port": orthanc.dicom_port}},
                 "web": {"type": "DICOM_WEB", "dicom-web-connector": {"url": orthanc.dicomweb_url}},
-                "down": {"type": "DICOM", "dicom-connector": {**dicom, "port": closed_port()}},
+                "down": {"type": "DICOM", "dicom-connector": {**dicom, "port": unused_port()}},
             }
         },
     }

@@ -12,25 +12,20 @@ The DICOM timeouts (`network-timeout-seconds`) and `tls.verify-hostname` are pro
 from __future__ import annotations
 
 import base64
-import http.client
-import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import unquote
 
 import pytest
 from pydantic import SecretStr
 
 from weasis_link import config as cfg
-from weasis_link.connectors.base import QueryContext
 from weasis_link.connectors.dicomweb import DicomWebConnector
 from weasis_link.errors import ArchiveError
-from weasis_link.http.requests import criteria_from_query_string
 from weasis_link.oauth_client import ClientCredentialsTokenProvider
-from weasis_link.study_tree import StudyTreeBuilder
+from weasis_link_dev.archive_query import ask_archive, instance_uids
+from weasis_link_dev.loopback_http import Answer, LoopbackServer, Request, forward
 from weasis_link_dev.oidc_provider import Client
 from weasis_link_dev.orthanc import OrthancServer
 from weasis_link_dev.pytest_oidc import OidcProviderFactory
@@ -39,57 +34,34 @@ from weasis_link_dev.synthetic_studies import standard_dataset
 pytestmark = pytest.mark.integration
 STANDARD = standard_dataset()
 CLIENT_ID, CLIENT_SECRET = "weasis-link", "s3cret:with/odd&chars"
+TOKEN_PATH = "/oauth2/token"
 
 
 # ------------------------------------------------------------------------------------ client_secret_post
-class PostOnlyTokenEndpoint:
+def post_only_token_endpoint(request: Request) -> Answer:
     """An OAuth2 token endpoint registered for `client_secret_post` only (RFC 6749 §2.3.1): the client id and
     secret must come in the form body; a request carrying HTTP Basic credentials is refused as invalid_client."""
-
-    def __init__(self) -> None:
-        self.requests: list[tuple[dict[str, str], str | None]] = []
-        endpoint = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                form = dict(parse_qsl(self.rfile.read(length).decode()))
-                authorization = self.headers.get("Authorization")
-                endpoint.requests.append((form, authorization))
-                ok = (
-                    authorization is None
-                    and self.headers.get("Content-Type") == "application/x-www-form-urlencoded"
-                    and form.get("grant_type") == "client_credentials"
-                    and (form.get("client_id"), form.get("client_secret")) == (CLIENT_ID, CLIENT_SECRET)
-                )
-                answer = {"access_token": "service.token.value", "token_type": "Bearer", "expires_in": 600}
-                self._send(200 if ok else 401, answer if ok else {"error": "invalid_client"})
-
-            def _send(self, status: int, body: dict[str, Any]) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/oauth2/token"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    form = request.form()
+    ok = (
+        request.header("Authorization") is None
+        and request.header("Content-Type") == "application/x-www-form-urlencoded"
+        and form.get("grant_type") == "client_credentials"
+        and (form.get("client_id"), form.get("client_secret")) == (CLIENT_ID, CLIENT_SECRET)
+    )
+    if not ok:
+        return Answer.json({"error": "invalid_client"}, 401)
+    return Answer.json({"access_token": "service.token.value", "token_type": "Bearer", "expires_in": 600})
 
 
 @pytest.fixture
-def post_only_endpoint() -> Iterator[PostOnlyTokenEndpoint]:
-    endpoint = PostOnlyTokenEndpoint()
-    yield endpoint
-    endpoint.stop()
+def post_only_endpoint() -> Iterator[LoopbackServer]:
+    with LoopbackServer(post_only_token_endpoint) as endpoint:
+        yield endpoint
+
+
+def sent(endpoint: LoopbackServer) -> list[tuple[dict[str, str], str | None]]:
+    """(form, Authorization header) of every token request."""
+    return [(r.form(), r.header("Authorization")) for r in endpoint.requests]
 
 
 def credentials(url: str, **extra: str) -> cfg.ClientCredentialsConfig:
@@ -98,13 +70,13 @@ def credentials(url: str, **extra: str) -> cfg.ClientCredentialsConfig:
     )
 
 
-def test_client_secret_post_sends_the_credentials_in_the_form(post_only_endpoint: PostOnlyTokenEndpoint) -> None:
+def test_client_secret_post_sends_the_credentials_in_the_form(post_only_endpoint: LoopbackServer) -> None:
     now = time.time()
     token = ClientCredentialsTokenProvider(
-        credentials(post_only_endpoint.url, **{"auth-method": "client_secret_post"})
+        credentials(post_only_endpoint.url(TOKEN_PATH), **{"auth-method": "client_secret_post"})
     ).token()
     assert token.value == "service.token.value" and token.expires_at >= now + 600
-    [(form, authorization)] = post_only_endpoint.requests
+    [(form, authorization)] = sent(post_only_endpoint)
     assert authorization is None  # not also in a header: RFC 6749 forbids using two methods at once
     assert form == {
         "grant_type": "client_credentials",
@@ -115,13 +87,13 @@ def test_client_secret_post_sends_the_credentials_in_the_form(post_only_endpoint
 
 
 def test_the_default_basic_method_is_refused_by_a_post_only_endpoint(
-    post_only_endpoint: PostOnlyTokenEndpoint,
+    post_only_endpoint: LoopbackServer,
 ) -> None:
     with pytest.raises(ArchiveError) as refused:
-        ClientCredentialsTokenProvider(credentials(post_only_endpoint.url)).token()
+        ClientCredentialsTokenProvider(credentials(post_only_endpoint.url(TOKEN_PATH))).token()
     assert refused.value.kind == "refused" and "invalid_client" in refused.value.detail
     assert CLIENT_SECRET not in refused.value.detail
-    [(form, authorization)] = post_only_endpoint.requests
+    [(form, authorization)] = sent(post_only_endpoint)
     assert authorization is not None and authorization.startswith("Basic ")
     assert "client_secret" not in form  # the default puts the secret in the header only
     decoded = base64.b64decode(authorization.removeprefix("Basic ")).decode()
@@ -134,7 +106,7 @@ def test_each_auth_method_gets_a_token_from_node_oidc_provider(
 ) -> None:
     """Interoperability with a real identity provider (node's oidc-provider), the client registered for the
     method. oidc-provider 9 accepts either secret method whatever is registered, so the refusal of the other
-    method is proven against PostOnlyTokenEndpoint above."""
+    method is proven against post_only_token_endpoint above."""
     client = Client("weasis-link-" + method.rsplit("_", 1)[1], auth_method=method)
     provider = oidc_provider_factory([client], {})
     grant = cfg.ClientCredentialsConfig.model_validate(
@@ -155,91 +127,52 @@ def test_each_auth_method_gets_a_token_from_node_oidc_provider(
 
 
 # ------------------------------------------------------------------------------------ max-uids-per-request
-class RecordingProxy:
-    """Loopback proxy in front of Orthanc's DICOMweb: forwards every GET unchanged and records its target."""
-
-    def __init__(self, upstream: str) -> None:
-        self.targets: list[str] = []
-        up = urlsplit(upstream)
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                proxy.targets.append(self.path)
-                conn = http.client.HTTPConnection(up.hostname or "127.0.0.1", up.port, timeout=60)
-                conn.request("GET", self.path, headers={"Accept": self.headers.get("Accept", "*/*")})
-                response = conn.getresponse()
-                body = response.read()
-                conn.close()
-                self.send_response(response.status)
-                self.send_header("Content-Type", response.getheader("Content-Type") or "application/dicom+json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/dicom-web"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def take(self) -> list[tuple[str, dict[str, str]]]:
-        """(path, query parameters) of the requests since the last call."""
-        taken, self.targets = self.targets, []
-        return [(urlsplit(t).path, dict(parse_qsl(urlsplit(t).query))) for t in taken]
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
-def proxy(orthanc: OrthancServer) -> Iterator[RecordingProxy]:
-    recording = RecordingProxy(orthanc.http_url)
-    yield recording
-    recording.stop()
+def proxy(orthanc: OrthancServer) -> Iterator[LoopbackServer]:
+    """A loopback proxy in front of Orthanc's DICOMweb: forwards every GET unchanged and records its target."""
+
+    def to_orthanc(request: Request) -> Answer:
+        return forward(orthanc.http_url, request, {"Accept": request.header("Accept") or "*/*"})
+
+    with LoopbackServer(to_orthanc) as recording:
+        yield recording
+
+
+def taken(proxy: LoopbackServer) -> list[tuple[str, dict[str, str]]]:
+    """(path, query parameters) of the requests since the last call."""
+    return [(r.path, r.query) for r in proxy.take()]
 
 
 def instances_found(url: str, query: str, **settings: Any) -> set[str]:
     connector = DicomWebConnector("pacs", cfg.DicomWebConnectorConfig.model_validate({"url": url, **settings}))
-    criteria = criteria_from_query_string(query)
-    builder = StudyTreeBuilder()
-    connector.find(criteria, QueryContext(None, time.monotonic() + 30), builder)
-    return {
-        i.sop_instance_uid
-        for study in criteria.restrict(builder.studies())
-        for series in study.series.values()
-        for i in series.instances
-    }
+    return instance_uids(ask_archive(connector, query, seconds=30)[0])
 
 
-def test_max_uids_per_request_splits_the_study_uid_list(proxy: RecordingProxy) -> None:
+def test_max_uids_per_request_splits_the_study_uid_list(proxy: LoopbackServer) -> None:
     studies = list(dict.fromkeys(r.study_instance_uid for r in STANDARD))[:5]
     query = "studyUID=" + ",".join(studies)
     truth = {r.sop_instance_uid for r in STANDARD if r.study_instance_uid in studies}
 
-    assert instances_found(proxy.url, query, **{"max-uids-per-request": 2}) == truth
-    lists = [unquote(q["StudyInstanceUID"]).split(",") for path, q in proxy.take() if path.endswith("/studies")]
+    assert instances_found(proxy.url("/dicom-web"), query, **{"max-uids-per-request": 2}) == truth
+    lists = [unquote(q["StudyInstanceUID"]).split(",") for path, q in taken(proxy) if path.endswith("/studies")]
     assert sorted(len(uids) for uids in lists) == [1, 2, 2]  # 5 UIDs, at most 2 per request
     assert sorted(uid for uids in lists for uid in uids) == sorted(studies)
 
-    assert instances_found(proxy.url, query) == truth  # the default (40): one study-level request
-    lists = [unquote(q["StudyInstanceUID"]).split(",") for path, q in proxy.take() if path.endswith("/studies")]
+    assert instances_found(proxy.url("/dicom-web"), query) == truth  # the default (40): one study-level request
+    lists = [unquote(q["StudyInstanceUID"]).split(",") for path, q in taken(proxy) if path.endswith("/studies")]
     assert lists == [studies]
 
 
-def test_beyond_max_uids_per_request_series_uids_are_filtered_by_the_service(proxy: RecordingProxy) -> None:
+def test_beyond_max_uids_per_request_series_uids_are_filtered_by_the_service(proxy: LoopbackServer) -> None:
     study = STANDARD[0].study_instance_uid
     series = list(dict.fromkeys(r.series_instance_uid for r in STANDARD if r.study_instance_uid == study))
     assert len(series) >= 2, "the standard dataset has studies of several series"
     query = f"studyUID={study}&seriesUID={','.join(series[:2])}"
     truth = {r.sop_instance_uid for r in STANDARD if r.series_instance_uid in series[:2]}
 
-    assert instances_found(proxy.url, query, **{"max-uids-per-request": 1}) == truth
-    assert all("SeriesInstanceUID" not in q for _, q in proxy.take())  # two UIDs do not fit: not sent
+    assert instances_found(proxy.url("/dicom-web"), query, **{"max-uids-per-request": 1}) == truth
+    assert all("SeriesInstanceUID" not in q for _, q in taken(proxy))  # two UIDs do not fit: not sent
 
-    assert instances_found(proxy.url, query, **{"max-uids-per-request": 2}) == truth
-    sent = [unquote(q["SeriesInstanceUID"]) for path, q in proxy.take() if "SeriesInstanceUID" in q]
+    assert instances_found(proxy.url("/dicom-web"), query, **{"max-uids-per-request": 2}) == truth
+    sent = [unquote(q["SeriesInstanceUID"]) for path, q in taken(proxy) if "SeriesInstanceUID" in q]
     assert sent and all(s == ",".join(series[:2]) for s in sent)  # they fit: the PACS filters

@@ -509,3 +509,75 @@ def test_a_slow_select_is_cancelled_by_the_server_within_the_query_timeout(arc_d
             QueryContext(None, time.monotonic() + 20),
             StudyTreeBuilder(),
         )
+
+
+def _session_id(connection: sa.Connection, backend: str) -> int:
+    return int(
+        connection.execute(
+            sa.text("SELECT pg_backend_pid()" if backend == "postgresql" else "SELECT CONNECTION_ID()")
+        ).scalar_one()
+    )
+
+
+def test_a_pooled_connection_the_server_dropped_is_replaced_and_the_query_answered(arc_db: ArcDatabase) -> None:
+    """No ping before each query: a pooled connection the server ended (an idle timeout, a restart, an
+    administrator) fails at once, and the select is sent again on a fresh connection: the request is answered."""
+    from weasis_link.connectors.base import QueryContext
+    from weasis_link.study_tree import StudyTreeBuilder
+
+    connector = create_connector(ARCHIVE, arc_db.config().connector.config[ARCHIVE])
+    assert isinstance(connector, DatabaseConnector)
+    criteria = criteria_from_query_string("patientID=WLK-0001")
+    expected = sum(1 for r in TRUTH_RECORDS if r.patient_id == "WLK-0001")
+
+    def answered() -> int:
+        builder = StudyTreeBuilder()
+        connector.find(criteria, QueryContext(None, time.monotonic() + 20), builder)
+        return sum(s.instance_count for s in builder.studies())
+
+    assert answered() == expected and connector.last_request_count == 1
+    engine, _ = connector._prepare()
+    with engine.connect() as pooled:  # the one connection the pool holds
+        dropped = _session_id(pooled, arc_db.backend)
+    admin = sa.create_engine(arc_db.url)
+    try:
+        with admin.connect() as conn:
+            if arc_db.backend == "postgresql":
+                assert conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": dropped}).scalar_one()
+            else:
+                conn.execute(sa.text(f"KILL {dropped}"))  # an integer the server gave: KILL takes no parameter
+    finally:
+        admin.dispose()
+    time.sleep(0.2)  # the server closes the session
+    assert answered() == expected
+    assert connector.last_request_count == 2  # the dropped connection failed, the select was sent again
+    with engine.connect() as pooled:
+        assert _session_id(pooled, arc_db.backend) != dropped
+
+
+def test_a_nearer_deadline_bounds_one_query_and_does_not_linger(arc_db: ArcDatabase) -> None:
+    """The statement timeout is min(query-timeout-seconds, the time left): a request near its deadline gets the
+    shorter one, and the next request on the same pooled connection the configured one again (PostgreSQL: set for
+    the transaction only; MariaDB: a session variable sent only when the pooled connection holds another value)."""
+    from weasis_link.connectors.base import QueryContext
+    from weasis_link.study_tree import StudyTreeBuilder
+
+    connector = create_connector(ARCHIVE, arc_db.config().connector.config[ARCHIVE])
+    assert isinstance(connector, DatabaseConnector)
+    criteria = criteria_from_query_string("patientID=WLK-0001")
+    engine, _ = connector._prepare()
+
+    def session_timeout() -> float:
+        with engine.connect() as conn:
+            if arc_db.backend == "postgresql":
+                return float(
+                    conn.execute(sa.text("SELECT current_setting('statement_timeout')")).scalar_one().rstrip("ms") or 0
+                )
+            return float(conn.execute(sa.text("SELECT @@SESSION.max_statement_time")).scalar_one())
+
+    connector.find(criteria, QueryContext(None, time.monotonic() + 4), StudyTreeBuilder())
+    if arc_db.backend == "mariadb":
+        assert 3 < session_timeout() <= 4  # this pooled connection's session holds the nearer bound
+    connector.find(criteria, QueryContext(None, time.monotonic() + 20), StudyTreeBuilder())
+    # PostgreSQL: nothing lingers in the session (0 = none); MariaDB: the configured 15 s again.
+    assert session_timeout() == (0 if arc_db.backend == "postgresql" else 15)

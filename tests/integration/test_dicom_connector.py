@@ -35,6 +35,8 @@ from weasis_link.connectors.dicom import DicomConnector
 from weasis_link.errors import ArchiveError, ArchiveTimeout, ArchiveUnavailable, ConfigurationError
 from weasis_link.http.requests import criteria_from_query_string
 from weasis_link.study_tree import SKIP_PATIENT_CONFLICT, Study, StudyTreeBuilder
+from weasis_link_dev.archive_query import ask_archive, patients_by_instance
+from weasis_link_dev.loopback_http import stopping
 from weasis_link_dev.orthanc import OrthancServer, instance_truth
 from weasis_link_dev.query_matrix import MatrixCase, check, instance_patients, standard_cases
 from weasis_link_dev.synthetic_studies import standard_dataset
@@ -67,17 +69,8 @@ def reported_seconds(detail: str) -> float:
 
 def find(conn: DicomConnector, query: str, seconds: float = 20) -> tuple[Answer, list[Study], StudyTreeBuilder]:
     """What the service does with one archive: find, then restrict to the criteria."""
-    criteria = criteria_from_query_string(query)
-    builder = StudyTreeBuilder()
-    conn.find(criteria, QueryContext(None, time.monotonic() + seconds), builder)
-    studies = criteria.restrict(builder.studies())
-    answered = {
-        instance.sop_instance_uid: (study.patient.key.patient_id, study.patient.key.issuer)
-        for study in studies
-        for series in study.series.values()
-        for instance in series.instances
-    }
-    return answered, studies, builder
+    studies, builder = ask_archive(conn, query, seconds=seconds)
+    return patients_by_instance(studies), studies, builder
 
 
 # ------------------------------------------------------------------------------------------------ the matrix
@@ -241,16 +234,11 @@ class FakePacs:
 
 @pytest.fixture
 def fake_pacs() -> Iterator[Callable[..., FakePacs]]:
-    started: list[FakePacs] = []
-
     def make(handler: FindHandler, **options: Any) -> FakePacs:
-        pacs = FakePacs(handler, **options).start()
-        started.append(pacs)
-        return pacs
+        return FakePacs(handler, **options).start()
 
-    yield make
-    for pacs in started:
-        pacs.stop()
+    with stopping(make) as started:
+        yield started
 
 
 STUDY_UID = "1.2.826.0.1.3680043.8.498.77"
@@ -466,7 +454,17 @@ def test_silent_archive_is_an_acse_timeout() -> None:
     assert 0.4 <= reported_seconds(raised.value.detail) < DEFAULTS.acse_timeout_seconds
 
 
-def test_dimse_timeout_aborts(fake_pacs: Callable[..., FakePacs]) -> None:
+@pytest.mark.parametrize(
+    "setting",
+    [
+        "dimse-timeout-seconds",
+        # The longest silence on an association: it ends a wait the DIMSE timeout (15 s by default) still allows.
+        "network-timeout-seconds",
+    ],
+)
+def test_a_silent_answer_ends_at_the_configured_timeout_and_aborts(
+    fake_pacs: Callable[..., FakePacs], setting: str
+) -> None:
     release = threading.Event()
 
     def stall(request: Dataset, pacs: FakePacs) -> Iterator[tuple[int, Dataset | None]]:
@@ -477,32 +475,12 @@ def test_dimse_timeout_aborts(fake_pacs: Callable[..., FakePacs]) -> None:
     pacs = fake_pacs(stall)
     try:
         with pytest.raises(ArchiveTimeout, match="no STUDY-level C-FIND answer") as raised:
-            find(connector(pacs.port, "FAKEPACS", **{"dimse-timeout-seconds": 0.6}), "patientID=P1", seconds=60)
+            find(connector(pacs.port, "FAKEPACS", **{setting: 0.6}), "patientID=P1", seconds=60)
         # The configured 0.6 s ended the wait, not the 15 s default nor the deadline a minute away.
         assert 0.6 <= reported_seconds(raised.value.detail) < DEFAULTS.dimse_timeout_seconds
     finally:
         release.set()
     # The SCP sees the A-ABORT once its handler returns: the association was aborted, not left open.
-    assert pacs.aborted.wait(5)
-
-
-def test_network_timeout_bounds_the_wait_for_an_answer(fake_pacs: Callable[..., FakePacs]) -> None:
-    """network-timeout-seconds (the longest silence on an association) ends a wait the DIMSE timeout (15 s by
-    default) would still allow."""
-    release = threading.Event()
-
-    def stall(request: Dataset, pacs: FakePacs) -> Iterator[tuple[int, Dataset | None]]:
-        yield 0xFF00, answer(PatientID="P1", StudyInstanceUID=STUDY_UID)
-        release.wait(60)
-        yield 0x0000, None
-
-    pacs = fake_pacs(stall)
-    try:
-        with pytest.raises(ArchiveTimeout, match="no STUDY-level C-FIND answer") as raised:
-            find(connector(pacs.port, "FAKEPACS", **{"network-timeout-seconds": 0.6}), "patientID=P1", seconds=60)
-        assert 0.6 <= reported_seconds(raised.value.detail) < DEFAULTS.dimse_timeout_seconds
-    finally:
-        release.set()
     assert pacs.aborted.wait(5)
 
 

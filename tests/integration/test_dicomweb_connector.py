@@ -13,25 +13,25 @@ import base64
 import http.client
 import json
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import pytest
 
 from weasis_link import config as cfg
-from weasis_link.connectors.base import QueryContext
 from weasis_link.connectors.dicom_json import TAGS, matching_value, query_string
 from weasis_link.connectors.dicomweb import DicomWebConnector
 from weasis_link.errors import ArchiveError
 from weasis_link.http.requests import criteria_from_query_string
 from weasis_link.oauth_client import AccessToken, ClientCredentialsTokenProvider
-from weasis_link.study_tree import Study, StudyTreeBuilder
+from weasis_link.study_tree import Study
+from weasis_link_dev.archive_query import ask_archive, patients_by_instance
 from weasis_link_dev.dataset import InstanceRecord
 from weasis_link_dev.dev_keys import DEV_AUDIENCE, DEV_ISSUER, JwksServer, SigningKey, access_token_claims
+from weasis_link_dev.loopback_http import Answer as HttpAnswer
+from weasis_link_dev.loopback_http import LoopbackServer, Request, stopping
 from weasis_link_dev.orthanc import OrthancServer, instance_truth
 from weasis_link_dev.pytest_orthanc import BASIC_AUTH_PASSWORD, BASIC_AUTH_USER, BearerFactory
 from weasis_link_dev.query_matrix import MatrixCase, check, instance_patients, standard_cases
@@ -49,18 +49,9 @@ def connector(url: str, **settings: Any) -> DicomWebConnector:
 
 def find(conn: DicomWebConnector, query: str, token: str | None = None) -> tuple[Answer, list[Study]]:
     """What the service does with one archive: find, then restrict to the criteria."""
-    criteria = criteria_from_query_string(query)
-    builder = StudyTreeBuilder()
-    conn.find(criteria, QueryContext(token, time.monotonic() + 20), builder)
+    studies, builder = ask_archive(conn, query, token=token)
     assert not builder.skipped, builder.skipped
-    studies = criteria.restrict(builder.studies())
-    answered = {
-        instance.sop_instance_uid: (study.patient.key.patient_id, study.patient.key.issuer)
-        for study in studies
-        for series in study.series.values()
-        for instance in series.instances
-    }
-    return answered, studies
+    return patients_by_instance(studies), studies
 
 
 def expected(case: MatrixCase, records: list[InstanceRecord]) -> set[str]:
@@ -93,39 +84,25 @@ class PacsProxy:
     strip_counts: bool = False
     not_found: bool = False
     targets: list[str] = field(default_factory=list)
-    _server: ThreadingHTTPServer | None = None
+    _server: LoopbackServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self) -> PacsProxy:
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                status, headers, body = proxy.forward(self.path, dict(self.headers.items()))
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server = LoopbackServer(self._answer).start()
         return self
+
+    def _answer(self, request: Request) -> HttpAnswer:
+        status, headers, body = self.forward(request.target, dict(request.headers))
+        return HttpAnswer(status, body, headers)
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
 
     @property
     def url(self) -> str:
         assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self._server.base_url
 
     def take_targets(self) -> list[str]:
         with self._lock:
@@ -167,16 +144,11 @@ class PacsProxy:
 
 @pytest.fixture
 def proxy_factory() -> Iterator[Callable[..., PacsProxy]]:
-    started: list[PacsProxy] = []
-
     def make(upstream: str, **options: Any) -> PacsProxy:
-        proxy = PacsProxy(upstream, **options).start()
-        started.append(proxy)
-        return proxy
+        return PacsProxy(upstream, **options).start()
 
-    yield make
-    for proxy in started:
-        proxy.stop()
+    with stopping(make) as started:
+        yield started
 
 
 @pytest.fixture(scope="module")
@@ -490,51 +462,29 @@ class TokenEndpoint:
     client_secret: str = "s3cret:with/odd&chars"  # RFC 6749 form-encodes it for Basic
     lifetime: int = 3600
     requests: list[dict[str, str]] = field(default_factory=list)
-    _server: ThreadingHTTPServer | None = None
+    _server: LoopbackServer | None = None
+
+    def _answer(self, request: Request) -> HttpAnswer:
+        form = request.form()
+        self.requests.append(form)
+        expected = base64.b64encode(b"weasis-link:s3cret%3Awith%2Fodd%26chars").decode()
+        if request.header("Authorization") != f"Basic {expected}" or form.get("grant_type") != "client_credentials":
+            return HttpAnswer.json({"error": "invalid_client"}, 401)
+        token = self.key.sign(access_token_claims(subject="weasis-link-service", lifetime=self.lifetime))
+        return HttpAnswer.json({"access_token": token, "token_type": "Bearer", "expires_in": self.lifetime})
 
     def start(self) -> TokenEndpoint:
-        endpoint = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                form = dict(parse_qsl(self.rfile.read(length).decode()))
-                endpoint.requests.append(form)
-                expected = base64.b64encode(b"weasis-link:s3cret%3Awith%2Fodd%26chars").decode()
-                if self.headers.get("Authorization") != f"Basic {expected}" or form.get("grant_type") != (
-                    "client_credentials"
-                ):
-                    self._send(401, {"error": "invalid_client"})
-                    return
-                token = endpoint.key.sign(
-                    access_token_claims(subject="weasis-link-service", lifetime=endpoint.lifetime)
-                )
-                self._send(200, {"access_token": token, "token_type": "Bearer", "expires_in": endpoint.lifetime})
-
-            def _send(self, status: int, body: dict[str, Any]) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server = LoopbackServer(self._answer).start()
         return self
 
     @property
     def url(self) -> str:
         assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}/oauth2/token"
+        return self._server.url("/oauth2/token")
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
             self._server = None
 
 

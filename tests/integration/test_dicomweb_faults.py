@@ -15,12 +15,12 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from weasis_link_dev.loopback_http import Answer, LoopbackServer, Request
 from weasis_link_dev.orthanc import OrthancServer
 from weasis_link_dev.pytest_stack import StackFactory, StackHandle
 from weasis_link_dev.synthetic_studies import standard_dataset
@@ -43,49 +43,33 @@ class FaultyPacs:
     def __init__(self) -> None:
         self.hits: Counter[str] = Counter()
         self._lock = threading.Lock()
-        pacs = self
+        self._server = LoopbackServer(self._answer).start()
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                behaviour = self.path.split("/")[1]
-                with pacs._lock:
-                    pacs.hits[behaviour] += 1
-                    count = pacs.hits[behaviour]
-                if behaviour == "slow":
-                    time.sleep(SLOW_SECONDS)
-                    self._send(200, b"[]")
-                elif behaviour == "error":
-                    self._send(500, b'{"error": "internal"}')
-                elif behaviour == "garbage":
-                    self._send(200, b'[{"0020000D": {"vr": "UI", "Value": ["1.2.3"]}')
-                elif behaviour == "busy" or (behaviour == "flaky" and count <= 2):
-                    self._send(503, b"busy")
-                else:
-                    self._send(200, b"[]")
+    def _answer(self, request: Request) -> Answer:
+        behaviour = request.path.split("/")[1]
+        with self._lock:
+            self.hits[behaviour] += 1
+            count = self.hits[behaviour]
+        if behaviour == "slow":
+            time.sleep(SLOW_SECONDS)
+            return self._send(200, b"[]")
+        if behaviour == "error":
+            return self._send(500, b'{"error": "internal"}')
+        if behaviour == "garbage":
+            return self._send(200, b'[{"0020000D": {"vr": "UI", "Value": ["1.2.3"]}')
+        if behaviour == "busy" or (behaviour == "flaky" and count <= 2):
+            return self._send(503, b"busy")
+        return self._send(200, b"[]")
 
-            def _send(self, status: int, body: bytes) -> None:
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/dicom+json")
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
-                except (BrokenPipeError, ConnectionResetError):  # the client gave up (read timeout)
-                    pass
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+    @staticmethod
+    def _send(status: int, body: bytes) -> Answer:
+        return Answer(status, body, {"Content-Type": "application/dicom+json"})
 
     def url(self, behaviour: str) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/{behaviour}/dicom-web"
+        return self._server.url(f"/{behaviour}/dicom-web")
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -6,22 +6,18 @@ from __future__ import annotations
 
 import json
 import pathlib
-import threading
-import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
 import pytest
 import yaml
 
 from weasis_link.config import DicomWebConnectorConfig as DicomWebSettings
-from weasis_link.connectors.base import QueryContext
 from weasis_link.connectors.dicomweb import DicomWebConnector
 from weasis_link.errors import InvalidRequest
 from weasis_link.http.requests import criteria_from_query_string
-from weasis_link.study_tree import StudyTreeBuilder
+from weasis_link_dev.archive_query import ask_archive, instance_uids
+from weasis_link_dev.loopback_http import LoopbackServer, no_match
 from weasis_link_dev.orthanc import OrthancServer
 from weasis_link_dev.pytest_stack import StackFactory, StackHandle
 
@@ -40,61 +36,28 @@ SMUGGLING = [
 EXPECTED_PARAMETERS = {"PatientID", "AccessionNumber", "StudyInstanceUID", "includefield", "limit", "offset"}
 
 
-class RecordingQido:
-    """A DICOMweb endpoint on 127.0.0.1 that records every request line and answers no matches."""
-
-    def __init__(self) -> None:
-        self.requests: list[str] = []
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                owner.requests.append(self.path)
-                body = b"[]"
-                self.send_response(200)
-                self.send_header("Content-Type", "application/dicom+json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/dicom-web"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
 @pytest.fixture(scope="module")
-def recording() -> Iterator[RecordingQido]:
-    server = RecordingQido()
-    yield server
-    server.server.shutdown()
-    server.server.server_close()
+def recording() -> Iterator[LoopbackServer]:
+    """A DICOMweb endpoint on 127.0.0.1 that records every request line and answers no matches."""
+    with LoopbackServer(no_match) as server:
+        yield server
 
 
 def ask(url: str, query: str) -> set[str]:
     connector = DicomWebConnector("pacs", DicomWebSettings.model_validate({"url": url}))
-    criteria = criteria_from_query_string(query)
-    builder = StudyTreeBuilder()
-    connector.find(criteria, QueryContext(None, time.monotonic() + 15), builder)
-    return {
-        i.sop_instance_uid
-        for s in criteria.restrict(builder.studies())
-        for se in s.series.values()
-        for i in se.instances
-    }
+    return instance_uids(ask_archive(connector, query, seconds=15)[0])
 
 
 @pytest.mark.parametrize("key", ["patientID", "accessionNumber"])
 @pytest.mark.parametrize("value", SMUGGLING)
-def test_qido_values_cannot_smuggle_parameters(recording: RecordingQido, key: str, value: str) -> None:
+def test_qido_values_cannot_smuggle_parameters(recording: LoopbackServer, key: str, value: str) -> None:
     if key == "accessionNumber":
         value = value[:16]
-    recording.requests.clear()
-    assert ask(recording.url, f"{key}={quote(value, safe='')}") == set()
-    assert recording.requests
-    for request in recording.requests:
+    recording.take()
+    assert ask(recording.url("/dicom-web"), f"{key}={quote(value, safe='')}") == set()
+    targets = [r.target for r in recording.take()]
+    assert targets
+    for request in targets:
         parts = urlsplit(request)
         assert "#" not in request and "\r" not in request and "\n" not in request
         assert parts.path.startswith("/dicom-web/studies")  # no path traversal out of the DICOMweb root

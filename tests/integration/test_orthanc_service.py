@@ -8,11 +8,9 @@ from __future__ import annotations
 import base64
 import json
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import jwt
@@ -26,6 +24,7 @@ from pynetdicom import AE
 from weasis_link_dev import dicom_files
 from weasis_link_dev import orthanc as orthanc_module
 from weasis_link_dev.dicom_files import ensure_dicom_files
+from weasis_link_dev.loopback_http import Answer, LoopbackServer
 from weasis_link_dev.orthanc import (
     OrthancServer,
     diff_against_truth,
@@ -257,27 +256,9 @@ def identity_provider() -> Iterator[IdentityProvider]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     kid = "test-key-1"
     jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
-    body = json.dumps({"keys": [{**jwk, "kid": kid, "use": "sig", "alg": "RS256"}]}).encode()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:  # keep pytest output clean
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield IdentityProvider(key, kid, f"http://127.0.0.1:{server.server_address[1]}/jwks")
-    finally:
-        server.shutdown()
-        server.server_close()
+    jwks = {"keys": [{**jwk, "kid": kid, "use": "sig", "alg": "RS256"}]}
+    with LoopbackServer(lambda _: Answer.json(jwks)) as server:
+        yield IdentityProvider(key, kid, server.url("/jwks"))
 
 
 @pytest.mark.integration

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from weasis_link.service import ManifestService
 from weasis_link.settings import ServiceSettings
 from weasis_link.storage import ManifestStore, s3_client
 from weasis_link.study_tree import StudyTreeBuilder
+from weasis_link_dev.loopback_http import unused_port
 from weasis_link_dev.orthanc import OrthancServer
 from weasis_link_dev.pacs_database import DB_QUERY, ISSUER_OF_PATIENT_ID_COLUMN
 from weasis_link_dev.pytest_postgres import PacsDatabase
@@ -47,12 +47,6 @@ TRUTH = dict(instance_patients(STANDARD))
 CASES = {c.name: c for c in standard_cases(STANDARD)}
 TOKEN = "header.payload.signature"
 ARCHIVES = ("sql", "dimse", "web")
-
-
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def config_yaml(orthanc: OrthancServer, pacs: PacsDatabase, down_port: int, *, defaults: bool = False) -> str:
@@ -98,7 +92,7 @@ def config_yaml(orthanc: OrthancServer, pacs: PacsDatabase, down_port: int, *, d
 @pytest.fixture(scope="module")
 def config_file(orthanc: OrthancServer, postgres_pacs: PacsDatabase, tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("several") / "weasis-link.yaml"
-    path.write_text(config_yaml(orthanc, postgres_pacs, closed_port()))
+    path.write_text(config_yaml(orthanc, postgres_pacs, unused_port()))
     return path
 
 
@@ -295,7 +289,7 @@ def default_stack(
     local_stack_factory: StackFactory, orthanc: OrthancServer, postgres_pacs: PacsDatabase, config_file: Path
 ) -> StackHandle:
     path = config_file.parent / "defaults.yaml"
-    path.write_text(config_yaml(orthanc, postgres_pacs, closed_port(), defaults=True))
+    path.write_text(config_yaml(orthanc, postgres_pacs, unused_port(), defaults=True))
     return local_stack_factory(config=path)
 
 

@@ -12,7 +12,6 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from weasis_link.runtime import Runtime
 from weasis_link.storage import ManifestStore
 from weasis_link_dev.dev_keys import SigningKey, access_token_claims
 from weasis_link_dev.local_api import Handler, LambdaContext
@@ -20,16 +19,6 @@ from weasis_link_dev.stored import stored_manifest
 from weasis_link_dev.weasis_client import manifest_url_of, read_manifest, validate
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
-
-
-@pytest.fixture
-def api(api_handler: Handler) -> Handler:
-    return api_handler
-
-
-@pytest.fixture
-def store(runtime: Runtime) -> ManifestStore:
-    return runtime.store
 
 
 def event(name: str, token: str | None, **changes: Any) -> dict[str, Any]:

@@ -11,12 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from moto import mock_aws
 
 from weasis_link.auth import Caller
 from weasis_link.capability import capped_expiry
 from weasis_link.claims_access import AccessConfig, claim_value, require_scopes
-from weasis_link.config import load_config
 from weasis_link.connectors.base import QueryContext
 from weasis_link.criteria import QueryCriteria, criteria_from_pairs
 from weasis_link.errors import ArchiveForbidden, InsufficientScope, TokenExpiresTooSoon
@@ -24,8 +22,9 @@ from weasis_link.http.requests import criteria_from_query_string
 from weasis_link.launch import InlineDispatcher, Launcher
 from weasis_link.service import ManifestService
 from weasis_link.settings import ServiceSettings
-from weasis_link.storage import ManifestStore, expiry_of, s3_client
+from weasis_link.storage import ManifestStore, expiry_of
 from weasis_link.study_tree import StudyTreeBuilder
+from weasis_link_dev.configs import config_from_text
 
 NOW = 1_795_342_530.0
 CONFIG = """
@@ -65,29 +64,19 @@ class CountingConnector:
 
 
 @pytest.fixture
-def service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[ManifestService, ManifestStore]]:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    path = tmp_path / "c.yaml"
-    path.write_text(CONFIG)
-    config = load_config(path, environ={}, resolve_secret=lambda r: r)
+def service(tmp_path: Path, manifest_store: ManifestStore) -> Iterator[tuple[ManifestService, ManifestStore]]:
+    config = config_from_text(CONFIG, tmp_path)
     settings = ServiceSettings.model_validate(
         {"manifest_bucket": "bkt", "oauth_issuer": "i", "oauth_audiences": ["a"], "oauth_jwks_url": "https://i/j"}
     )
-    with mock_aws():
-        client = s3_client("us-east-1")
-        client.create_bucket(Bucket="bkt")
-        store = ManifestStore(client, "bkt")
-        yield (
-            ManifestService(
-                settings,
-                config,
-                store,
-                connector_factory=lambda cid: CountingConnector(cid, requests_per_archive),
-                clock=lambda: NOW,
-            ),
-            store,
-        )
+    service = ManifestService(
+        settings,
+        config,
+        manifest_store,
+        connector_factory=lambda cid: CountingConnector(cid, requests_per_archive),
+        clock=lambda: NOW,
+    )
+    yield service, manifest_store
     requests_per_archive.clear()
 
 
@@ -138,7 +127,7 @@ def test_the_launch_refuses_a_forbidden_archive_before_writing_anything(
             None,
             "https://api.example.org",
         )
-    assert store._s3.list_objects_v2(Bucket="bkt").get("KeyCount") == 0
+    assert store._s3.list_objects_v2(Bucket=store.bucket).get("KeyCount") == 0
 
 
 @pytest.mark.parametrize(

@@ -11,12 +11,9 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import json
-import socket
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -24,6 +21,7 @@ from typing import Any
 import boto3
 import pytest
 import yaml
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.metrics.provider.cold_start import reset_cold_start_flag
 from botocore.stub import Stubber
 from moto import mock_aws
@@ -32,6 +30,7 @@ from weasis_link.metrics import BuildFailed
 from weasis_link.runtime import Runtime
 from weasis_link.storage import new_manifest_id
 from weasis_link_dev.local_api import Handler, LambdaContext
+from weasis_link_dev.loopback_http import Answer, LoopbackServer, Request, unused_port
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
@@ -72,41 +71,10 @@ def builder_values(stdout: str, name: str, **dimensions: str) -> list[float]:
     return [v for n, v, d in emitted(stdout, **BUILDER_NAMES) if n == name and d == wanted]
 
 
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class SlowPacs:
+def slow_pacs(request: Request) -> Answer:
     """A DICOMweb endpoint that answers nothing for longer than the connector's read timeout."""
-
-    def __init__(self) -> None:
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                time.sleep(1.5)
-                try:
-                    self.send_response(200)
-                    self.send_header("Content-Length", "2")
-                    self.end_headers()
-                    self.wfile.write(b"[]")
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/dicom-web"
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    time.sleep(1.5)
+    return Answer(200, b"[]")
 
 
 @pytest.fixture(scope="module")
@@ -122,15 +90,15 @@ def metrics_env(service_env: dict[str, str]) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def faulty_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The sample archive, one archive that refuses connections and one slower than its read timeout."""
-    pacs = SlowPacs()
+    pacs = LoopbackServer(slow_pacs).start()
     config = yaml.safe_load((ROOT / "functions/api/weasis-link.yaml").read_text())
     config["connector"]["config"]["down"] = {
         "type": "DICOM_WEB",
-        "dicom-web-connector": {"url": f"http://127.0.0.1:{closed_port()}/dicom-web", "retries": 0},
+        "dicom-web-connector": {"url": f"http://127.0.0.1:{unused_port()}/dicom-web", "retries": 0},
     }
     config["connector"]["config"]["slow"] = {
         "type": "DICOM_WEB",
-        "dicom-web-connector": {"url": pacs.url, "read-timeout-seconds": 0.2, "retries": 0},
+        "dicom-web-connector": {"url": pacs.url("/dicom-web"), "read-timeout-seconds": 0.2, "retries": 0},
     }
     path = tmp_path_factory.mktemp("metrics") / "weasis-link.yaml"
     # The sample archive's init script is relative to the bundled file: keep its directory reachable.
@@ -290,3 +258,37 @@ def test_the_builder_counts_its_cold_starts(builder: Handler, capsys: pytest.Cap
 def test_the_cleaner_counts_its_cold_starts(cleanup: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
     cold = cold_starts(cleanup.lambda_handler, {}, capsys)
     assert cold == [(1.0, {"function_name": "stack-function", "service": SERVICE})]
+
+
+# --- the API function ---------------------------------------------------------------------------------------------
+
+
+def test_a_refusal_code_stays_on_the_refusal_metric(
+    function_modules: dict[str, Any],
+    service_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """RequestsRefused carries the refusal's `code`; a metric recorded later in the same invocation does not."""
+    api = function_modules["api"]
+    for name in ("POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE"):  # as Lambda sets them, always
+        monkeypatch.setenv(name, service_env[name])
+    event = json.loads((EVENTS / "get_weasis.json").read_text())
+    event.update(routeKey="GET /no-such-route", rawPath="/no-such-route")
+    event["requestContext"]["http"]["path"] = "/no-such-route"
+
+    @api.metrics.log_metrics
+    def invocation(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        answer: dict[str, Any] = api.app.resolve(event, context)  # 404: refused ("not-found")
+        api.metrics.add_metric(name="LaunchesStarted", unit=MetricUnit.Count, value=1)
+        return answer
+
+    capsys.readouterr()
+    assert invocation(event, LambdaContext(aws_request_id="refused"))["statusCode"] == 404
+    out = capsys.readouterr().out
+    # The API function is imported with the builder's names (service_env): exact dimension sets compared.
+    assert builder_values(out, "RequestsRefused", code="not-found") == [1]
+    assert builder_values(out, "LaunchesStarted") == [1]
+    assert [d for n, _, d in emitted(out, **BUILDER_NAMES) if n == "LaunchesStarted"] == [
+        {"service": BUILDER_NAMES["service"]}
+    ]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,10 +14,9 @@ from typing import Any
 import boto3
 import pytest
 from botocore.stub import Stubber
-from moto import mock_aws
 
 from weasis_link.auth import Caller
-from weasis_link.config import AppConfig, load_config
+from weasis_link.config import AppConfig
 from weasis_link.connectors.base import QueryContext
 from weasis_link.criteria import QueryCriteria, criteria_from_pairs
 from weasis_link.errors import ArchiveUnavailable, BuilderUnavailable, CriterionDeactivated, InvalidRequest
@@ -33,12 +32,13 @@ from weasis_link.launch import (
 from weasis_link.launch_uri import LaunchOptions
 from weasis_link.service import ManifestService
 from weasis_link.settings import ServiceSettings
-from weasis_link.storage import ManifestStore, s3_client
+from weasis_link.storage import ManifestStore
 from weasis_link.study_tree import StudyTreeBuilder
+from weasis_link_dev.configs import config_from_text
 from weasis_link_dev.stored import stored_manifest
 from weasis_link_dev.weasis_client import manifest_url_of, parse_launch_uri, read_manifest, validate
 
-BUCKET = "weasis-link-test"
+BUCKET, REGION = "weasis-link-test", "eu-central-1"  # the manifest_store fixture's
 NOW = 1_795_342_530.0
 BASE = "https://api.example.org"
 TOKEN = "eyJhbGciOi.eyJzdWIi.c2lnbmF0dXJl"
@@ -88,19 +88,12 @@ def unreachable(builder: StudyTreeBuilder) -> None:
 
 @pytest.fixture
 def config(tmp_path: Path) -> AppConfig:
-    path = tmp_path / "c.yaml"
-    path.write_text(CONFIG)
-    return load_config(path, environ={}, resolve_secret=lambda r: r)
+    return config_from_text(CONFIG, tmp_path)
 
 
 @pytest.fixture
-def store(monkeypatch: pytest.MonkeyPatch) -> Iterator[ManifestStore]:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with mock_aws():
-        client = s3_client("us-east-1")
-        client.create_bucket(Bucket=BUCKET)
-        yield ManifestStore(client, BUCKET)
+def store(manifest_store: ManifestStore) -> ManifestStore:
+    return manifest_store  # tests/conftest.py: moto's in-process S3, bucket BUCKET in REGION
 
 
 class Recorder:
@@ -141,7 +134,7 @@ def make_launcher(
 
 
 def keys() -> list[str]:
-    answer = boto3.client("s3", region_name="us-east-1").list_objects_v2(Bucket=BUCKET)
+    answer = boto3.client("s3", region_name=REGION).list_objects_v2(Bucket=BUCKET)
     return sorted(o["Key"] for o in answer.get("Contents", []))
 
 
@@ -222,16 +215,22 @@ def test_a_short_lived_token_is_reported_at_launch(config: AppConfig, store: Man
     assert result.warnings and "expires in 100 s" in result.warnings[0]
 
 
+def build_request(**changes: Any) -> BuildRequest:
+    """A launch's build request; `changes` are its fields."""
+    fields: dict[str, Any] = {
+        "manifest_id": "1795342830-" + "a" * 32,
+        "expires_at": 1795342830,
+        "query": [],
+        "token": TOKEN,
+        "subject": "s",
+        "token_expires_at": 0,
+        "launched_at": NOW,
+    }
+    return BuildRequest(**(fields | changes))
+
+
 def test_build_requests_round_trip_as_json() -> None:
-    request = BuildRequest(
-        manifest_id="1795342830-" + "a" * 32,
-        expires_at=1795342830,
-        query=[("studyUID", "1.2")],
-        token=TOKEN,
-        subject="s",
-        token_expires_at=1795346130,
-        launched_at=NOW,
-    )
+    request = build_request(query=[("studyUID", "1.2")], token_expires_at=1795346130)
     assert BuildRequest.model_validate(json.loads(request.model_dump_json())) == request
     sample = json.loads((Path(__file__).parents[2] / "events/build_request.json").read_text())
     assert BuildRequest.model_validate(sample).query == [("patientID", "WLS-1001"), ("mostRecentResults", "1")]
@@ -239,15 +238,7 @@ def test_build_requests_round_trip_as_json() -> None:
 
 def test_lambda_dispatcher_invokes_the_builder_asynchronously() -> None:
     client = boto3.client("lambda", region_name="eu-central-1", aws_access_key_id="x", aws_secret_access_key="y")
-    request = BuildRequest(
-        manifest_id="1795342830-" + "a" * 32,
-        expires_at=1795342830,
-        query=[],
-        token=TOKEN,
-        subject="s",
-        token_expires_at=0,
-        launched_at=NOW,
-    )
+    request = build_request()
     with Stubber(client) as stub:
         stub.add_response(
             "invoke",
@@ -279,15 +270,7 @@ def test_thread_dispatcher_builds_in_the_background() -> None:
         done.append(request.manifest_id)
 
     dispatcher = ThreadDispatcher(run)
-    request = BuildRequest(
-        manifest_id="1795342830-" + "b" * 32,
-        expires_at=0,
-        query=[],
-        token=TOKEN,
-        subject="s",
-        token_expires_at=0,
-        launched_at=0,
-    )
+    request = build_request(manifest_id="1795342830-" + "b" * 32, expires_at=0, launched_at=0)
     dispatcher.dispatch(request)  # returns while the build runs
     assert started.wait(5) and done == []
     release.set()

@@ -27,16 +27,6 @@ DOMAIN = "abc123.execute-api.eu-central-1.amazonaws.com"
 
 
 @pytest.fixture
-def api(api_handler: Handler) -> Handler:
-    return api_handler
-
-
-@pytest.fixture
-def store(runtime: Runtime) -> ManifestStore:
-    return runtime.store
-
-
-@pytest.fixture
 def token(signing_key: SigningKey) -> str:
     return signing_key.sign(access_token_claims())
 

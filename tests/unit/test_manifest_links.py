@@ -87,7 +87,7 @@ def clock() -> Clock:
 
 
 def links(store: ManifestStore, clock: Clock) -> ManifestLinks:
-    return ManifestLinks(store, 300, clock=clock.time, monotonic=clock.monotonic, sleep=clock.sleep)
+    return ManifestLinks(store, 300, clock=clock)
 
 
 def expiring_in(seconds: int) -> dt.datetime:

@@ -47,7 +47,7 @@ def emitted_metrics() -> set[str]:
     names = {v for k, v in vars(metrics).items() if k.isupper() and not k.startswith("DEFAULT_") and isinstance(v, str)}
     names |= set(metrics.BUILD_OUTCOME_METRICS.values())
     api = (ROOT / "functions" / "api" / "app.py").read_text()
-    names |= set(re.findall(r'add_metric\(name="(\w+)"', api))
+    names |= set(re.findall(r'(?:add_metric|single_metric)\(\s*name="(\w+)"', api))
     return names | {"ColdStart"}  # Powertools' capture_cold_start_metric
 
 

@@ -5,27 +5,27 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from weasis_link.auth import Caller
-from weasis_link.config import AppConfig, load_config
+from weasis_link.config import AppConfig
 from weasis_link.connectors.base import Connector, QueryContext
 from weasis_link.criteria import QueryCriteria
 from weasis_link.errors import AllArchivesFailed, ArchiveError, ArchiveTimeout, CriterionDeactivated, UnknownArchive
 from weasis_link.http.requests import criteria_from_query_string
 from weasis_link.service import ManifestService
 from weasis_link.settings import ServiceSettings
-from weasis_link.storage import ManifestStore, s3_client
+from weasis_link.storage import ManifestStore
 from weasis_link.study_tree import StudyTreeBuilder
+from weasis_link_dev.configs import config_from_text
 from weasis_link_dev.stored import stored_manifest
 from weasis_link_dev.weasis_client import read_manifest, validate
 
-BUCKET = "weasis-link-test"
+BUCKET, REGION = "weasis-link-test", "eu-central-1"  # the manifest_store fixture's
 NOW = 1_795_342_530.0
 CONFIG = """
 wado:
@@ -94,19 +94,12 @@ def failing(error: ArchiveError) -> Callable[[StudyTreeBuilder], None]:
 
 @pytest.fixture
 def config(tmp_path: Path) -> AppConfig:
-    path = tmp_path / "c.yaml"
-    path.write_text(CONFIG)
-    return load_config(path, environ={}, resolve_secret=lambda r: r)
+    return config_from_text(CONFIG, tmp_path)
 
 
 @pytest.fixture
-def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[ManifestStore]:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with mock_aws():
-        client = s3_client("us-east-1")
-        client.create_bucket(Bucket=BUCKET)
-        yield ManifestStore(client, BUCKET)
+def s3(manifest_store: ManifestStore) -> ManifestStore:
+    return manifest_store  # tests/conftest.py: moto's in-process S3, bucket BUCKET in REGION
 
 
 def make_service(
@@ -134,7 +127,7 @@ CALLER = Caller(
 
 
 def stored_objects() -> list[str]:
-    answer = boto3.client("s3", region_name="us-east-1").list_objects_v2(Bucket=BUCKET)
+    answer = boto3.client("s3", region_name=REGION).list_objects_v2(Bucket=BUCKET)
     return [o["Key"] for o in answer.get("Contents", [])]
 
 

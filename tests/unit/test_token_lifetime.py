@@ -5,15 +5,12 @@ would expire); a service token that cannot be obtained falls back to the caller'
 from __future__ import annotations
 
 import gzip
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from moto import mock_aws
 
 from weasis_link.auth import Caller
-from weasis_link.config import load_config
 from weasis_link.connectors.base import QueryContext
 from weasis_link.criteria import QueryCriteria
 from weasis_link.errors import ArchiveUnavailable
@@ -21,8 +18,9 @@ from weasis_link.http.requests import criteria_from_query_string
 from weasis_link.oauth_client import AccessToken
 from weasis_link.service import ManifestService
 from weasis_link.settings import ServiceSettings
-from weasis_link.storage import ManifestStore, s3_client
+from weasis_link.storage import ManifestStore
 from weasis_link.study_tree import StudyTreeBuilder
+from weasis_link_dev.configs import config_from_text
 from weasis_link_dev.stored import stored_manifest
 from weasis_link_dev.weasis_client import read_manifest
 
@@ -83,32 +81,24 @@ class FakeProvider:
 
 
 @pytest.fixture
-def make(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    path = tmp_path / "c.yaml"
-    path.write_text(CONFIG)
-    config = load_config(path, environ={}, resolve_secret=lambda r: r)
+def make(tmp_path: Path, manifest_store: ManifestStore) -> Any:
+    config = config_from_text(CONFIG, tmp_path)
     settings = ServiceSettings.model_validate(
         {"manifest_bucket": BUCKET, "oauth_issuer": "i", "oauth_audiences": ["a"], "oauth_jwks_url": "https://i/j"}
     )
-    with mock_aws():
-        client = s3_client("us-east-1")
-        client.create_bucket(Bucket=BUCKET)
-        store = ManifestStore(client, BUCKET)
 
-        def build(provider: FakeProvider) -> tuple[ManifestService, ManifestStore]:
-            service = ManifestService(
-                settings,
-                config,
-                store,
-                connector_factory=OneInstance,
-                clock=lambda: NOW,
-                token_providers=lambda _: provider,
-            )
-            return service, store
+    def build(provider: FakeProvider) -> tuple[ManifestService, ManifestStore]:
+        service = ManifestService(
+            settings,
+            config,
+            manifest_store,
+            connector_factory=OneInstance,
+            clock=lambda: NOW,
+            token_providers=lambda _: provider,
+        )
+        return service, manifest_store
 
-        yield build
+    return build
 
 
 def caller(lifetime: int) -> Caller:

@@ -11,7 +11,7 @@ import pytest
 from moto import mock_aws
 
 from weasis_link.auth import Caller
-from weasis_link.config import AppConfig, load_config
+from weasis_link.config import AppConfig
 from weasis_link.connectors.base import QueryContext
 from weasis_link.criteria import QueryCriteria
 from weasis_link.errors import InvalidManifest, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
@@ -22,6 +22,7 @@ from weasis_link.settings import ServiceSettings
 from weasis_link.storage import ManifestStore, s3_client
 from weasis_link.study_tree import StudyTreeBuilder
 from weasis_link.upload import XSD_PATH, ManifestUploads, uid_list_pairs, validate_manifest
+from weasis_link_dev.configs import config_from_text
 from weasis_link_dev.stored import stored_manifest
 from weasis_link_dev.weasis_client import XSD_REFERENCE, read_manifest, validate
 
@@ -74,9 +75,7 @@ class OneStudy:
 
 @pytest.fixture
 def config(tmp_path: Path) -> AppConfig:
-    path = tmp_path / "c.yaml"
-    path.write_text(CONFIG)
-    return load_config(path, environ={}, resolve_secret=lambda r: r)
+    return config_from_text(CONFIG, tmp_path)
 
 
 class Uploader:

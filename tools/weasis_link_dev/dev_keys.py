@@ -9,12 +9,10 @@ import contextlib
 import json
 import os
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Final
 
@@ -22,6 +20,8 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
+
+from weasis_link_dev.loopback_http import Answer, LoopbackServer, Request
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[2]
 KEY_FILE: Final = REPO_ROOT / ".local" / "dev-signing-key.pem"
@@ -107,7 +107,7 @@ class JwksServer:
     # The OpenID discovery document served at /.well-known/openid-configuration; None: the one naming this server
     # (issuer = base_url, jwks_uri = url). Tests replace it to serve a lying or broken document.
     discovery: dict[str, Any] | None = None
-    _server: ThreadingHTTPServer | None = field(default=None, repr=False)
+    _server: LoopbackServer | None = field(default=None, repr=False)
 
     @property
     def base_url(self) -> str:
@@ -126,38 +126,23 @@ class JwksServer:
     def jwks(self) -> dict[str, Any]:
         return {"keys": [k.public_jwk() for k in self.keys]}
 
+    def _answer(self, request: Request) -> Answer:
+        self.fetches += 1
+        if self.down:
+            return Answer(503)
+        if request.path == "/.well-known/openid-configuration":
+            self.discovery_fetches += 1
+            return Answer.json(self.discovery_document())
+        return Answer.json(self.jwks())
+
     def start(self) -> JwksServer:
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                owner.fetches += 1
-                if owner.down:
-                    self.send_error(503)
-                    return
-                document = owner.jwks()
-                if self.path == "/.well-known/openid-configuration":
-                    owner.discovery_fetches += 1
-                    document = owner.discovery_document()
-                body = json.dumps(document).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:  # quiet
-                pass
-
-        self._server = ThreadingHTTPServer((self.host, self.port), Handler)
-        self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, name="jwks", daemon=True).start()
+        self._server = LoopbackServer(self._answer, port=self.port).start()
+        self.port = self._server.port
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
             self._server = None
 
 

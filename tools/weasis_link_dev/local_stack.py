@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import sys
 import threading
 import urllib.request
@@ -27,18 +26,13 @@ from typing import Any
 from weasis_link_dev.dev_keys import DEV_AUDIENCE, DEV_ISSUER, DEV_SCOPE, KEY_FILE, JwksServer, SigningKey
 from weasis_link_dev.dev_keys import access_token_claims as claims
 from weasis_link_dev.local_api import LocalApiServer
+from weasis_link_dev.loopback_http import unused_port as free_port  # noqa: F401 - tests import it from here
 
 BUCKET = "weasis-link-local-manifests"
 REGION = "us-east-1"
 AUDIT_BUS = "weasis-link-local-audit"
 AUDIT_QUEUE = "weasis-link-local-audit"
 AUDIT_PATTERN = '{"source": ["weasis-link.audit"]}'
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.contextmanager

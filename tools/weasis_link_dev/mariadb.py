@@ -10,19 +10,20 @@ from __future__ import annotations
 
 import atexit
 import os
-import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import ClassVar, Self
 
 import pymysql
-from sqlalchemy.engine import URL
+
+from weasis_link_dev.db_server import LoopbackDatabaseServer, free_loopback_port
 
 __all__ = ["MariaDBServer", "MariaDBServerError"]
 
@@ -46,15 +47,12 @@ def ensure_mariadb_installed() -> tuple[str, str]:
     return install_db, server
 
 
-def _free_loopback_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-class MariaDBServer:
+class MariaDBServer(LoopbackDatabaseServer):
     """A private MariaDB server, started on `__enter__`, stopped and deleted on `__exit__`."""
+
+    _DRIVER = "mysql+pymysql"
+    _URL_QUERY: ClassVar[Mapping[str, str]] = {"charset": "utf8mb4"}
+    _ERROR = MariaDBServerError
 
     def __init__(
         self,
@@ -64,65 +62,14 @@ class MariaDBServer:
         database: str = "pacs",
         base_dir: str | os.PathLike[str] | None = None,
     ) -> None:
-        self._user = user
-        self._password = password if password is not None else secrets.token_urlsafe(18)
-        self._database = database
-        self._base_dir = base_dir
-        self._port: int | None = None
-        self._root: Path | None = None
+        super().__init__(user=user, password=password, database=database, base_dir=base_dir)
         self._process: subprocess.Popen[bytes] | None = None
-        self.start_seconds: float | None = None
 
     # -- connection facts ---------------------------------------------------------------------------------------
 
     @property
-    def host(self) -> str:
-        return "127.0.0.1"
-
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise MariaDBServerError("the server is not running")
-        return self._port
-
-    @property
-    def user(self) -> str:
-        return self._user
-
-    @property
-    def password(self) -> str:
-        return self._password
-
-    @property
-    def database(self) -> str:
-        return self._database
-
-    @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
-
-    @property
-    def sqlalchemy_url(self) -> str:
-        return self.url_for(self._database)
-
-    def url_for(self, database: str) -> str:
-        """`mysql+pymysql://user:pw@127.0.0.1:port/db` for the test user."""
-        url = URL.create(
-            "mysql+pymysql",
-            username=self._user,
-            password=self._password,
-            host=self.host,
-            port=self.port,
-            database=database,
-            query={"charset": "utf8mb4"},
-        )
-        return url.render_as_string(hide_password=False)
-
-    @property
-    def _dir(self) -> Path:
-        if self._root is None:
-            raise MariaDBServerError("the server has not been started")
-        return self._root
 
     @property
     def socket_path(self) -> Path:
@@ -198,7 +145,7 @@ class MariaDBServer:
     def _start_server(self, server: str) -> None:
         log = self._dir / "mariadb.log"
         for attempt in range(1, _START_ATTEMPTS + 1):
-            port = _free_loopback_port()
+            port = free_loopback_port()
             self._process = subprocess.Popen(
                 [
                     server,

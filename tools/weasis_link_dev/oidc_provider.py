@@ -16,7 +16,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -31,6 +30,7 @@ from typing import Any, Final
 from jwt.algorithms import RSAAlgorithm
 
 from weasis_link_dev.dev_keys import REPO_ROOT, SigningKey
+from weasis_link_dev.loopback_http import unused_port
 
 OIDC_PROVIDER_VERSION: Final = "9.13.3"
 REDIRECT_URI: Final = "http://127.0.0.1/callback"  # never contacted: the flow stops at the redirect
@@ -115,12 +115,6 @@ def ensure_installed() -> Path:
     return root
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass(frozen=True)
 class Client:
     client_id: str
@@ -149,7 +143,7 @@ class OidcProvider:
         self.resources = resources
         self.scopes = scopes
         self.keys = [SigningKey.generate(f"op-{secrets.token_hex(4)}")]
-        self.port = free_port()
+        self.port = unused_port()
         self.workdir = Path(tempfile.mkdtemp(prefix="weasis-link-oidc-"))
         self.log_path = self.workdir / "provider.log"
         self._process: subprocess.Popen[bytes] | None = None

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import atexit
 import os
-import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -23,7 +21,8 @@ from types import TracebackType
 from typing import Self
 
 import pg8000.native
-from sqlalchemy.engine import URL
+
+from weasis_link_dev.db_server import LoopbackDatabaseServer, free_loopback_port
 
 __all__ = ["PostgresServer", "PostgresServerError", "find_postgres_bindir"]
 
@@ -59,14 +58,7 @@ def ensure_postgres_installed() -> Path:
     return find_postgres_bindir()
 
 
-def _free_loopback_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-class PostgresServer:
+class PostgresServer(LoopbackDatabaseServer):
     """A private PostgreSQL cluster, started on `__enter__`, stopped and deleted on `__exit__`.
 
     Usage::
@@ -74,6 +66,9 @@ class PostgresServer:
         with PostgresServer() as pg:
             engine = sqlalchemy.create_engine(pg.sqlalchemy_url)
     """
+
+    _DRIVER = "postgresql+pg8000"
+    _ERROR = PostgresServerError
 
     def __init__(
         self,
@@ -83,39 +78,10 @@ class PostgresServer:
         database: str = "pacs",
         base_dir: str | os.PathLike[str] | None = None,
     ) -> None:
-        self._user = user
-        self._password = password if password is not None else secrets.token_urlsafe(18)
-        self._database = database
-        self._base_dir = base_dir
-        self._port: int | None = None
-        self._root: Path | None = None
+        super().__init__(user=user, password=password, database=database, base_dir=base_dir)
         self._bindir: Path | None = None
-        self.start_seconds: float | None = None
-        """Wall-clock time of `start()` (initdb + start + role and database), for benchmarks' reports."""
 
     # -- connection facts ---------------------------------------------------------------------------------------
-
-    @property
-    def host(self) -> str:
-        return "127.0.0.1"
-
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise PostgresServerError("the server is not running")
-        return self._port
-
-    @property
-    def user(self) -> str:
-        return self._user
-
-    @property
-    def password(self) -> str:
-        return self._password
-
-    @property
-    def database(self) -> str:
-        return self._database
 
     @property
     def data_dir(self) -> Path:
@@ -124,23 +90,6 @@ class PostgresServer:
     @property
     def socket_dir(self) -> Path:
         return self._dir
-
-    @property
-    def sqlalchemy_url(self) -> str:
-        """`postgresql+pg8000://user:pw@127.0.0.1:port/db` for the test role and the default database."""
-        return self.url_for(self._database)
-
-    def url_for(self, database: str) -> str:
-        """The SQLAlchemy URL of another database of this cluster, as the test role."""
-        url = URL.create(
-            "postgresql+pg8000",
-            username=self._user,
-            password=self._password,
-            host=self.host,
-            port=self.port,
-            database=database,
-        )
-        return url.render_as_string(hide_password=False)
 
     @property
     def running(self) -> bool:
@@ -177,12 +126,6 @@ class PostgresServer:
             conn.close()
 
     # -- life cycle ---------------------------------------------------------------------------------------------
-
-    @property
-    def _dir(self) -> Path:
-        if self._root is None:
-            raise PostgresServerError("the server has not been started")
-        return self._root
 
     def _as_postgres(self, argv: Sequence[str | os.PathLike[str]]) -> list[str]:
         # initdb and postgres refuse to run as root: drop to the `postgres` OS user the Debian package creates.
@@ -267,7 +210,7 @@ class PostgresServer:
         assert self._bindir is not None
         log = self._dir / "postgres.log"
         for attempt in range(1, _START_ATTEMPTS + 1):
-            port = _free_loopback_port()
+            port = free_loopback_port()
             self._write_runtime_config(port)
             result = subprocess.run(
                 self._as_postgres(

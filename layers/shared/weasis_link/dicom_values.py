@@ -58,6 +58,16 @@ def identifier(value: object, max_length: int = MAX_LO) -> str | None:
     return s
 
 
+def short_text(value: object) -> str | None:
+    """A text of SH length (StudyID)."""
+    return text(value, MAX_SH)
+
+
+def short_identifier(value: object) -> str | None:
+    """An identifier of SH length (AccessionNumber)."""
+    return identifier(value, MAX_SH)
+
+
 def uid(value: object) -> str | None:
     """A DICOM UI: digits and dots, no empty component, at most 64 characters; trailing NUL/space padding dropped."""
     if type(value) is str and len(value) <= MAX_UI and _UID.fullmatch(value):
@@ -85,6 +95,8 @@ def code_string(value: object, max_length: int = MAX_CS) -> str | None:
 
 def integer(value: object) -> int | None:
     """IS: a 32-bit integer (xsd:int), from an int or a DICOM IS string like ' +12 '."""
+    if type(value) is int:  # the common case (an SQL integer column): no isinstance chain
+        return value if _INT32_MIN <= value <= _INT32_MAX else None
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, int):

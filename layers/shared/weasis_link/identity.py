@@ -25,7 +25,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 from weasis_link.errors import ConfigurationError
 from weasis_link.key_urls import checked_key_url
 from weasis_link.patient_context import PatientContextConfig
-from weasis_link.settings import AsymmetricAlgorithm, ServiceSettings
+from weasis_link.settings import AsymmetricAlgorithm, KeyUrl, ServiceSettings
 
 TENANT_PLACEHOLDER: Final = "{tenantid}"
 # Entra ID tenant ids are GUIDs; a looser pattern still keeps the template match to one path segment.
@@ -59,7 +59,7 @@ class TrustedIssuerConfig(_IdentityModel):
     """One identity provider whose access tokens the service accepts."""
 
     issuer: str = Field(min_length=1, max_length=2048, pattern=r"^\S+$")
-    jwks_url: str | None = Field(default=None, max_length=2048)
+    jwks_url: KeyUrl | None = None
     audiences: Words = Field(default_factory=list)
     client_ids: Words = Field(default_factory=list)
     token_use: Literal["access"] | None = None
@@ -74,11 +74,6 @@ class TrustedIssuerConfig(_IdentityModel):
     require_access_token_type: bool = False
     # SMART patient context: the claim that confines this issuer's tokens to one patient (patient_context.py).
     patient_context: PatientContextConfig | None = None
-
-    @field_validator("jwks_url")
-    @classmethod
-    def _fetchable(cls, url: str | None) -> str | None:
-        return None if url is None else checked_key_url(url)
 
     @field_validator("tenants")
     @classmethod

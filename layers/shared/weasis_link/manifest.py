@@ -29,7 +29,9 @@ from weasis_link.study_tree import Patient, PatientKey, Study, sorted_series, so
 
 NAMESPACE: Final = "http://www.weasis.org/xsd/2.5"
 XSI: Final = "http://www.w3.org/2001/XMLSchema-instance"
-GZIP_LEVEL: Final = 6
+# zlib's fastest level: a 5,000-instance manifest (820 KB of XML) compresses in less than half level 6's time to a
+# 6 % larger object (138 KB against 130 KB): less time in the request than the 8 KB cost Weasis to download.
+GZIP_LEVEL: Final = 1
 Severity = Literal["INFO", "WARN", "ERROR"]
 _SEVERITY_RANK: Final = {"INFO": 0, "WARN": 1, "ERROR": 2}
 

@@ -18,9 +18,8 @@ from __future__ import annotations
 import datetime as dt
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
 
 from weasis_link import manifest as mf
 from weasis_link.errors import ManifestNotFound
@@ -62,44 +61,45 @@ def message_manifest(base_url: str, title: str, description: str, severity: mf.S
     return mf.manifest_xml([query], str(uuid.uuid4()))
 
 
+class Clock(Protocol):
+    """What waiting for a build reads: wall time (expiries), a monotonic clock (the wait) and a sleep. The `time`
+    module is one; tests pass one that moves only when slept on."""
+
+    def time(self) -> float: ...
+
+    def monotonic(self) -> float: ...
+
+    def sleep(self, seconds: float, /) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
 class ManifestLinks:
     """Answers GET /manifests/{id}."""
 
-    def __init__(
-        self,
-        store: ManifestStore,
-        presign_expires_seconds: int,
-        *,
-        clock: Callable[[], float] = time.time,
-        monotonic: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self._store = store
-        self._presign_seconds = presign_expires_seconds
-        self._clock = clock
-        self._monotonic = monotonic
-        self._sleep = sleep
+    store: ManifestStore
+    presign_expires_seconds: int
+    clock: Clock = time
 
     def open(self, manifest_id: str, attempt: int, base_url: str, wait_seconds: float) -> ManifestAnswer:
         """A redirect to the stored manifest, waiting up to `wait_seconds` for one being built."""
         expires_at = expiry_of(manifest_id)
         if expires_at is None:
             raise ManifestNotFound("This manifest link is not valid.")
-        if expires_at.timestamp() <= self._clock():
+        if expires_at.timestamp() <= self.clock.time():
             raise ManifestNotFound("This manifest has expired; open the viewer again from its source.")
-        wait_until = self._monotonic() + max(0.0, wait_seconds)
+        wait_until = self.clock.monotonic() + max(0.0, wait_seconds)
         deadline: float | None = None
         pause = 0.05
         while True:
-            if self._store.exists(manifest_id):
+            if self.store.exists(manifest_id):
                 return Redirect(self._presigned(manifest_id, expires_at))
             if deadline is None:
-                deadline = self._store.build_deadline(manifest_id)
+                deadline = self.store.build_deadline(manifest_id)
                 if deadline is None:
                     raise ManifestNotFound("This manifest does not exist or has expired.")
-            if self._clock() > deadline:
+            if self.clock.time() > deadline:
                 # One last look: the build may have stored it between the two reads.
-                if self._store.exists(manifest_id):
+                if self.store.exists(manifest_id):
                     return Redirect(self._presigned(manifest_id, expires_at))
                 return InlineManifest(
                     message_manifest(
@@ -111,10 +111,10 @@ class ManifestLinks:
                     ),
                     "build-lost",
                 )
-            left = wait_until - self._monotonic()
+            left = wait_until - self.clock.monotonic()
             if left <= 0:
                 break
-            self._sleep(min(pause, left))
+            self.clock.sleep(min(pause, left))
             pause = min(pause * 2, 0.5)
         if attempt < MAX_SELF_REDIRECTS:
             return Redirect(f"{short_link(base_url, manifest_id)}?attempt={attempt + 1}", to_manifest=False)
@@ -129,7 +129,7 @@ class ManifestLinks:
         )
 
     def _presigned(self, manifest_id: str, expires_at: dt.datetime) -> str:
-        left = int(expires_at.timestamp() - self._clock())
-        return self._store.presigned_url(
-            manifest_id, max(1, min(self._presign_seconds, REDIRECT_PRESIGN_SECONDS, left))
+        left = int(expires_at.timestamp() - self.clock.time())
+        return self.store.presigned_url(
+            manifest_id, max(1, min(self.presign_expires_seconds, REDIRECT_PRESIGN_SECONDS, left))
         )

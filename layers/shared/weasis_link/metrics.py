@@ -92,7 +92,7 @@ def record_archive_outcomes(metrics: Metrics, seconds: Mapping[str, float], fail
         ) as metric:
             metric.add_dimension(name="archive", value=failure.archive_id)
     if failed:
-        # A blob of its own: the API function adds a `code` dimension to its metric set on refusals.
+        # A blob of its own, with the service dimension only, whatever else the invocation records.
         with single_metric(
             name=ARCHIVE_FAILURES, unit=MetricUnit.Count, value=len(failed), namespace=metrics.namespace
         ):

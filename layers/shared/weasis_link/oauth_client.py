@@ -40,6 +40,7 @@ from urllib3.util import Retry
 
 from weasis_link.config import ClientCredentialsConfig
 from weasis_link.errors import ArchiveError, ArchiveTimeout, ArchiveUnavailable
+from weasis_link.upstream_retry import gateway_retry
 
 # A token this close to its expiry is not handed out: the request it authenticates must still arrive in time.
 DEFAULT_REFRESH_MARGIN_SECONDS: Final = 30.0
@@ -132,15 +133,7 @@ class ClientCredentialsTokenProvider:
                 headers=headers,
                 timeout=urllib3.Timeout(connect=min(3.0, c.timeout_seconds), read=c.timeout_seconds),
                 # A second token request is harmless, so a POST may be retried on connection errors and 502-504.
-                retries=Retry(
-                    total=1,
-                    read=0,
-                    backoff_factor=0.2,
-                    status_forcelist=(502, 503, 504),
-                    allowed_methods=frozenset({"POST"}),
-                    raise_on_status=False,
-                    respect_retry_after_header=False,
-                ),
+                retries=gateway_retry(Retry, "POST", 1, 0.2, read=0),
                 redirect=False,
             )
         except (MaxRetryError, HTTPError) as exc:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Final
 
 from weasis_link.config import AppConfig, SecretResolver
@@ -38,39 +39,35 @@ class RecordingResolver:
         return self._resolve(reference)
 
 
+@dataclass(slots=True)
 class ConfigRefresher:
     """Calls `apply` with a freshly loaded configuration when the one in use is older than `max_age_seconds`."""
 
-    def __init__(
-        self,
-        load: Callable[[], AppConfig],
-        apply: Callable[[AppConfig], None],
-        max_age_seconds: float,
-        *,
-        enabled: bool,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._load = load
-        self._apply = apply
-        self._max_age = max_age_seconds
-        self._clock = clock
-        self.enabled = enabled
-        self._next = clock() + max_age_seconds
-        self.refreshes = 0
+    load: Callable[[], AppConfig]
+    apply: Callable[[AppConfig], None]
+    max_age_seconds: float
+    _: KW_ONLY
+    enabled: bool
+    clock: Callable[[], float] = time.monotonic
+    refreshes: int = field(default=0, init=False)
+    _next: float = field(init=False)  # when the values in use are due for a refresh
+
+    def __post_init__(self) -> None:
+        self._next = self.clock() + self.max_age_seconds
 
     def refresh_if_stale(self) -> bool:
         """True when a new configuration was applied."""
-        if not self.enabled or self._clock() < self._next:
+        if not self.enabled or self.clock() < self._next:
             return False
         try:
-            config = self._load()
+            config = self.load()
         except ConfigurationError as exc:
             # The message names the reference, never a value (secret_references.py).
             logger.warning("secrets not refreshed; the values in use are kept", extra={"error": str(exc)})
-            self._next = self._clock() + min(RETRY_AFTER_FAILURE_SECONDS, self._max_age)
+            self._next = self.clock() + min(RETRY_AFTER_FAILURE_SECONDS, self.max_age_seconds)
             return False
-        self._apply(config)
-        self._next = self._clock() + self._max_age
+        self.apply(config)
+        self._next = self.clock() + self.max_age_seconds
         self.refreshes += 1
         logger.info("configuration re-read: secret references resolved again")
         return True

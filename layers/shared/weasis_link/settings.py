@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Final, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from weasis_link.errors import ConfigurationError
 from weasis_link.key_urls import checked_key_url
@@ -29,6 +29,8 @@ def _split(separators: str) -> BeforeValidator:
 
 CommaList = Annotated[list[str], _split(", ")]
 SpaceList = Annotated[list[str], _split(" ,")]
+# A URL signing keys may be fetched from (key_urls.py): a JWKS over plain HTTP lets anyone on the path mint tokens.
+KeyUrl = Annotated[str, Field(max_length=2048), AfterValidator(checked_key_url)]
 
 # Environment variable -> field. One table, so the template, the docs and the error messages agree.
 ENVIRONMENT: Final = {
@@ -82,7 +84,7 @@ class ServiceSettings(BaseModel):
     # The one-issuer shorthand (weasis_link.identity): unset, every trusted issuer comes from the file's auth block.
     oauth_issuer: str | None = Field(default=None, min_length=1)
     oauth_audiences: CommaList = Field(default_factory=list)
-    oauth_jwks_url: str | None = None  # unset: from the issuer's OpenID discovery document, at the first token
+    oauth_jwks_url: KeyUrl | None = None  # unset: from the issuer's OpenID discovery document, at the first token
     oauth_required_scopes: SpaceList = Field(default_factory=list)
     oauth_algorithms: Annotated[list[AsymmetricAlgorithm], _split(", ")] = Field(default=["RS256"], min_length=1)
     oauth_leeway_seconds: int = Field(default=30, ge=0, le=300)
@@ -94,7 +96,7 @@ class ServiceSettings(BaseModel):
     config_file: Path | None = None
     aws_region: str = "us-east-1"
     s3_endpoint_url: str | None = None
-    public_base_url: str | None = None  # checked by public_url.check_public_base_url
+    public_base_url: Annotated[str, AfterValidator(check_public_base_url)] | None = None
     builder_function_name: str | None = None
     # The whole query must end well inside API Gateway's 29 s integration limit.
     archive_deadline_seconds: float = Field(default=20.0, gt=0, le=25)
@@ -128,17 +130,6 @@ class ServiceSettings(BaseModel):
     # true: a request whose audit event cannot be recorded is served anyway (logged); false: 503, nothing stored.
     audit_fail_open: bool = False
     events_endpoint_url: str | None = None
-
-    @field_validator("oauth_jwks_url")
-    @classmethod
-    def _no_plain_http_outside_loopback(cls, value: str | None) -> str | None:
-        # A JWKS fetched over plain HTTP lets anyone on the path mint accepted tokens.
-        return None if value is None else checked_key_url(value)
-
-    @field_validator("public_base_url")
-    @classmethod
-    def _launchable_base_url(cls, value: str | None) -> str | None:
-        return None if value is None else check_public_base_url(value)
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> ServiceSettings:

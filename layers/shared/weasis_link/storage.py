@@ -145,7 +145,7 @@ class ManifestStore:
                 **self._encryption,
             )
         except Exception as exc:
-            raise StorageError(f"The manifest could not be stored ({error_code(exc)}).") from None
+            raise StorageError("The manifest could not be stored", exc) from None
         return StoredManifest(manifest_id, key, expires_at)
 
     def delete(self, manifest_id: str) -> None:
@@ -172,7 +172,7 @@ class ManifestStore:
                 **self._encryption,
             )
         except Exception as exc:
-            raise StorageError(f"The manifest build could not be registered ({error_code(exc)}).") from None
+            raise StorageError("The manifest build could not be registered", exc) from None
 
     def build_deadline(self, manifest_id: str) -> float | None:
         """When the build of a pending manifest must be over (epoch seconds); None when no build was registered."""
@@ -182,7 +182,7 @@ class ManifestStore:
         except Exception as exc:
             if error_code(exc) in _MISSING:
                 return None
-            raise StorageError(f"The manifest store cannot be read ({error_code(exc)}).") from None
+            raise StorageError("The manifest store cannot be read", exc) from None
         try:
             return float(head.get("Metadata", {})[BUILD_DEADLINE_METADATA])
         except (KeyError, ValueError):
@@ -201,7 +201,7 @@ class ManifestStore:
         except Exception as exc:
             if error_code(exc) in _MISSING:
                 return False
-            raise StorageError(f"The manifest store cannot be read ({error_code(exc)}).") from None
+            raise StorageError("The manifest store cannot be read", exc) from None
         return True
 
     # --- cleanup --------------------------------------------------------------------------------------------
@@ -213,7 +213,7 @@ class ManifestStore:
         except Exception as exc:
             if error_code(exc) in _MISSING:
                 raise ManifestNotFound("This manifest does not exist or has expired.") from None
-            raise StorageError(f"The manifest store cannot be read ({error_code(exc)}).") from None
+            raise StorageError("The manifest store cannot be read", exc) from None
 
     def delete_expired(self, now: float | None = None) -> CleanupReport:
         """Delete every manifest whose expiry has passed; idempotent (deleting a missing key succeeds)."""

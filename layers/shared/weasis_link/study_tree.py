@@ -10,9 +10,10 @@ holds 100,000 instances, and validation is already done by the normalisers.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Final
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from operator import attrgetter
+from typing import Any, Final
 
 from weasis_link import dicom_values as dv
 
@@ -55,6 +56,12 @@ class PatientKey:
     issuer: str | None
 
 
+def _dicom(keyword: str, normalise: Callable[[object], object]) -> Any:
+    """A field read from the DICOM attribute `keyword` through `normalise`: unknown (None) until an answer gives it,
+    then kept (a later, richer answer completes an earlier one: _Completion)."""
+    return field(default=None, metadata={"dicom": (keyword, normalise)})
+
+
 @dataclass(slots=True)
 class Patient:
     key: PatientKey
@@ -74,11 +81,11 @@ class Instance:
 @dataclass(slots=True)
 class Series:
     series_instance_uid: str
-    modality: str | None = None
-    series_number: int | None = None
-    description: str | None = None
-    series_date: str | None = None
-    series_time: str | None = None
+    modality: str | None = _dicom("Modality", dv.code_string)
+    series_number: int | None = _dicom("SeriesNumber", dv.integer)
+    description: str | None = _dicom("SeriesDescription", dv.text)
+    series_date: str | None = _dicom("SeriesDate", dv.date)
+    series_time: str | None = _dicom("SeriesTime", dv.time)
     instances: list[Instance] = field(default_factory=list)
 
 
@@ -86,13 +93,14 @@ class Series:
 class Study:
     study_instance_uid: str
     patient: Patient
-    study_date: str | None = None
-    study_time: str | None = None
-    description: str | None = None
-    accession_number: str | None = None
-    study_id: str | None = None
-    referring_physician_name: str | None = None
+    # ModalitiesInStudy gathers every answer's values (_fill_study); the `_dicom` attributes keep the first known.
     modalities_in_study: frozenset[str] = frozenset()
+    study_date: str | None = _dicom("StudyDate", dv.date)
+    study_time: str | None = _dicom("StudyTime", dv.time)
+    description: str | None = _dicom("StudyDescription", dv.text)
+    accession_number: str | None = _dicom("AccessionNumber", dv.short_identifier)
+    study_id: str | None = _dicom("StudyID", dv.short_text)
+    referring_physician_name: str | None = _dicom("ReferringPhysicianName", dv.text)
     series: dict[str, Series] = field(default_factory=dict)
 
     @property
@@ -127,6 +135,7 @@ class StudyTreeBuilder:
         self._studies: dict[str, Study] = {}
         self._series_study: dict[str, str] = {}
         self._sops: set[str] = set()
+        self._complete_series: set[str] = set()  # every attribute known: the next rows cannot change it
         # Study, series and SOP class UIDs repeat on every instance row: each distinct value is validated once.
         self._checked_uids: dict[str, str | None] = {}
         self.skipped: Counter[str] = Counter()
@@ -178,34 +187,46 @@ class StudyTreeBuilder:
             study = self.add_study(attrs)
             if study is None:
                 return
-        series_uid = self._repeated_uid(attrs.get("SeriesInstanceUID"))
+        instance = (attrs.get("SOPInstanceUID"), attrs.get("SOPClassUID"), attrs.get("InstanceNumber"))
+        self.add_series_instances(study, attrs, (instance,))
+
+    def add_series_instances(
+        self, study: Study, series_attrs: Mapping[str, object], instances: Sequence[tuple[object, object, object]]
+    ) -> None:
+        """Instances given as (SOPInstanceUID, SOPClassUID, InstanceNumber) that share `series_attrs`: the same
+        checks, counts and result as add_instance for each, the series attributes read once (a database answer
+        repeats them on every row of a series)."""
+        series_uid = self._repeated_uid(series_attrs.get("SeriesInstanceUID"))
         if series_uid is None:
-            self.skipped[SKIP_SERIES_UID] += 1
+            if instances:
+                self.skipped[SKIP_SERIES_UID] += len(instances)
             return
-        sop_uid = dv.uid(attrs.get("SOPInstanceUID"))
-        if sop_uid is None:
-            self.skipped[SKIP_SOP_UID] += 1
-            return
-        owner = self._series_study.setdefault(series_uid, study.study_instance_uid)
-        if owner != study.study_instance_uid:
-            self.skipped[SKIP_CONFLICT] += 1
-            return
-        if sop_uid in self._sops:
-            self.skipped[SKIP_DUPLICATE] += 1
-            return
-        self._sops.add(sop_uid)
-        series = study.series.get(series_uid)
-        if series is None:
-            series = Series(series_instance_uid=series_uid)
-            study.series[series_uid] = series
-        _fill_series(series, attrs)
-        series.instances.append(
-            Instance(
-                sop_instance_uid=sop_uid,
-                sop_class_uid=self._repeated_uid(attrs.get("SOPClassUID")),
-                instance_number=dv.integer(attrs.get("InstanceNumber")),
-            )
-        )
+        study_uid = study.study_instance_uid
+        owner: str | None = None
+        series: Series | None = None
+        sops = self._sops
+        for sop_value, class_value, number in instances:
+            sop_uid = dv.uid(sop_value)
+            if sop_uid is None:
+                self.skipped[SKIP_SOP_UID] += 1
+                continue
+            if owner is None:
+                owner = self._series_study.setdefault(series_uid, study_uid)
+            if owner != study_uid:
+                self.skipped[SKIP_CONFLICT] += 1
+                continue
+            if sop_uid in sops:
+                self.skipped[SKIP_DUPLICATE] += 1
+                continue
+            sops.add(sop_uid)
+            if series is None:
+                series = study.series.get(series_uid)
+                if series is None:
+                    series = study.series[series_uid] = Series(series_instance_uid=series_uid)
+                # Once: the attributes are the same for every instance here.
+                if series_uid not in self._complete_series and _SERIES.complete(series, series_attrs):
+                    self._complete_series.add(series_uid)
+            series.instances.append(Instance(sop_uid, self._repeated_uid(class_value), dv.integer(number)))
 
     def add_instances(self, rows: Iterable[Mapping[str, object]], study: Study | None = None) -> None:
         for row in rows:
@@ -229,39 +250,44 @@ def _patient_key(attrs: Mapping[str, object]) -> PatientKey | None:
     return PatientKey(patient_id, issuer) if issuer is not None else None
 
 
+class _Completion:
+    """Fills the `_dicom` fields of one level (study, series) that are still unknown. One C-level read
+    tells whether anything is missing, as most records find their series complete (a study of 100,000 instances)."""
+
+    __slots__ = ("_current", "_table")
+
+    def __init__(self, level: type) -> None:
+        self._table = tuple((f.name, *f.metadata["dicom"]) for f in fields(level) if "dicom" in f.metadata)
+        self._current = attrgetter(*(name for name, _, _ in self._table))
+
+    def complete(self, target: Study | Series, attrs: Mapping[str, object]) -> bool:
+        """Set the attributes that are still unknown from `attrs`; True when none is left unknown."""
+        current = self._current(target)
+        if None not in current:
+            return True
+        known = True
+        # Every normaliser maps None to None: an absent attribute leaves the value unknown.
+        for value, (name, keyword, normalise) in zip(current, self._table, strict=True):
+            if value is not None:
+                continue
+            if (raw := attrs.get(keyword)) is not None and (found := normalise(raw)) is not None:
+                setattr(target, name, found)
+            else:
+                known = False
+        return known
+
+
+_STUDY, _SERIES = _Completion(Study), _Completion(Series)
+
+
 def _fill_study(study: Study, attrs: Mapping[str, object]) -> None:
-    """Set study attributes that are still unknown (a later, richer answer completes an earlier one)."""
-    if study.study_date is None:
-        study.study_date = dv.date(attrs.get("StudyDate"))
-    if study.study_time is None:
-        study.study_time = dv.time(attrs.get("StudyTime"))
-    if study.description is None:
-        study.description = dv.text(attrs.get("StudyDescription"))
-    if study.accession_number is None:
-        study.accession_number = dv.identifier(attrs.get("AccessionNumber"), dv.MAX_SH)
-    if study.study_id is None:
-        study.study_id = dv.text(attrs.get("StudyID"), dv.MAX_SH)
-    if study.referring_physician_name is None:
-        study.referring_physician_name = dv.text(attrs.get("ReferringPhysicianName"))
+    _STUDY.complete(study, attrs)
     mods = attrs.get("ModalitiesInStudy")
     if mods:
         values = mods if isinstance(mods, list | tuple | set | frozenset) else str(mods).split("\\")
         study.modalities_in_study = study.modalities_in_study | {
             m for m in (dv.code_string(v) for v in values) if m is not None
         }
-
-
-def _fill_series(series: Series, attrs: Mapping[str, object]) -> None:
-    if series.modality is None:
-        series.modality = dv.code_string(attrs.get("Modality"))
-    if series.series_number is None:
-        series.series_number = dv.integer(attrs.get("SeriesNumber"))
-    if series.description is None:
-        series.description = dv.text(attrs.get("SeriesDescription"))
-    if series.series_date is None:
-        series.series_date = dv.date(attrs.get("SeriesDate"))
-    if series.series_time is None:
-        series.series_time = dv.time(attrs.get("SeriesTime"))
 
 
 def sorted_studies(studies: Iterable[Study]) -> list[Study]:

@@ -166,21 +166,35 @@ class DatabaseConnector:
     def find(self, criteria: QueryCriteria, context: QueryContext, builder: StudyTreeBuilder) -> None:
         engine, columns = self._prepare()
         statement = self.statement(criteria, columns)
-        timeout = max(0.5, min(self.settings.query_timeout_seconds, context.deadline - time.monotonic()))
         try:
-            with self._single_connection or contextlib.nullcontext(), engine.connect() as conn:
-                self._apply_timeout(conn, timeout)
-                result = conn.execute(statement)
-                self.last_request_count = 1
-                names = list(result.keys())  # a result's keys, not a dict's: iterating the result gives rows
-                layout = RowLayout([columns.keywords.get(n, n) for n in names])
-                rows: Sequence[Any] = result.all()
-                record = next((n for n in names if _fold(n) == _PATIENT_RECORD), None)
-                if record is not None:
-                    rows = one_identity_per_record(rows, layout.identity, itemgetter(layout.position[record]))
-                add_rows(builder, rows, layout)
+            names, rows = self._fetch(engine, statement, context)
         except SQLAlchemyError as exc:
             raise self._archive_error(exc) from None
+        layout = RowLayout([columns.keywords.get(n, n) for n in names])
+        record = next((n for n in names if _fold(n) == _PATIENT_RECORD), None)
+        if record is not None:
+            rows = one_identity_per_record(rows, layout.identity, itemgetter(layout.position[record]))
+        add_rows(builder, rows, layout)
+
+    def _fetch(
+        self, engine: Engine, statement: sa.Select[Any], context: QueryContext
+    ) -> tuple[list[str], Sequence[Any]]:
+        """The answer's column names and rows. No ping before each query (a round trip): a pooled connection the
+        server or the network dropped fails at once, and the query is sent again, once, on a fresh connection
+        (SQLAlchemy has invalidated the dropped one). Only a select, so sending it twice changes nothing."""
+        for attempt in (1, 2):
+            timeout = max(0.5, min(self.settings.query_timeout_seconds, context.deadline - time.monotonic()))
+            try:
+                with self._single_connection or contextlib.nullcontext(), engine.connect() as conn:
+                    self._apply_timeout(conn, timeout)
+                    result = conn.execute(statement)
+                    self.last_request_count = attempt
+                    return list(result.keys()), result.all()  # a result's keys, not a dict's
+            except DBAPIError as exc:
+                if attempt == 2 or not exc.connection_invalidated:
+                    raise
+                logger.info("archive '%s': the pooled connection was dropped, querying again", self.connector_id)
+        raise AssertionError("unreachable")  # the loop returns or raises
 
     def statement(self, criteria: QueryCriteria, columns: SelectColumns) -> sa.Select[Any]:
         """SELECT * FROM (<configured select>) AS weasis_q WHERE <criteria as bound parameters>."""
@@ -222,7 +236,8 @@ class DatabaseConnector:
     def _create_engine(self) -> Engine:
         url = self._url
         connect_timeout = self.settings.connect_timeout_seconds
-        kwargs: dict[str, Any] = {"pool_pre_ping": True, "pool_recycle": 300}
+        # No pre-ping (a round trip per query): _fetch sends the select again when a pooled connection was dropped.
+        kwargs: dict[str, Any] = {"pool_recycle": 300}
         if url.get_backend_name() == "sqlite":
             kwargs.pop("pool_recycle")
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": connect_timeout}
@@ -326,13 +341,23 @@ class DatabaseConnector:
     def _apply_timeout(conn: sa.Connection, seconds: float) -> None:
         backend = conn.engine.url.get_backend_name()
         if backend == "postgresql":
-            # Bound parameter, set for this transaction only.
+            # Bound parameter, set for this transaction only (safe behind a transaction-pooling proxy).
             conn.execute(sa.text("SELECT set_config('statement_timeout', :ms, true)"), {"ms": str(int(seconds * 1000))})
-        elif backend == "mysql" and getattr(conn.dialect, "is_mariadb", False):
-            # MariaDB has no MAX_EXECUTION_TIME (error 1193): its own max_statement_time, in seconds.
-            conn.execute(sa.text("SET SESSION max_statement_time = :s"), {"s": round(seconds, 3)})
         elif backend == "mysql":
-            conn.execute(sa.text("SET SESSION MAX_EXECUTION_TIME = :ms"), {"ms": int(seconds * 1000)})
+            # A session variable: sent only when this pooled connection does not hold the value already (the
+            # configured timeout, unless the request's deadline is nearer), not once per query.
+            info = conn.connection.info
+            if info.get(_SESSION_TIMEOUT) == seconds:
+                return
+            if getattr(conn.dialect, "is_mariadb", False):
+                # MariaDB has no MAX_EXECUTION_TIME (error 1193): its own max_statement_time, in seconds.
+                conn.execute(sa.text("SET SESSION max_statement_time = :s"), {"s": round(seconds, 3)})
+            else:
+                conn.execute(sa.text("SET SESSION MAX_EXECUTION_TIME = :ms"), {"ms": int(seconds * 1000)})
+            info[_SESSION_TIMEOUT] = seconds
+
+
+_SESSION_TIMEOUT: Final = "weasis_link.statement_timeout"  # key of a pooled MySQL connection's info: its timeout
 
 
 # pg8000 parses every DATE / TIME / TIMESTAMP text with strptime (~20 µs each); a study's rows repeat the same few

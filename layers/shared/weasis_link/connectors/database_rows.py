@@ -1,10 +1,11 @@
 """A database answer into the study tree, read by column position.
 
-A 5,000-instance study answers 5,000 rows that repeat the patient and study columns. The positions of the columns
-the builder reads are found once per answer; a row becomes a mapping only for what the builder reads from it: the
-whole row for the first row of each (study, patient), the series and instance columns for the others (the builder's
-add_instance reads nothing else when it is given the study). Same records, same order, same checks as one mapping
-per row: the study tree still normalises and refuses every value.
+A 5,000-instance study answers 5,000 rows that repeat the patient, study and series columns. The positions of the
+columns the builder reads are found once per answer; a row becomes a mapping only for what the builder reads from it:
+the whole row for the first row of each (study, patient), the series columns once per run of consecutive rows with
+the same study and series values, and each row's (SOPInstanceUID, SOPClassUID, InstanceNumber) as a tuple (the
+builder's add_series_instances). Same records, same order, same checks as one mapping per row: the study tree still
+normalises and refuses every value. (A column's values share one type, so equal series values normalise alike.)
 """
 
 from __future__ import annotations
@@ -36,9 +37,10 @@ class RowLayout:
     def __init__(self, keywords: Sequence[str]) -> None:
         self.keywords = tuple(keywords)
         self.position = {keyword: i for i, keyword in enumerate(self.keywords)}
-        present = [k for k in (*SERIES_KEYWORDS, *INSTANCE_KEYWORDS) if k in self.position]
-        self._instance_keywords = tuple(present)
-        self._instance_values = _values([self.position[k] for k in present])
+        series = [k for k in SERIES_KEYWORDS if k in self.position]
+        self._series_keywords = tuple(series)
+        self.series_values = _values([self.position[k] for k in series])
+        self.instance_values = self.values(*INSTANCE_KEYWORDS)  # in add_series_instances' order
         self.study_key = self.values("StudyInstanceUID", "PatientID", "IssuerOfPatientID")
         self.identity = self.values("PatientID", "IssuerOfPatientID")
 
@@ -53,27 +55,41 @@ class RowLayout:
     def mapping(self, row: Row) -> dict[str, Any]:
         return dict(zip(self.keywords, row, strict=True))
 
-    def instance_mapping(self, row: Row) -> dict[str, Any]:
-        return dict(zip(self._instance_keywords, self._instance_values(row), strict=True))
+    def series_mapping(self, row: Row) -> dict[str, Any]:
+        return dict(zip(self._series_keywords, self.series_values(row), strict=True))
 
 
 def add_rows(builder: StudyTreeBuilder, rows: Sequence[Row], layout: RowLayout) -> None:
-    """Rows into the builder, each study (and its patient) read once: a study's rows repeat its attributes, and
-    the builder's add_study is the costly part of add_instance. Rows of one study UID naming another patient go
-    through add_study again, which refuses them (never one patient's images under another's study)."""
+    """Rows into the builder, each study (and its patient) read once, each run of rows of one series in one call:
+    a study's rows repeat its attributes, and the builder's add_study is the costly part of add_instance. Rows of
+    one study UID naming another patient go through add_study again, which refuses them (never one patient's images
+    under another's study)."""
     studies: dict[tuple[Any, ...], Study | None] = {}
     study_key = layout.study_key
-    instance_mapping = layout.instance_mapping
-    add_instance = builder.add_instance
+    series_values = layout.series_values
+    instance_values = layout.instance_values
+    run_study: Study | None = None
+    run_series: tuple[Any, ...] = ()
+    run_row: Row = ()
+    run: list[tuple[Any, ...]] = []
     for row in rows:
         key = study_key(row)
         study = studies.get(key, _UNSEEN)
         if study is _UNSEEN:
-            study = studies[key] = builder.add_study(layout.mapping(row))
-        if study is None:
-            add_instance(layout.mapping(row))  # counts why the row is left out
-        else:
-            add_instance(instance_mapping(row), study)
+            study = studies[key] = builder.add_study(layout.mapping(row))  # counts why a refused row is left out
+            if study is None:
+                continue
+        elif study is None:
+            builder.add_instance(layout.mapping(row))  # the next rows of a refused study: counted again each
+            continue
+        values = series_values(row)
+        if study is not run_study or values != run_series:
+            if run_study is not None:
+                builder.add_series_instances(run_study, layout.series_mapping(run_row), run)
+            run_study, run_series, run_row, run = study, values, row, []
+        run.append(instance_values(row))
+    if run_study is not None:
+        builder.add_series_instances(run_study, layout.series_mapping(run_row), run)
 
 
 def one_identity_per_record(

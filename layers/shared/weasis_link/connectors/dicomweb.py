@@ -82,6 +82,7 @@ from weasis_link.study_tree import (
     Study,
     StudyTreeBuilder,
 )
+from weasis_link.upstream_retry import gateway_retry
 
 logger = logging.getLogger(__name__)
 
@@ -425,19 +426,9 @@ class DicomWebConnector:
             raise ArchiveTimeout(f"the PACS did not answer every query in time (at the {what})")
         s = self.settings
         connect, read = min(s.connect_timeout_seconds, remaining), min(s.read_timeout_seconds, remaining)
-        retry = DeadlineRetry(
-            total=s.retries,
-            connect=s.retries,
-            read=s.retries,  # but never after a read timeout (DeadlineRetry)
-            status=s.retries,
-            other=0,
-            backoff_factor=0.25,
-            backoff_max=2.0,
-            status_forcelist=(502, 503, 504),
-            allowed_methods=frozenset({"GET"}),
-            raise_on_status=False,
-            respect_retry_after_header=False,  # a Retry-After of minutes must not hold the API
-        )
+        # `retries` of each kind; reads too, but never after a read timeout (DeadlineRetry).
+        n = s.retries
+        retry = gateway_retry(DeadlineRetry, "GET", n, 0.25, connect=n, read=n, status=n, other=0, backoff_max=2.0)
         # Retries only while a whole attempt still fits before the deadline: failures worth retrying (refused
         # connections, a gateway's 502/503/504) come fast, so they get their retries early in the query.
         retry.deadline, retry.attempt_seconds = query.context.deadline, connect + read

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -209,3 +209,14 @@ InjectTokenParam = Annotated[
         description="XML uploads: inject the caller's token into arcQueries of configured archives (re-serialises)",
     ),
 ]
+
+
+# What the two launch routes answer: a redirect to Weasis, or the launch page for a browser.
+LAUNCH_RESPONSES: Final[dict[int, Any]] = {
+    302: {"description": "Location: weasis://?…", "content": EMPTY_BODY},
+    200: {
+        "description": "HTML launch page (Accept: text/html or format=html)",
+        "content": {"text/html": {"schema": {"type": "string"}}},
+    },
+    **problem_responses(400, 401, 403, 409, 422, 502, 503, 504),
+}

@@ -1,0 +1,21 @@
+"""Fixtures of the unit tests that call the API function's handler (test_api_handler.py, test_launch_routes.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from weasis_link.runtime import Runtime
+from weasis_link.storage import ManifestStore
+from weasis_link_dev.local_api import Handler
+
+
+@pytest.fixture
+def api(api_handler: Handler) -> Handler:
+    """The API function's handler over the test's runtime (tests/conftest.py)."""
+    return api_handler
+
+
+@pytest.fixture
+def store(runtime: Runtime) -> ManifestStore:
+    """That runtime's manifest store (moto's in-process S3)."""
+    return runtime.store
