@@ -153,7 +153,7 @@ class ManifestStore:
         try:
             self._s3.delete_object(Bucket=self.bucket, Key=self.key_for(manifest_id))
         except Exception as exc:
-            raise StorageError(f"The manifest could not be removed ({error_code(exc)}).") from None
+            raise StorageError("The manifest could not be removed", exc) from None
 
     def put_pending(self, manifest_id: str, expires_at: dt.datetime, build_deadline: float) -> None:
         """Mark a manifest as being built: GET /manifests/{id} then waits for it instead of answering 404."""
