@@ -37,7 +37,12 @@ from weasis_link_dev.pytest_postgres import (  # noqa: F401 - fixtures
     postgres_pacs,
     postgres_server,
 )
-from weasis_link_dev.pytest_stack import local_stack, local_stack_factory  # noqa: F401 - fixtures
+from weasis_link_dev.pytest_stack import (  # noqa: F401 - fixtures
+    audit_check_summary,
+    audit_trail_check,
+    local_stack,
+    local_stack_factory,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EVENTS = REPO_ROOT / "events"
@@ -134,3 +139,9 @@ def builder_handler(function_modules: dict[str, Any], runtime: Runtime) -> Handl
 settings.register_profile("dev", max_examples=300, deadline=None)
 settings.register_profile("full", max_examples=10_000, deadline=None)
 settings.load_profile("dev")
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    line = audit_check_summary()  # the e2e audit check's cost to the run
+    if line is not None:
+        terminalreporter.write_line(line)

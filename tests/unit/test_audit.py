@@ -7,6 +7,8 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import json
+import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,9 +28,17 @@ from weasis_link.errors import AuditUnavailable
 from weasis_link.http.requests import criteria_from_query_string
 from weasis_link.service import ManifestService
 from weasis_link.settings import ServiceSettings
-from weasis_link.storage import ManifestStore, s3_client
+from weasis_link.storage import ManifestStore, put_while, s3_client
 from weasis_link.study_tree import StudyTreeBuilder
-from weasis_link_dev.audit_checks import balp_problems, forbidden_content, kind, validate_fhir
+from weasis_link_dev.audit_checks import (
+    Served,
+    audit_mismatches,
+    balp_problems,
+    forbidden_content,
+    kind,
+    leaks,
+    validate_fhir,
+)
 
 NOW = 1_795_342_530.0
 TOKEN = "eyJhbGciOi.eyJzdWIi.c2lnbmF0dXJl"
@@ -215,10 +225,22 @@ def delivered(queue_url: str) -> list[dict[str, Any]]:
     return [json.loads(m["Body"]) for m in messages]
 
 
-def test_the_sink_puts_each_event_on_the_bus_with_a_client_made_at_the_first_event(aws: None) -> None:
+def test_the_sink_makes_its_client_at_init_on_a_thread_of_its_own(aws: None) -> None:
+    sink = EventBridgeSink("audit", "us-east-1")
+    assert sink._client is None  # constructing it creates nothing
+    sink.prepare()
+    deadline = time.monotonic() + 10
+    while sink._client is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    client = sink._client
+    assert client is not None
+    assert sink._events() is client  # the first event reuses it
+
+
+def test_the_sink_puts_each_event_on_the_bus_with_a_client_made_once(aws: None) -> None:
     queue = bus_with_queue("audit")
     sink = EventBridgeSink("audit", "us-east-1")
-    assert sink._client is None  # cold start creates nothing
+    assert sink._client is None  # without prepare(), the first event makes it
     AuditTrail(sink).record(catalogue()["query"])
     client = sink._client
     AuditTrail(sink).record(catalogue()["refusal-403"])
@@ -291,3 +313,60 @@ def test_the_route_never_carries_the_path() -> None:
     ctx = context_from_event(event, None)
     assert ctx.route == "GET $default"
     assert "secret" not in json.dumps(ctx.route)
+
+
+def test_the_event_is_sent_while_the_manifest_is_written_and_a_refusal_deletes_it(aws: None) -> None:
+    """storage.put_while: PutEvents and PutObject at once (the request waits for the slower one, not both); when the
+    event is refused, the object just written is deleted before the refusal is raised."""
+    s3 = s3_client("us-east-1")
+    s3.create_bucket(Bucket="bkt")
+    store = ManifestStore(s3, "bkt")
+    expires = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
+    written = threading.Event()
+    seen: list[bool] = []
+
+    def record() -> None:  # runs on its own thread: it sees the write happen meanwhile
+        seen.append(written.wait(10))
+
+    s3.meta.events.register("after-call.s3.PutObject", lambda **_: written.set())
+    put_while(store, "1900000000-" + "a" * 32, b"m", expires, record)
+    assert seen == [True] and store.exists("1900000000-" + "a" * 32)
+
+    def refuse() -> None:
+        raise AuditUnavailable("down")
+
+    with pytest.raises(AuditUnavailable):
+        put_while(store, "1900000000-" + "b" * 32, b"m", expires, refuse)
+    assert not store.exists("1900000000-" + "b" * 32)  # nothing stays stored
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket="bkt")["Contents"]] == [store.key_for("1900000000-" + "a" * 32)]
+
+
+def test_the_suite_check_wants_exactly_each_requests_events_and_nothing_forbidden() -> None:
+    """weasis_link_dev.audit_checks.audit_mismatches, which the e2e suite runs after every test (pytest_stack)."""
+    expires = dt.datetime.fromtimestamp(NOW + 300, tz=dt.UTC)
+    summary = summarize_manifest(gzip.compress(MANIFEST))
+
+    def ctx(request_id: str) -> AuditContext:
+        return CTX.model_copy(update={"request_id": request_id})
+
+    issued = audit.disclosure_event(ctx("a"), MANIFEST_ID, summary, expires)
+    query = audit.query_event(ctx("b"), ["pacs"], ["P1^^^HOSP"])
+    built = audit.disclosure_event(ctx("b"), MANIFEST_ID, summary, expires)
+    refusal = audit.refusal_event(ctx("c"), 401, "unauthorized")
+    served = [
+        Served("a", "GET", "GET /manifests", 200, None),
+        Served("b", "GET", "GET /weasis", 302, None),
+        Served("c", "GET", "GET /manifests", 401, "urn:weasis-link:problem:unauthorized"),
+        Served("d", "GET", "$default", 200, None),  # health: nothing
+        Served("e", "GET", "GET /manifests", 400, "urn:weasis-link:problem:invalid-request"),
+    ]
+    assert audit_mismatches(served, [issued, query, built, refusal]) == []
+    assert audit_mismatches(served, [query, built, refusal]) == [
+        "GET GET /manifests -> 200: expected ['manifest-issued'], got []"
+    ]
+    assert audit_mismatches(served, [issued, query, built, refusal, built]) != []  # one event too many
+    assert audit_mismatches(served[:1], [issued, refusal]) == ["events of no request served here (c): ['refusal']"]
+    forbidden = audit.refusal_event(ctx("c"), 403, "archive-forbidden")  # a 401 is no Security Alert
+    assert audit_mismatches(served[2:3], [forbidden]) == ["GET GET /manifests 401: refusal type 110114"]
+    leaking = json.loads(json.dumps(issued).replace("Weasis/4.7.2", f"{TOKEN} https://x.example/{MANIFEST_ID} A^B"))
+    assert sorted(leaks(leaking)) == ["name: a URL", "name: a manifest id", "name: a person name", "name: a token"]

@@ -38,6 +38,8 @@ def api(service_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyP
     # Lambda's environment: the dispatcher then invokes the builder through a Lambda client.
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "weasis-link-api")
     monkeypatch.setenv("BUILDER_FUNCTION_NAME", "weasis-link-builder")
+    monkeypatch.setenv("AUDIT_EVENT_BUS", "weasis-link-audit")  # its client is made at Init, on a thread
+    monkeypatch.setenv("AWS_ENDPOINT_URL_EVENTS", "http://127.0.0.1:9")  # never called here
     module = importlib.import_module("functions.api.app")
     restore(module)  # the module may have been imported by another test: start from this environment
     yield module
@@ -65,6 +67,8 @@ def test_restore_rebuilds_clients_caches_pools_and_secrets(api: ModuleType, monk
     assert jwks.jwk_set_cache is not None and jwks.jwk_set_cache.jwk_set_with_timestamp is not None
     s3 = api.runtime.store._s3
     lambda_client = api.runtime.dispatcher._client
+    sink = api.runtime.audit.sink
+    events = sink._events()  # made at Init (or now, if its thread has not yet run)
     pool = api.runtime.service.archives._connector("pacs")._http
     handler = api._handler
     provider = oauth_client.shared_token_provider(
@@ -83,6 +87,7 @@ def test_restore_rebuilds_clients_caches_pools_and_secrets(api: ModuleType, monk
     assert cache is not None and cache.jwk_set_with_timestamp is None
     assert runtime.store._s3 is not s3
     assert runtime.dispatcher._client is not lambda_client
+    assert runtime.audit.sink is not sink and runtime.audit.sink._events() is not events  # the audit client too
     assert runtime.service.archives._connector("pacs")._http is not pool
     # Lambda keeps the entry point it imported at init: lambda_handler stays, what it calls is the new runtime's.
     assert api._handler is not handler

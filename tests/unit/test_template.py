@@ -383,7 +383,8 @@ def test_s3_access_is_scoped_to_the_manifest_prefix(template: dict[str, Any]) ->
             assert statement["Resource"] == MANIFEST_OBJECTS
     assert seen == {
         # ListBucket (on the prefix) makes a missing manifest a 404 rather than a 403.
-        "ApiFunctionRole": {"s3:PutObject", "s3:GetObject", "s3:ListBucket"},
+        # DeleteObject: a manifest whose audit event the bus refused is removed (storage.put_while).
+        "ApiFunctionRole": {"s3:PutObject", "s3:GetObject", "s3:ListBucket", "s3:DeleteObject"},
         "BuilderFunctionRole": {"s3:PutObject", "s3:GetObject", "s3:ListBucket"},
         "CleanupFunctionRole": {"s3:ListBucket", "s3:DeleteObject", "s3:GetObject"},
     }

@@ -121,9 +121,18 @@ def _is_utf8(data: bytes) -> bool:
 
 
 class LocalApiServer:
-    def __init__(self, handler: Handler, host: str = "127.0.0.1", port: int = 3000, timeout: float = 29.0) -> None:
+    def __init__(
+        self,
+        handler: Handler,
+        host: str = "127.0.0.1",
+        port: int = 3000,
+        timeout: float = 29.0,
+        on_served: Callable[[dict[str, Any], dict[str, Any]], None] | None = None,
+    ) -> None:
         self.handler = handler
         self.timeout = timeout
+        # Called with (event, response) before the answer is written: the local stack's request record.
+        self.on_served = on_served
         # One request at a time, as in one Lambda execution environment: Powertools' resolver keeps the current
         # event on the class (BaseRouter.current_event), so two concurrent calls would read each other's request,
         # token included. Connections are still accepted concurrently; only the handler calls queue.
@@ -159,6 +168,8 @@ class LocalApiServer:
                         "body": '{"message":"Internal Server Error"}',
                         "headers": {"content-type": "application/json"},
                     }
+                if owner.on_served is not None:
+                    owner.on_served(event, response)
                 self._write(response)
 
             def _write(self, response: dict[str, Any]) -> None:

@@ -162,6 +162,30 @@ class StopSignal:
         return received
 
 
+SERVED_LINE = '{"servedRequest"'
+
+
+def print_served(event: dict[str, Any], response: dict[str, Any]) -> None:
+    """One line of JSON per request served, `{"servedRequest": {...}}`: its request id (which its audit events carry),
+    method, route (never the path: a short link's path is a capability), status and problem type. The e2e suite
+    matches them with the audit events (weasis_link_dev.audit_expectations)."""
+    problem = None
+    headers = {k.lower(): str(v) for k, v in (response.get("headers") or {}).items()}
+    if headers.get("content-type", "").startswith("application/problem+json") and not response.get("isBase64Encoded"):
+        with contextlib.suppress(ValueError, AttributeError):
+            problem = json.loads(response.get("body") or "{}").get("type")
+    record = {
+        "requestId": event["requestContext"]["requestId"],
+        "method": event["requestContext"]["http"]["method"],
+        "routeKey": event["routeKey"],
+        "status": int(response.get("statusCode", 200)),
+        "problem": problem if isinstance(problem, str) else None,
+    }
+    # One write, newline included, like AuditPrinter: no other thread's line can cut in.
+    sys.stdout.write(json.dumps({"servedRequest": record}, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
+
+
 def sample_request(api_url: str, token: str, query: str = "patientID=WLS-1001%5E%5E%5EWEASIS-DEMO") -> dict[str, Any]:
     request = urllib.request.Request(
         f"{api_url}/manifests?{query}",
@@ -243,6 +267,11 @@ def main(argv: list[str] | None = None) -> int:
         "--events-endpoint", help="send audit events to this EventBridge endpoint instead of moto's (fault tests)"
     )
     parser.add_argument(
+        "--record-requests",
+        action="store_true",
+        help='print each request served as one line of JSON, `{"servedRequest": {…}}` (route, status, request id)',
+    )
+    parser.add_argument(
         "--sample-query",
         default=ServedArchive.sample_query,
         help="the banner's sample request with your own configuration (e.g. patientID=<an ID your PACS holds>)",
@@ -270,16 +299,19 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.update(service_environment(jwks.url, s3_endpoint, extra, events_endpoint))
         if not args.s3_endpoint:  # an external endpoint brings its own bucket (or none: fault tests)
             create_bucket(s3_endpoint)
+        audit_queue = None
         if not args.events_endpoint:  # an external endpoint brings its own bus (or none: fault tests)
-            printer = AuditPrinter(moto_endpoint, create_audit_bus(moto_endpoint)).start()
+            audit_queue = create_audit_bus(moto_endpoint)
+            printer = AuditPrinter(moto_endpoint, audit_queue).start()
             cleanup.callback(printer.stop)
         from functions.api.app import lambda_handler  # reads the environment at import, like a cold start
 
-        api = LocalApiServer(lambda_handler, port=args.port)
+        api = LocalApiServer(lambda_handler, port=args.port, on_served=print_served if args.record_requests else None)
         ready = {
             "api_url": api.url,
             "s3_endpoint": s3_endpoint,
             "events_endpoint": events_endpoint,
+            "audit_queue": audit_queue,
             "jwks_url": jwks.url,
             "bucket": BUCKET,
             **served.ready,

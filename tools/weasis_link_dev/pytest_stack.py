@@ -8,6 +8,7 @@ run if any of their log lines holds one of them."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -17,6 +18,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -41,6 +43,11 @@ BUILD_END_LINES = (
 BUILD_WAIT_SECONDS = 120.0  # the builder's own deadline (BUILD_DEADLINE_SECONDS) plus its overhead, and slack
 
 AUDIT_LINE = '{"auditEvent"'
+SERVED_LINE = '{"servedRequest"'  # local_stack.print_served: one per request served (--record-requests)
+QUEUE_DRAIN_SECONDS = 20.0  # the audit printer polls its queue every second
+# Every stack this session started, for the audit check after each test (`audit_trail_check`).
+STARTED_STACKS: list[StackHandle] = []
+AUDIT_CHECK_SECONDS: list[float] = []  # what each check took: its cost to the suite (`audit_check_summary`)
 
 
 # storage.MANIFEST_ID inside any text: a JSON answer, a Location header, a weasis:// URI once decoded.
@@ -80,6 +87,9 @@ class StackHandle:
     process: subprocess.Popen[bytes]
     log_path: Path
     extra: dict[str, Any] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+    _checked: int = 0  # how much of the log the audit check has read
+    _clients: dict[str, Any] = field(default_factory=dict)
 
     def token(self, **claims: Any) -> str:
         """A token signed by this stack's key; keyword arguments go to access_token_claims (lifetime=-60...)."""
@@ -144,21 +154,72 @@ class StackHandle:
         return self._split_audit()[1]
 
     def _split_audit(self) -> tuple[str, list[dict[str, Any]]]:
-        """The log without the audit documents, and those documents. An audit document may also sit inside a line:
-        print() writes a text and its newline in two calls, so another thread's line (a metric) can be cut there."""
-        decoder = json.JSONDecoder()
-        kept: list[str] = []
-        events: list[dict[str, Any]] = []
-        for line in self._log_text().splitlines(keepends=True):
-            start = line.find(AUDIT_LINE)
-            while start != -1:
-                document, end = decoder.raw_decode(line, start)
-                events.append(document["auditEvent"])
-                line = line[:start] + line[end:]
-                start = line.find(AUDIT_LINE)
-            if line.strip():
-                kept.append(line)
-        return "".join(kept), events
+        """The log without the audit documents (and request records), and those documents."""
+        kept, documents = _split_documents(self._log_text())
+        return kept, [d["auditEvent"] for d in documents if "auditEvent" in d]
+
+    def audit_check(self) -> list[str]:
+        """What is wrong with the audit events delivered since the last check, against the requests this stack
+        served meanwhile (weasis_link_dev.audit_checks.audit_mismatches); empty when all is well."""
+        from weasis_link_dev.audit_checks import Served, audit_mismatches, expected_kinds
+
+        size = self.log_path.stat().st_size if self.log_path.exists() else 0
+        if size <= self._checked:
+            return []  # nothing served, nothing delivered since the last check
+        problems: list[str] = []
+        if self.process.poll() is None:
+            try:
+                self.wait_for_builds()
+            except Exception as exc:  # its S3 is down or gone (fault tests): no build to wait for
+                if isinstance(exc, AssertionError):
+                    problems.append(str(exc)[:300])
+            try:
+                self._drain_audit_queue()
+            except AssertionError as exc:
+                problems.append(str(exc))
+        raw = self.log_path.read_bytes()
+        end = raw.rfind(b"\n") + 1
+        chunk = raw[self._checked : end].decode("utf-8", errors="replace")
+        self._checked = end
+        _, documents = _split_documents(chunk)
+        served = [Served.of(d["servedRequest"]) for d in documents if "servedRequest" in d]
+        events = [d["auditEvent"] for d in documents if "auditEvent" in d]
+        if self.extra.get("audit_queue"):
+            return problems + audit_mismatches(served, events)
+        # The bus is elsewhere, down (fault tests): fail closed means no disclosure answered without its event.
+        if self.env.get("AUDIT_FAIL_OPEN") == "true":
+            return problems
+        return problems + [
+            f"{r.method} {r.route_key} -> {r.status} with the audit bus down (fail closed: 503 audit-unavailable)"
+            for r in served
+            if r.status < 400 and any(k != "refusal" for k in expected_kinds(r)[0])
+        ]
+
+    def _drain_audit_queue(self) -> None:
+        """Waits until the audit printer has printed every event the bus copied to its queue."""
+        queue = self.extra.get("audit_queue")
+        if not queue:
+            return
+        if "sqs" not in self._clients:
+            import boto3
+
+            split = urllib.parse.urlsplit(queue)
+            self._clients["sqs"] = boto3.client(
+                "sqs",
+                endpoint_url=f"{split.scheme}://{split.netloc}",
+                region_name=REGION,
+                aws_access_key_id="local",
+                aws_secret_access_key="local",  # noqa: S106 - moto accepts any credentials
+            )
+        names: Any = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+        deadline = time.monotonic() + QUEUE_DRAIN_SECONDS
+        while True:
+            attributes = self._clients["sqs"].get_queue_attributes(QueueUrl=queue, AttributeNames=names)["Attributes"]
+            if all(int(attributes.get(n, 0)) == 0 for n in names):
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the audit printer left events in its queue: {attributes}")
+            time.sleep(0.02)
 
     def wait_for_builds(self, timeout: float = BUILD_WAIT_SECONDS) -> None:
         """Wait until every build a launch started has ended.
@@ -180,7 +241,9 @@ class StackHandle:
             time.sleep(0.05)
 
     def _keys(self) -> list[str]:
-        paginator = self.s3().get_paginator("list_objects_v2")
+        if "s3" not in self._clients:
+            self._clients["s3"] = self.s3()
+        paginator = self._clients["s3"].get_paginator("list_objects_v2")
         return [o["Key"] for page in paginator.paginate(Bucket=self.bucket) for o in page.get("Contents", [])]
 
     def _log_text(self) -> str:
@@ -188,12 +251,35 @@ class StackHandle:
 
     def stop(self) -> None:
         if self.process.poll() is None:
+            with contextlib.suppress(Exception):  # the audit check reads every event printed before the stop
+                self._drain_audit_queue()
             self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(10)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+def _split_documents(text: str) -> tuple[str, list[dict[str, Any]]]:
+    """The text without the stack's JSON documents (audit events, request records), and those documents in order.
+    A document may also sit inside a line: print() writes a text and its newline in two calls, so another thread's
+    line (a metric) can be cut there."""
+    decoder = json.JSONDecoder()
+    kept: list[str] = []
+    documents: list[dict[str, Any]] = []
+    for line in text.splitlines(keepends=True):
+        while True:
+            starts = [i for i in (line.find(AUDIT_LINE), line.find(SERVED_LINE)) if i != -1]
+            if not starts:
+                break
+            start = min(starts)
+            document, end = decoder.raw_decode(line, start)
+            documents.append(document)
+            line = line[:start] + line[end:]
+        if line.strip():
+            kept.append(line)
+    return "".join(kept), documents
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -222,6 +308,7 @@ def start_stack(
         str(key_file),
         "--ready-file",
         str(ready),
+        "--record-requests",
         *(args or []),
     ]
     if config is not None:
@@ -239,7 +326,7 @@ def start_stack(
             raise RuntimeError(f"local stack did not start:\n{log_path.read_text(errors='replace')[-4000:]}")
         time.sleep(0.05)
     endpoints = json.loads(ready.read_text())
-    return StackHandle(
+    handle = StackHandle(
         endpoints["api_url"],
         endpoints["s3_endpoint"],
         endpoints["jwks_url"],
@@ -248,7 +335,10 @@ def start_stack(
         process,
         log_path,
         endpoints,
+        dict(env or {}),
     )
+    STARTED_STACKS.append(handle)
+    return handle
 
 
 StackFactory = Callable[..., StackHandle]
@@ -264,15 +354,42 @@ def local_stack_factory() -> Iterator[StackFactory]:
         return handle
 
     yield make
+    problems = {str(h.log_path): h.audit_check() for h in started}
     for handle in started:
         handle.stop()
+    problems = {path: found for path, found in problems.items() if found}
+    if problems:
+        pytest.fail(f"audit trail: requests without exactly their events, or events that break the rules: {problems}")
     # Every manifest id this session's stacks issued, against every line they logged.
     leaks = leaked_manifest_ids([h.log_path for h in started], ISSUED_MANIFEST_IDS)
     if leaks:
         pytest.fail(f"manifest ids appear in local-stack logs (capabilities must never be logged): {leaks}")
 
 
+@pytest.fixture(autouse=True)
+def audit_trail_check() -> Iterator[None]:
+    """After every test: each request the running stacks served produced exactly its audit events, each valid (FHIR
+    R4, BALP) and without a token, a name, a manifest id or a URL (weasis_link_dev.audit_checks; the rule is in
+    docs/security.md). Autouse, for every test of every layer: no test can leave it out."""
+    yield
+    started = time.perf_counter()
+    problems = {str(h.log_path): h.audit_check() for h in STARTED_STACKS}
+    problems = {path: found for path, found in problems.items() if found}
+    if STARTED_STACKS:
+        AUDIT_CHECK_SECONDS.append(time.perf_counter() - started)
+    if problems:
+        pytest.fail(f"audit trail: requests without exactly their events, or events that break the rules: {problems}")
+
+
 @pytest.fixture(scope="session")
 def local_stack(local_stack_factory: StackFactory) -> StackHandle:
     """The stack as `make run` serves it: the embedded sample archive."""
     return local_stack_factory()
+
+
+def audit_check_summary() -> str | None:
+    """One line for the terminal summary: how many checks ran and what they cost."""
+    if not AUDIT_CHECK_SECONDS:
+        return None
+    total, longest = sum(AUDIT_CHECK_SECONDS), max(AUDIT_CHECK_SECONDS)
+    return f"audit trail checked after {len(AUDIT_CHECK_SECONDS)} tests in {total:.1f} s (longest {longest:.2f} s)"

@@ -1,9 +1,10 @@
 """The audit trail's sink: FHIR AuditEvents (built by audit.py) sent to an Amazon EventBridge bus with PutEvents.
 
 `AuditTrail.record` raises AuditUnavailable (503) when the bus refuses, and its callers record before anything is
-stored, so a refused event leaves nothing behind; AUDIT_FAIL_OPEN=true logs the failure and lets the request through
-instead. Refusals never turn into a 503 (`record_refusal`). Cold start: nothing here imports boto3; the EventBridge
-client is created at the first event and reused.
+stored, or while a manifest is written (storage.put_while, which then deletes it), so a refused event
+leaves nothing behind; AUDIT_FAIL_OPEN=true logs the failure and lets the request through
+instead. Refusals never turn into a 503 (`record_refusal`). Cold start: nothing here imports boto3 at import time;
+the EventBridge client is created once, on a thread started at Init (`prepare`), and reused.
 """
 
 from __future__ import annotations
@@ -41,7 +42,9 @@ class AuditSink(Protocol):
 
 
 class EventBridgeSink:
-    """PutEvents to one bus. The client is created at the first event (not at cold start) and then reused."""
+    """PutEvents to one bus. The client is created once: on a thread of its own started at Init (`prepare`), so that
+    its cost overlaps the first request's waits instead of adding to them, or at the first event if that comes
+    first; then reused."""
 
     def __init__(self, bus: str, region: str, endpoint_url: str | None = None) -> None:
         self.bus = bus
@@ -62,6 +65,11 @@ class EventBridgeSink:
                     "events", region_name=self._region, endpoint_url=self._endpoint_url, config=config
                 )
             return self._client
+
+    def prepare(self) -> None:
+        """Creates the client on a daemon thread. Call it once the function's own clients exist: boto3's default
+        session is not thread-safe while clients are being created from it (the first event waits on the lock)."""
+        threading.Thread(target=self._events, name="audit-client", daemon=True).start()
 
     def send(self, events: Sequence[Mapping[str, Any]]) -> None:
         entries: Any = [
@@ -89,6 +97,12 @@ class AuditTrail:
     @property
     def enabled(self) -> bool:
         return self.sink is not None
+
+    def prepare(self) -> None:
+        """At Init: the sink's client made ahead of the first event (EventBridgeSink.prepare)."""
+        prepare = getattr(self.sink, "prepare", None)
+        if prepare is not None:
+            prepare()
 
     def record(self, *events: Mapping[str, Any]) -> None:
         if self.sink is None or not events:

@@ -71,7 +71,6 @@ def build_runtime(
             settings.manifest_kms_key_arn,
         )
     service = ManifestService(settings, config, store)
-    # The audit trail's EventBridge client is made at the first event, not here (cold start).
     audit = audit_trail(
         settings.audit_event_bus, settings.aws_region, settings.events_endpoint_url, fail_open=settings.audit_fail_open
     )
@@ -86,6 +85,9 @@ def build_runtime(
             builder.run_build,
             on_lambda="AWS_LAMBDA_FUNCTION_NAME" in os.environ,
         )
+    # Every client of the function exists now: the audit trail's is made on a thread of its own, overlapping the
+    # rest of Init and the first request's waits (token keys, archives) rather than adding to the first request.
+    audit.prepare()
     return Runtime(
         settings=settings,
         config=config,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -33,7 +34,7 @@ from weasis_link.manifest_links import short_link
 from weasis_link.oauth_client import shared_token_provider
 from weasis_link.patient_context import caller_patient, check_manifest_body, confine_pairs, confine_studies
 from weasis_link.settings import ServiceSettings
-from weasis_link.storage import ManifestStore, manifest_expiry, new_manifest_id
+from weasis_link.storage import ManifestStore, manifest_expiry, new_manifest_id, put_while
 from weasis_link.study_tree import PatientKey
 
 NO_RESULT_TITLE: Final = "No images found"
@@ -103,7 +104,7 @@ class ManifestService:
         before_store: BeforeStore | None = None,
     ) -> ManifestResult:
         """Build, store and link a manifest. With the API's `base_url`, the links carry the short manifest link.
-        `before_store` (the audit trail) is called right before the write; if it raises, nothing is stored."""
+        `before_store` (the audit trail) runs during the write; if it raises, nothing stays stored."""
         self.expiry(caller)  # a token too short-lived for any manifest is refused before the PACS is asked
         built = self.build(criteria, caller)
         return self.store_manifest(
@@ -144,9 +145,8 @@ class ManifestService:
             launch_uri = bounded_weasis_uri(link, launch)
         if caller is not None:
             self.check_in_context(body_gzip, caller)
-        if before_store is not None:
-            before_store(manifest_id, body_gzip, expires_at)
-        self._store.put(manifest_id, body_gzip, expires_at)
+        record = None if before_store is None else functools.partial(before_store, manifest_id, body_gzip, expires_at)
+        put_while(self._store, manifest_id, body_gzip, expires_at, record)  # the audit event while it writes
         patients, studies, series, instances = counts
         return ManifestResult(
             manifest_id=manifest_id,

@@ -16,10 +16,12 @@ Imports nothing heavier than boto3: the cleanup function uses this module.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 import secrets
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -27,6 +29,8 @@ from weasis_link.errors import ManifestNotFound, StorageError, error_code
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+
+logger = logging.getLogger(__name__)
 
 MANIFEST_SUFFIX: Final = ".xml.gz"
 # While a launch's manifest is being built, `<id>.pending` says so (and until when the build may run). It carries
@@ -77,6 +81,38 @@ def s3_client(region: str, endpoint_url: str | None = None) -> S3Client:
     return boto3.client("s3", region_name=region, endpoint_url=endpoint_url, config=config)
 
 
+def put_while(
+    store: ManifestStore, manifest_id: str, body: bytes, expires_at: dt.datetime, record: Callable[[], None] | None
+) -> None:
+    """`store.put` while `record` (the audit trail's PutEvents) runs on a thread of its own: the request waits for
+    the slower of the two rather than both. When `record` raises, the object just written is deleted before its
+    error is raised, so nothing stays stored (no one has the manifest's id yet); when the write fails, its error is
+    raised once `record` is over. Without `record`, a plain `put`."""
+    if record is None:
+        store.put(manifest_id, body, expires_at)
+        return
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            record()
+        except BaseException as exc:  # handed over to the request's thread, which raises it
+            failure.append(exc)
+
+    recorder = threading.Thread(target=run, name="audit-record", daemon=True)
+    recorder.start()
+    try:
+        store.put(manifest_id, body, expires_at)
+    finally:
+        recorder.join()
+    if failure:
+        try:
+            store.delete(manifest_id)
+        except StorageError:  # unreachable (its id was never handed out); the cleaner deletes it at expiry
+            logger.error("a manifest whose audit event was refused could not be removed")
+        raise failure[0]
+
+
 class ManifestStore:
     def __init__(
         self, client: S3Client, bucket: str, prefix: str = "manifests/", kms_key_arn: str | None = None
@@ -111,6 +147,13 @@ class ManifestStore:
         except Exception as exc:
             raise StorageError("The manifest could not be stored", exc) from None
         return StoredManifest(manifest_id, key, expires_at)
+
+    def delete(self, manifest_id: str) -> None:
+        """DeleteObject (the API function's role may delete under the prefix: what it wrote and must not keep)."""
+        try:
+            self._s3.delete_object(Bucket=self.bucket, Key=self.key_for(manifest_id))
+        except Exception as exc:
+            raise StorageError("The manifest could not be removed", exc) from None
 
     def put_pending(self, manifest_id: str, expires_at: dt.datetime, build_deadline: float) -> None:
         """Mark a manifest as being built: GET /manifests/{id} then waits for it instead of answering 404."""

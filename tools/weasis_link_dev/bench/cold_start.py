@@ -44,6 +44,7 @@ EVENT = REPO_ROOT / "events" / "get_manifests_by_study.json"
 # What the Lambda Python 3.12 runtime has on sys.path besides the standard library.
 RUNTIME_DISTRIBUTIONS = ("boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "six", "urllib3")
 # Loaded by the first request only if something imports more than the configuration needs.
+AUDIT_OFF = "embedded archive, audit off"
 HEAVY = ("numpy", "PIL", "pydicom", "pynetdicom", "pg8000", "pymysql", "sqlalchemy")
 
 CHILD = r"""
@@ -287,6 +288,14 @@ def run(ctx: BenchContext) -> list[Figure]:
                 env | {"BENCH_MODE": "handler", "BENCH_EVENT": str(EVENT)},
                 lambda_path,
             ),
+            # The same without an audit bus: the audit trail's share of the cold start, measured in the same run.
+            Case(
+                "embedded SQLite archive, audit trail off",
+                AUDIT_OFF,
+                1.8,
+                env | {"BENCH_MODE": "handler", "BENCH_EVENT": str(EVENT), "AUDIT_EVENT_BUS": ""},
+                lambda_path,
+            ),
         ]
         for case in cases:  # one unmeasured run each: the file cache warm for all alike
             spawn(case, function)
@@ -366,7 +375,35 @@ def _figures(baseline: Case, cases: list[Case], repeat: int, swapped: list[str])
                 f" {', '.join(swapped) or 'none'}",
             )
         )
+    figures += _audit_share(cases)
     return figures
+
+
+def _audit_share(cases: list[Case]) -> list[Figure]:
+    """Time to first response with the audit trail on (a bus on moto: the events client and one PutEvents) against
+    the same case without it, in the same run: wall clock, CPU and instructions."""
+    on = next((c for c in cases if c.short == "embedded archive"), None)
+    off = next((c for c in cases if c.short == AUDIT_OFF), None)
+    if on is None or off is None:
+        return []
+    wall_on, wall_off = (statistics.median(s.total_ms for s in c.samples) for c in (on, off))
+    cpu_on, cpu_off = (statistics.median(s.cpu_ms for s in c.samples) for c in (on, off))
+    first_on, first_off = (statistics.median(s.first_ms for s in c.samples) for c in (on, off))
+    instr = ""
+    if on.instructions and off.instructions:
+        instr = f"; instructions {on.instructions / off.instructions:.3f}x ({on.instructions / 1e6:.0f} M vs" + (
+            f" {off.instructions / 1e6:.0f} M)"
+        )
+    return [
+        Figure(
+            "Cold start, embedded archive: audit trail's share of time to first response",
+            round((wall_on - wall_off) / wall_on * 100, 1),
+            "%",
+            detail=f"wall {wall_on:.0f} vs {wall_off:.0f} ms audit on/off ({wall_on / wall_off:.3f}x), first request"
+            f" {first_on:.0f} vs {first_off:.0f} ms; CPU {cpu_on / cpu_off:.3f}x ({cpu_on:.0f} vs {cpu_off:.0f} ms)"
+            + instr,
+        )
+    ]
 
 
 def _event_for(directory: Path, study_uid: str) -> Path:

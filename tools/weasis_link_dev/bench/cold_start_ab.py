@@ -23,7 +23,7 @@ from pathlib import Path
 from weasis_link_dev.bench import interleaved_medians
 from weasis_link_dev.bench.cold_start import EVENT, Case, built_bundle, runnable_bundle, spawn
 from weasis_link_dev.dev_keys import REPO_ROOT, JwksServer, SigningKey, access_token_claims
-from weasis_link_dev.local_stack import create_bucket, moto_s3, service_environment
+from weasis_link_dev.local_stack import create_audit_bus, create_bucket, moto_s3, service_environment
 
 PARTS = ("layers/shared/weasis_link", "functions/api")
 
@@ -64,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
             env |= service_environment(jwks.url, endpoint, {"POWERTOOLS_LOG_LEVEL": "WARNING"})
             os.environ.update({k: env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION")})
             create_bucket(endpoint)
+            create_audit_bus(endpoint)  # both trees audit their first request, as deployed
             env |= {"BENCH_EVENT": str(EVENT), "BENCH_TOKEN": key.sign(access_token_claims())}
 
             def first_request(name: str) -> None:
