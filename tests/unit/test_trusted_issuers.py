@@ -114,19 +114,19 @@ def test_discovery_is_fetched_at_the_first_token_then_kept(
     assert (provider.discovery_fetches, provider.fetches) == (1, 2)  # one discovery document, one key set
 
 
-@pytest.mark.parametrize(
-    "document",
-    [
-        {"issuer": "https://another.example", "jwks_uri": "JWKS"},
-        {"issuer": "ISSUER/", "jwks_uri": "JWKS"},  # not equal: a trailing slash is another issuer
-        {"issuer": "ISSUER", "jwks_uri": "http://keys.attacker.example/jwks"},
-        {"issuer": "ISSUER"},
-        {"keys": "[]"},  # a JWKS where the document should be
-    ],
-)
-def test_a_lying_or_broken_discovery_document_is_503_and_not_refetched_before_the_cooldown(
+LYING_OR_BROKEN_DOCUMENTS = [
+    {"issuer": "https://another.example", "jwks_uri": "JWKS"},
+    {"issuer": "ISSUER/", "jwks_uri": "JWKS"},  # not equal: a trailing slash is another issuer
+    {"issuer": "ISSUER", "jwks_uri": "http://keys.attacker.example/jwks"},
+    {"issuer": "ISSUER"},
+    {"keys": "[]"},  # a JWKS where the document should be
+]
+
+
+def _refused_discovery(
     service_env: dict[str, str], provider: JwksServer, key: SigningKey, document: dict[str, str]
-) -> None:
+) -> tuple[TokenValidator, str]:
+    """A validator whose provider serves `document`; five tokens refused with one fetch, no key set fetched."""
     provider.discovery = {
         k: v.replace("ISSUER", provider.base_url).replace("JWKS", provider.url) for k, v in document.items()
     }
@@ -138,9 +138,24 @@ def test_a_lying_or_broken_discovery_document_is_503_and_not_refetched_before_th
             validator.validate(token)
     assert provider.discovery_fetches == 1
     assert provider.fetches == 1  # the keys were never fetched from an unchecked document
+    return validator, token
+
+
+@pytest.mark.parametrize("document", LYING_OR_BROKEN_DOCUMENTS)
+def test_a_lying_or_broken_discovery_document_is_503_and_not_refetched_before_the_cooldown(
+    service_env: dict[str, str], provider: JwksServer, key: SigningKey, document: dict[str, str]
+) -> None:
+    _refused_discovery(service_env, provider, key, document)
+
+
+def test_after_the_cooldown_a_fixed_discovery_document_is_used(
+    service_env: dict[str, str], provider: JwksServer, key: SigningKey
+) -> None:
+    validator, token = _refused_discovery(service_env, provider, key, LYING_OR_BROKEN_DOCUMENTS[0])
     provider.discovery = None  # the provider is fixed: after the cooldown, discovery succeeds
-    time.sleep(1.1)
+    time.sleep(1.1)  # the cooldown is whole seconds and read from the monotonic clock
     assert validator.validate(token).subject == "dev-user"
+    assert provider.discovery_fetches == 2
 
 
 def test_discovery_outage_is_503(service_env: dict[str, str], provider: JwksServer, key: SigningKey) -> None:
