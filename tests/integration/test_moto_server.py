@@ -8,7 +8,7 @@ import socket
 import boto3
 import pytest
 
-from weasis_link_dev.local_stack import BUCKET, REGION, create_bucket, moto_s3
+from weasis_link_dev.local_stack import AUDIT_BUS, BUCKET, REGION, create_audit_bus, create_bucket, moto_s3
 
 pytestmark = pytest.mark.integration
 
@@ -38,3 +38,26 @@ def test_each_moto_server_serves_on_a_port_it_holds(monkeypatch: pytest.MonkeyPa
         port = int(first.rsplit(":", 1)[1])
         with socket.socket() as intruder, pytest.raises(OSError, match="in use"):
             intruder.bind(("127.0.0.1", port))  # the port is held by the serving socket, not merely probed
+
+
+def test_the_audit_bus_is_set_up_on_every_moto_server_of_a_process() -> None:
+    """`make bench` runs several benchmarks in one process, each with its own moto server: each gets a working bus
+    and copy queue, though moto's backends (and so the bus made by the first) are shared."""
+    events_seen = []
+    with moto_s3() as first, moto_s3() as second:
+        for endpoint in (first, second):
+            queue_url = create_audit_bus(endpoint)
+            kwargs = {"endpoint_url": endpoint, "region_name": REGION}
+            credentials = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
+            events = boto3.client("events", **kwargs, **credentials)
+            detail = f'{{"server": "{endpoint}"}}'
+            entry = {"Source": "weasis-link.audit", "DetailType": "AuditEvent", "Detail": detail}
+            answer = events.put_events(Entries=[{**entry, "EventBusName": AUDIT_BUS}])
+            assert answer["FailedEntryCount"] == 0
+            sqs = boto3.client("sqs", **kwargs, **credentials)
+            messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=5)
+            events_seen += [m["Body"] for m in messages.get("Messages", [])]
+    assert [endpoint for endpoint in (first, second) if any(endpoint in body for body in events_seen)] == [
+        first,
+        second,
+    ]

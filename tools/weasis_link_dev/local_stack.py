@@ -93,8 +93,16 @@ def create_audit_bus(endpoint: str) -> str:
     kwargs: Any = {"endpoint_url": endpoint, "region_name": REGION}
     kwargs |= {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
     events, sqs = boto3.client("events", **kwargs), boto3.client("sqs", **kwargs)
-    bus_arn = events.create_event_bus(Name=AUDIT_BUS)["EventBusArn"]
-    events.create_archive(ArchiveName=AUDIT_BUS, EventSourceArn=bus_arn, RetentionDays=2192, EventPattern=AUDIT_PATTERN)
+    # moto's backends are per process, shared by every moto server in it (`make bench` runs several benchmarks in
+    # one process): what an earlier server created is already there, and is the same.
+    try:
+        bus_arn = events.create_event_bus(Name=AUDIT_BUS)["EventBusArn"]
+    except events.exceptions.ResourceAlreadyExistsException:
+        bus_arn = events.describe_event_bus(Name=AUDIT_BUS)["Arn"]
+    with contextlib.suppress(events.exceptions.ResourceAlreadyExistsException):
+        events.create_archive(
+            ArchiveName=AUDIT_BUS, EventSourceArn=bus_arn, RetentionDays=2192, EventPattern=AUDIT_PATTERN
+        )
     queue_url = sqs.create_queue(QueueName=AUDIT_QUEUE)["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     events.put_rule(Name="audit-copy", EventBusName=AUDIT_BUS, EventPattern=AUDIT_PATTERN, State="ENABLED")
