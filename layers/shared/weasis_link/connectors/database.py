@@ -33,7 +33,6 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from operator import itemgetter
 from pathlib import Path
 from typing import Any, Final, cast
 
@@ -44,16 +43,15 @@ from sqlalchemy.pool import StaticPool
 
 from weasis_link import config as cfg
 from weasis_link.connectors.base import QueryContext
-from weasis_link.connectors.database_rows import RowLayout, add_rows, one_identity_per_record
+from weasis_link.connectors.database_rows import add_answer
 from weasis_link.connectors.database_select import (
     LIKE_ESCAPE,
-    PATIENT_RECORD,
     SUBQUERY,
     Atom,
     SelectColumns,
     checked_columns,
     conditions,
-    fold,
+    probe_failure,
 )
 from weasis_link.criteria import QueryCriteria
 from weasis_link.errors import ArchiveError, ArchiveTimeout, ArchiveUnavailable, ConfigurationError
@@ -116,11 +114,7 @@ class DatabaseConnector:
             names, rows = self._fetch(engine, statement, context)
         except SQLAlchemyError as exc:
             raise self._archive_error(exc) from None
-        layout = RowLayout([columns.keywords.get(n, n) for n in names])
-        record = next((n for n in names if fold(n) == PATIENT_RECORD), None)
-        if record is not None:
-            rows = one_identity_per_record(rows, layout.identity, itemgetter(layout.position[record]))
-        add_rows(builder, rows, layout)
+        add_answer(builder, columns, names, rows)
 
     def _fetch(
         self, engine: Engine, statement: sa.Select[Any], context: QueryContext
@@ -233,14 +227,8 @@ class DatabaseConnector:
                 names = tuple(result.keys())
                 rows = len(result.all())
         except SQLAlchemyError as exc:
-            error = _archive_error(exc)
             password = self.settings.password.get_secret_value() if self.settings.password else None
-            detail = f"{error.detail}: {driver_message(exc, password)}"
-            if isinstance(error, ArchiveTimeout):
-                raise ArchiveTimeout(detail) from None
-            if isinstance(error, ArchiveUnavailable):
-                raise ArchiveUnavailable(detail) from None
-            raise ArchiveError(detail, error.kind) from None
+            raise probe_failure(_archive_error(exc), driver_message(exc, password)) from None
         self._checked_columns(names)
         return rows
 

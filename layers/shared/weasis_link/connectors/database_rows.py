@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from operator import itemgetter
 from typing import Any, TypeVar
 
+from weasis_link.connectors.database_select import PATIENT_RECORD, SelectColumns, fold
 from weasis_link.study_tree import INSTANCE_KEYWORDS, SERIES_KEYWORDS, Study, StudyTreeBuilder
 
 Row = Sequence[Any]
@@ -90,6 +91,16 @@ def add_rows(builder: StudyTreeBuilder, rows: Sequence[Row], layout: RowLayout) 
         run.append(instance_values(row))
     if run_study is not None:
         builder.add_series_instances(run_study, layout.series_mapping(run_row), run)
+
+
+def add_answer(builder: StudyTreeBuilder, columns: SelectColumns, names: Sequence[str], rows: Sequence[Row]) -> None:
+    """A database's answer (its column names and rows, whichever driver ran the select) into the study tree: the
+    select's columns mapped to DICOM keywords, one identity per patient record when the select names the record."""
+    layout = RowLayout([columns.keywords.get(n, n) for n in names])
+    record = next((n for n in names if fold(n) == PATIENT_RECORD), None)
+    if record is not None:
+        rows = one_identity_per_record(rows, layout.identity, itemgetter(layout.position[record]))
+    add_rows(builder, rows, layout)
 
 
 def one_identity_per_record(

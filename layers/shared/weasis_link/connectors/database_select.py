@@ -23,7 +23,7 @@ from typing import Final, Literal
 
 from weasis_link import config as cfg
 from weasis_link.criteria import PatientIdentifier, QueryCriteria
-from weasis_link.errors import ArchiveError
+from weasis_link.errors import ArchiveError, ArchiveTimeout, ArchiveUnavailable
 from weasis_link.study_tree import ALL_KEYWORDS
 
 # Output column names we recognise, folded (lower case, no underscores) -> DICOM keyword. The seed's names
@@ -183,3 +183,14 @@ def _patient_terms(patient: PatientIdentifier, pid: str, issuer: str | None) -> 
         else:
             terms.append((atom,))
     return terms
+
+
+def probe_failure(error: ArchiveError, driver_said: str) -> ArchiveError:
+    """check-config's error for a failed probe: the caller-safe error, same class and kind, with what the driver
+    said added (the integrator's terminal; the driver's message has no bound value, the password is removed)."""
+    detail = f"{error.detail}: {driver_said}"
+    if isinstance(error, ArchiveTimeout):
+        return ArchiveTimeout(detail)
+    if isinstance(error, ArchiveUnavailable):
+        return ArchiveUnavailable(detail)
+    return ArchiveError(detail, error.kind)

@@ -17,23 +17,13 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from operator import itemgetter
 from pathlib import Path
 from typing import Any, Final
 
 from weasis_link import config as cfg
+from weasis_link.connectors import database_select as shared  # the select building the SQL connector uses too
 from weasis_link.connectors.base import QueryContext
-from weasis_link.connectors.database_rows import RowLayout, add_rows, one_identity_per_record
-from weasis_link.connectors.database_select import (
-    LIKE_ESCAPE,
-    PATIENT_RECORD,
-    SUBQUERY,
-    Atom,
-    SelectColumns,
-    checked_columns,
-    conditions,
-    fold,
-)
+from weasis_link.connectors.database_rows import add_answer
 from weasis_link.criteria import QueryCriteria
 from weasis_link.errors import ArchiveError, ArchiveTimeout, ArchiveUnavailable
 from weasis_link.study_tree import StudyTreeBuilder
@@ -71,7 +61,7 @@ class SqliteConnector:
         self.settings = settings
         self._database = database
         self._connection: sqlite3.Connection | None = None
-        self._columns: SelectColumns | None = None
+        self._columns: shared.SelectColumns | None = None
         # One connection for the container's life (an in-memory database lives in it): queries take turns (the local
         # stack serves requests concurrently; Lambda never does).
         self._lock = threading.Lock()
@@ -90,32 +80,27 @@ class SqliteConnector:
             except sqlite3.Error as exc:
                 raise self._archive_error(exc) from None
         self.last_request_count = 1
-        names = [d[0] for d in cursor.description]
-        layout = RowLayout([columns.keywords.get(n, n) for n in names])
-        record = next((n for n in names if fold(n) == PATIENT_RECORD), None)
-        if record is not None:
-            rows = one_identity_per_record(rows, layout.identity, itemgetter(layout.position[record]))
-        add_rows(builder, rows, layout)
+        add_answer(builder, columns, [d[0] for d in cursor.description], rows)
 
-    def statement(self, criteria: QueryCriteria, columns: SelectColumns) -> tuple[str, list[str]]:
+    def statement(self, criteria: QueryCriteria, columns: shared.SelectColumns) -> tuple[str, list[str]]:
         """SELECT * FROM (<configured select>) AS weasis_q WHERE <criteria as `?` parameters>, and the parameters."""
         params: list[str] = []
 
-        def atom(a: Atom) -> str:
-            column = f"{SUBQUERY}.{_quoted(a.column)}"
+        def atom(a: shared.Atom) -> str:
+            column = f"{shared.SUBQUERY}.{_quoted(a.column)}"
             if a.op == "in":
                 params.extend(a.value)
                 return f"{column} IN ({', '.join('?' * len(a.value))})"
             assert isinstance(a.value, str)
             params.append(a.value)
-            return f"{column} LIKE ? ESCAPE '{LIKE_ESCAPE}'" if a.op == "like" else f"{column} = ?"
+            return f"{column} LIKE ? ESCAPE '{shared.LIKE_ESCAPE}'" if a.op == "like" else f"{column} = ?"
 
         where = [
             "(" + " OR ".join("(" + " AND ".join(map(atom, term)) + ")" for term in group) + ")"
-            for group in conditions(criteria, self.settings.query, columns)
+            for group in shared.conditions(criteria, self.settings.query, columns)
         ]
         # Only configuration (the select) and the database's own column names are SQL text; values are parameters.
-        sql = f"SELECT * FROM ({self.settings.query.select}) AS {SUBQUERY}"  # noqa: S608
+        sql = f"SELECT * FROM ({self.settings.query.select}) AS {shared.SUBQUERY}"  # noqa: S608
         return (f"{sql} WHERE {' AND '.join(where)}" if where else sql), params
 
     def probe(self, seconds: float) -> int:
@@ -128,14 +113,8 @@ class SqliteConnector:
                     cursor = conn.execute(f"SELECT * FROM ({self.settings.query.select}) AS weasis_probe LIMIT 1")  # noqa: S608
                     rows = len(cursor.fetchall())
             except sqlite3.Error as exc:
-                error = _archive_error(exc)
-                detail = f"{error.detail}: {type(exc).__name__}: {exc}"
-                if isinstance(error, ArchiveTimeout):
-                    raise ArchiveTimeout(detail) from None
-                if isinstance(error, ArchiveUnavailable):
-                    raise ArchiveUnavailable(detail) from None
-                raise ArchiveError(detail, error.kind) from None
-        checked_columns(tuple(d[0] for d in cursor.description), self.settings.query)
+                raise shared.probe_failure(_archive_error(exc), f"{type(exc).__name__}: {exc}") from None
+        shared.checked_columns(tuple(d[0] for d in cursor.description), self.settings.query)
         return rows
 
     # --- connection and column discovery ----------------------------------------------------------------------
@@ -153,11 +132,11 @@ class SqliteConnector:
             self._connection = conn
         return self._connection
 
-    def _discover_columns(self, conn: sqlite3.Connection) -> SelectColumns:
+    def _discover_columns(self, conn: sqlite3.Connection) -> shared.SelectColumns:
         """The select's output column names, once per container."""
         if self._columns is None:
             cursor = conn.execute(f"SELECT * FROM ({self.settings.query.select}) AS weasis_probe WHERE 0")  # noqa: S608
-            self._columns = checked_columns(tuple(d[0] for d in cursor.description), self.settings.query)
+            self._columns = shared.checked_columns(tuple(d[0] for d in cursor.description), self.settings.query)
         return self._columns
 
     def _archive_error(self, exc: sqlite3.Error) -> ArchiveError:
