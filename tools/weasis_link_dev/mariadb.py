@@ -54,16 +54,8 @@ class MariaDBServer(LoopbackDatabaseServer):
     _URL_QUERY: ClassVar[Mapping[str, str]] = {"charset": "utf8mb4"}
     _ERROR = MariaDBServerError
 
-    def __init__(
-        self,
-        *,
-        user: str = "weasis",
-        password: str | None = None,
-        database: str = "pacs",
-        base_dir: str | os.PathLike[str] | None = None,
-    ) -> None:
-        super().__init__(user=user, password=password, database=database, base_dir=base_dir)
-        self._process: subprocess.Popen[bytes] | None = None
+    # Set by start(); the constructor and the connection facts are the base class's.
+    _process: subprocess.Popen[bytes] | None = None
 
     # -- connection facts ---------------------------------------------------------------------------------------
 

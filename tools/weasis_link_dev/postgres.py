@@ -70,16 +70,8 @@ class PostgresServer(LoopbackDatabaseServer):
     _DRIVER = "postgresql+pg8000"
     _ERROR = PostgresServerError
 
-    def __init__(
-        self,
-        *,
-        user: str = "weasis",
-        password: str | None = None,
-        database: str = "pacs",
-        base_dir: str | os.PathLike[str] | None = None,
-    ) -> None:
-        super().__init__(user=user, password=password, database=database, base_dir=base_dir)
-        self._bindir: Path | None = None
+    # Set by start(); the constructor and the connection facts are the base class's.
+    _bindir: Path | None = None
 
     # -- connection facts ---------------------------------------------------------------------------------------
 
