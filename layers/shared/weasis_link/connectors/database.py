@@ -201,35 +201,34 @@ class DatabaseConnector:
 
     def _discover_columns(self, engine: Engine) -> SelectColumns:
         """The select's real output column names (drivers fold unquoted aliases differently), once per container."""
-        probe = sa.select(sa.text("*")).select_from(sa.text(f"({self.settings.query.select}) AS weasis_probe"))
         try:
             with engine.connect() as conn:
-                names = tuple(conn.execute(probe.where(sa.false())).keys())
+                names = tuple(conn.execute(self._select_all().where(sa.false())).keys())
         except SQLAlchemyError as exc:
             raise self._archive_error(exc) from None
-        return self._checked_columns(names)
-
-    def _checked_columns(self, names: tuple[str, ...]) -> SelectColumns:
         return checked_columns(names, self.settings.query)
+
+    def _select_all(self) -> sa.Select[Any]:
+        """SELECT * FROM (<configured select>): column discovery and check-config's probe."""
+        return sa.select(sa.text("*")).select_from(sa.text(f"({self.settings.query.select}) AS weasis_probe"))
 
     def probe(self, seconds: float) -> int:
         """For check-config: connect, run the configured select with LIMIT 1 (bounded by `seconds`), check its
         columns; the number of rows answered (0 or 1). The error says what the driver said (safe for a terminal:
         no bound value, no password)."""
-        select = sa.select(sa.text("*")).select_from(sa.text(f"({self.settings.query.select}) AS weasis_probe"))
         try:
             with self._lock:
                 if self._engine is None:
                     self._engine = self._create_engine()
             with self._engine.connect() as conn:
                 self._apply_timeout(conn, seconds)
-                result = conn.execute(select.limit(1))
+                result = conn.execute(self._select_all().limit(1))
                 names = tuple(result.keys())
                 rows = len(result.all())
         except SQLAlchemyError as exc:
             password = self.settings.password.get_secret_value() if self.settings.password else None
             raise probe_failure(_archive_error(exc), driver_message(exc, password)) from None
-        self._checked_columns(names)
+        checked_columns(names, self.settings.query)
         return rows
 
     def _archive_error(self, exc: SQLAlchemyError) -> ArchiveError:

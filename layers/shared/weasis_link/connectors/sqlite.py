@@ -110,7 +110,7 @@ class SqliteConnector:
             try:
                 conn = self._connect()
                 with _deadline(conn, seconds):
-                    cursor = conn.execute(f"SELECT * FROM ({self.settings.query.select}) AS weasis_probe LIMIT 1")  # noqa: S608
+                    cursor = conn.execute(f"{self._select_all()} LIMIT 1")
                     rows = len(cursor.fetchall())
             except sqlite3.Error as exc:
                 raise shared.probe_failure(_archive_error(exc), f"{type(exc).__name__}: {exc}") from None
@@ -135,9 +135,13 @@ class SqliteConnector:
     def _discover_columns(self, conn: sqlite3.Connection) -> shared.SelectColumns:
         """The select's output column names, once per container."""
         if self._columns is None:
-            cursor = conn.execute(f"SELECT * FROM ({self.settings.query.select}) AS weasis_probe WHERE 0")  # noqa: S608
+            cursor = conn.execute(f"{self._select_all()} WHERE 0")
             self._columns = shared.checked_columns(tuple(d[0] for d in cursor.description), self.settings.query)
         return self._columns
+
+    def _select_all(self) -> str:
+        """SELECT * FROM (<configured select>): column discovery and check-config's probe (configuration only)."""
+        return f"SELECT * FROM ({self.settings.query.select}) AS weasis_probe"  # noqa: S608
 
     def _archive_error(self, exc: sqlite3.Error) -> ArchiveError:
         """The error for the caller (no schema detail), after logging what the integrator needs to fix it: SQLite's
