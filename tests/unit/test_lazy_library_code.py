@@ -2,7 +2,9 @@
 - cryptography.x509, which PyJWT imports at the top of jwt.algorithms, is executed only when used: tokens still
   verify, and a certificate still loads when PyJWT or anyone asks for one;
 - Powertools' event_handler package __init__ (every resolver, asyncio) runs only for a name we do not take from
-  its submodules: the resolver the API uses is the same class, and the package's other names still work."""
+  its submodules: the resolver the API uses is the same class, and the package's other names still work;
+- Powertools' data_classes package __init__ (some forty event classes) likewise: the resolvers get the same event
+  classes, and the package's other names still work."""
 
 from __future__ import annotations
 
@@ -72,3 +74,36 @@ def test_the_event_handler_submodules_import_without_the_package_init_which_stil
     assert report["deferred_loaded"] == []
     assert report["all"] is True and report["init_ran"] is True
     assert report["appsync"] == "aws_lambda_powertools.event_handler.appsync"
+
+
+DATA_CLASSES = r"""
+import json, sys
+import weasis_link.lazy_imports  # first, as functions/api/app.py does
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
+from aws_lambda_powertools.event_handler import api_gateway
+from aws_lambda_powertools.utilities.data_classes import api_gateway_proxy_event
+same = api_gateway.APIGatewayProxyEventV2 is api_gateway_proxy_event.APIGatewayProxyEventV2
+loaded = [m for m in ("aws_lambda_powertools.utilities.data_classes.kafka_event", "zipfile") if m in sys.modules]
+app = APIGatewayHttpResolver()
+app.get("/ping")(lambda: {"pong": True})
+event = {"version": "2.0", "routeKey": "GET /ping", "rawPath": "/ping", "rawQueryString": "", "headers": {},
+         "requestContext": {"http": {"method": "GET", "path": "/ping"}, "stage": "$default"}}
+status = app.resolve(event, None)["statusCode"]
+from aws_lambda_powertools.utilities.data_classes import KafkaEvent, event_source  # the __init__ runs now
+print(json.dumps({
+    "same": same,
+    "deferred_loaded": loaded,
+    "status": status,
+    "kafka": KafkaEvent.__module__,
+    "event_source": callable(event_source),
+}))
+"""
+
+
+def test_the_event_data_classes_import_without_the_package_init_which_still_runs_when_needed() -> None:
+    done = subprocess.run([sys.executable, "-c", DATA_CLASSES], capture_output=True, text=True, timeout=60, check=True)
+    report = json.loads(done.stdout)
+    assert report["same"] is True and report["status"] == 200
+    assert report["deferred_loaded"] == []
+    assert report["kafka"] == "aws_lambda_powertools.utilities.data_classes.kafka_event"
+    assert report["event_source"] is True
