@@ -4,13 +4,18 @@
 - Powertools' event_handler package __init__ (every resolver, asyncio) runs only for a name we do not take from
   its submodules: the resolver the API uses is the same class, and the package's other names still work;
 - Powertools' data_classes package __init__ (some forty event classes) likewise: the resolvers get the same event
-  classes, and the package's other names still work."""
+  classes, and the package's other names still work;
+- pydantic's plugin discovery (a scan of every distribution's metadata) is off unless the environment sets
+  PYDANTIC_DISABLE_PLUGINS itself."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+
+import pytest
 
 CHILD = r"""
 import json, sys
@@ -107,3 +112,27 @@ def test_the_event_data_classes_import_without_the_package_init_which_still_runs
     assert report["deferred_loaded"] == []
     assert report["kafka"] == "aws_lambda_powertools.utilities.data_classes.kafka_event"
     assert report["event_source"] is True
+
+
+PLUGINS = r"""
+import json, os
+import weasis_link.lazy_imports  # first, as functions/api/app.py does
+from pydantic import BaseModel
+from pydantic.plugin import _loader
+
+class Model(BaseModel):
+    a: int
+
+print(json.dumps({"valid": Model(a=1).a, "scanned": _loader._plugins is not None}))
+"""
+
+
+@pytest.mark.parametrize(("environment", "scanned"), [({}, False), ({"PYDANTIC_DISABLE_PLUGINS": ""}, True)])
+def test_pydantic_does_not_scan_for_plugins_unless_the_environment_asks(
+    environment: dict[str, str], scanned: bool
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PYDANTIC_DISABLE_PLUGINS"} | environment
+    done = subprocess.run(
+        [sys.executable, "-c", PLUGINS], capture_output=True, text=True, timeout=60, check=True, env=env
+    )
+    assert json.loads(done.stdout) == {"valid": 1, "scanned": scanned}
