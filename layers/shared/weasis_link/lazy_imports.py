@@ -11,9 +11,6 @@ keys given as certificates); our issuers publish JWKs. Executing it costs about 
 - `aws_lambda_powertools.utilities.data_classes`: its `__init__` imports some forty event classes (Kafka, SES,
   CodePipeline with zipfile...) for the resolvers' `from ...data_classes import APIGatewayProxyEventV2, ...`;
   deferred the same way, only the event modules the resolvers name are imported.
-- pydantic's plugin discovery: the first model class scans the metadata of every installed distribution for
-  `pydantic` entry points (about 13 M instructions); we ship no plugin, so PYDANTIC_DISABLE_PLUGINS (pydantic's
-  own switch) is `__all__` unless the environment sets it.
 
 Applied on import, like init_phase, by the API function before anything imports PyJWT; a module already imported
 or not installed is left as it is.
@@ -24,7 +21,6 @@ from __future__ import annotations
 import ast
 import importlib
 import importlib.util
-import os
 import sys
 from importlib.abc import InspectLoader
 from types import ModuleType
@@ -101,7 +97,6 @@ def _attach(name: str, module: ModuleType) -> None:
         setattr(sys.modules[parent], child, module)  # as the import system does once a submodule is loaded
 
 
-os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 for _name in LAZY_MODULES:
     lazy_module(_name)
 for _name in DEFERRED_PACKAGES:
