@@ -16,6 +16,7 @@ import snapshot_restore_py
 from weasis_link import oauth_client
 from weasis_link.config import ClientCredentialsConfig
 from weasis_link.issuer_keys import IssuerKeys
+from weasis_link.storage import aws_session
 from weasis_link.upstream_retry import tls_context
 
 
@@ -76,6 +77,7 @@ def test_restore_rebuilds_clients_caches_pools_and_secrets(api: ModuleType, monk
     jwks = keys.client()
     fetched = prefetched_at(keys)  # fetched on a thread at Init and cached
     tls = tls_context()
+    session = aws_session()
     s3 = api.runtime.store._s3
     lambda_client = api.runtime.dispatcher._client
     sink = api.runtime.audit.sink
@@ -97,6 +99,7 @@ def test_restore_rebuilds_clients_caches_pools_and_secrets(api: ModuleType, monk
     assert prefetched_at(keys) > fetched  # fetched again, after the restore, by the new runtime's prefetch
     assert keys._http is not jwks._http  # and through a new pool
     assert tls_context() is not tls
+    assert aws_session() is not session  # and its credentials resolved again
     assert runtime.store._s3 is not s3
     assert runtime.dispatcher._client is not lambda_client
     assert runtime.audit.sink is not sink and runtime.audit.sink._events() is not events  # the audit client too

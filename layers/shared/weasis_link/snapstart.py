@@ -31,8 +31,10 @@ def after_restore(hook: Hook) -> Hook:
 def forget_process_caches() -> None:
     """The container-wide caches that hold connections or monotonic timestamps, beyond the runtime (which the hooks
     build anew, with its token validator, its JWKS clients and their pools): the OAuth token providers, and the TLS
-    context our pools share (its session cache belongs to the snapshotted environment)."""
-    from weasis_link import oauth_client, upstream_retry
+    context our pools share (its session cache belongs to the snapshotted environment), and the AWS session the
+    clients are made from (it caches the credentials resolved at Init)."""
+    from weasis_link import oauth_client, storage, upstream_retry
 
     oauth_client.forget_shared_providers()
     upstream_retry.tls_context.cache_clear()
+    storage.aws_session.cache_clear()

@@ -1,0 +1,63 @@
+"""The trimmed AWS service models the functions ship (weasis_link/aws_models/): each is exactly botocore's model of
+its service reduced to the operations the functions call (tools/weasis_link_dev/aws_models.py), the functions'
+clients load it rather than botocore's full model, and boto3's default session keeps the full one."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from weasis_link.audit_trail import EventBridgeSink
+from weasis_link.storage import AWS_MODELS, aws_session, s3_client
+from weasis_link_dev.aws_models import OPERATIONS, model_path, trimmed_model
+
+
+@pytest.fixture(autouse=True)
+def credentials(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+        monkeypatch.setenv(name, value)
+    with mock_aws():
+        yield
+
+
+@pytest.mark.parametrize("service", sorted(OPERATIONS))
+def test_each_shipped_model_is_botocores_own_trimmed(service: str) -> None:
+    version, model = trimmed_model(service, OPERATIONS[service])
+    shipped = json.loads(model_path(service, version).read_text(encoding="utf-8"))
+    assert shipped == model, "run `python -m weasis_link_dev.aws_models` after a botocore upgrade"
+    assert sorted(shipped["operations"]) == sorted(OPERATIONS[service])
+
+
+def test_every_shipped_model_is_listed() -> None:
+    assert sorted(p.name for p in AWS_MODELS.iterdir()) == sorted(OPERATIONS)
+
+
+def test_the_functions_clients_have_only_the_operations_they_call() -> None:
+    s3 = s3_client("us-east-1")
+    assert sorted(s3.meta.service_model.operation_names) == sorted(OPERATIONS["s3"])
+    events = EventBridgeSink("bus", "us-east-1")._events()
+    assert events.meta.service_model.operation_names == ["PutEvents"]
+    assert aws_session().client("sqs", region_name="us-east-1").meta.service_model.operation_names  # botocore's
+
+
+def test_the_trimmed_s3_client_does_what_the_functions_do() -> None:
+    s3 = s3_client("us-east-1")
+    s3.create_bucket(Bucket="bkt")
+    s3.put_object(Bucket="bkt", Key="k", Body=b"x", Metadata={"expires-at": "1"})
+    assert s3.head_object(Bucket="bkt", Key="k")["Metadata"] == {"expires-at": "1"}
+    assert s3.get_object(Bucket="bkt", Key="k")["Body"].read() == b"x"
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket="bkt")
+    assert [o["Key"] for page in pages for o in page["Contents"]] == ["k"]
+    assert "X-Amz-Signature=" in s3.generate_presigned_url("get_object", Params={"Bucket": "bkt", "Key": "k"})
+    s3.delete_objects(Bucket="bkt", Delete={"Objects": [{"Key": "k"}]})
+    s3.delete_object(Bucket="bkt", Key="k")
+
+
+def test_boto3s_default_session_keeps_the_full_models() -> None:
+    s3_client("us-east-1")  # the functions' session exists
+    assert "ListBuckets" in boto3.client("s3", region_name="us-east-1").meta.service_model.operation_names
+    assert "CreateEventBus" in boto3.client("events", region_name="us-east-1").meta.service_model.operation_names
