@@ -13,7 +13,14 @@ from moto import mock_aws
 
 from weasis_link.audit_trail import EventBridgeSink
 from weasis_link.storage import AWS_MODELS, aws_session, s3_client
-from weasis_link_dev.aws_models import OPERATIONS, model_path, trimmed_model
+from weasis_link_dev.aws_models import (
+    ENDPOINT_SERVICES,
+    OPERATIONS,
+    endpoints_path,
+    model_path,
+    trimmed_endpoints,
+    trimmed_model,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -33,7 +40,28 @@ def test_each_shipped_model_is_botocores_own_trimmed(service: str) -> None:
 
 
 def test_every_shipped_model_is_listed() -> None:
-    assert sorted(p.name for p in AWS_MODELS.iterdir()) == sorted(OPERATIONS)
+    assert sorted(p.name for p in AWS_MODELS.iterdir() if p.is_dir()) == sorted(OPERATIONS)
+
+
+def test_the_shipped_endpoints_are_botocores_own_for_the_functions_services() -> None:
+    shipped = json.loads(endpoints_path().read_text(encoding="utf-8"))
+    assert shipped == trimmed_endpoints(), "run `python -m weasis_link_dev.aws_models` after a botocore upgrade"
+    assert set(OPERATIONS) <= ENDPOINT_SERVICES
+
+
+@pytest.mark.parametrize(
+    ("service", "region", "host"),
+    [
+        ("s3", "eu-central-1", "s3.eu-central-1.amazonaws.com"),
+        ("events", "cn-north-1", "events.cn-north-1.amazonaws.com.cn"),
+        ("lambda", "us-gov-west-1", "lambda.us-gov-west-1.amazonaws.com"),
+        ("sqs", "eu-west-3", "sqs.eu-west-3.amazonaws.com"),  # not listed: its partition's default
+    ],
+)
+def test_the_functions_clients_find_the_same_endpoints_as_botocores(service: str, region: str, host: str) -> None:
+    ours = aws_session().client(service, region_name=region).meta.endpoint_url  # type: ignore[call-overload]
+    assert ours == boto3.client(service, region_name=region).meta.endpoint_url  # type: ignore[call-overload]
+    assert ours == f"https://{host}"
 
 
 def test_the_functions_clients_have_only_the_operations_they_call() -> None:

@@ -1,8 +1,9 @@
 """The trimmed AWS service models the functions ship (layers/shared/weasis_link/aws_models/): botocore's own model of
-a service, reduced to the operations the functions call and the shapes those reference (documentation left out).
-A client of that service, made from the functions' session (weasis_link.storage.aws_session), then parses and
-builds only those operations at cold start. tests/unit/test_aws_models.py proves each file is what this module makes
-from the installed botocore; `python -m weasis_link_dev.aws_models` writes them again after a botocore upgrade."""
+a service, reduced to the operations the functions call and the shapes those reference (documentation left out),
+and botocore's endpoints.json reduced to the services the functions use. A client made from the functions' session
+(weasis_link.storage.aws_session) then parses and builds only those at cold start. tests/unit/test_aws_models.py
+proves each file is what this module makes from the installed botocore; `python -m weasis_link_dev.aws_models`
+writes them again after a botocore upgrade."""
 
 from __future__ import annotations
 
@@ -23,6 +24,13 @@ OPERATIONS: Final[dict[str, tuple[str, ...]]] = {
         "CreateBucket",  # the local stack's and the tests' bucket, made with the functions' client
     ),
 }
+
+
+# The services the functions' session makes clients of (storage.aws_session), and those botocore's credential
+# providers may (STS for web identity and role chaining, SSO on a developer's machine).
+ENDPOINT_SERVICES: Final = frozenset(
+    {"s3", "events", "lambda", "ssm", "secretsmanager", "sts", "sso", "sso-oidc", "portal.sso"}
+)
 
 
 def _without_documentation(value: Any) -> Any:
@@ -62,17 +70,37 @@ def trimmed_model(service: str, operations: tuple[str, ...]) -> tuple[str, dict[
     return version, model | {"operations": kept, "shapes": dict(sorted(shapes.items()))}
 
 
+def trimmed_endpoints() -> dict[str, Any]:
+    """botocore's endpoints.json (1.2 MB, every service of every partition, parsed at the first client of a session)
+    with only the services the functions' session makes clients of; any other service still gets its partition's
+    default endpoint."""
+    full: dict[str, Any] = botocore.session.get_session().get_component("data_loader").load_data("endpoints")
+    partitions = [
+        p | {"services": {k: v for k, v in p["services"].items() if k in ENDPOINT_SERVICES}} for p in full["partitions"]
+    ]
+    return full | {"partitions": partitions}
+
+
 def model_path(service: str, version: str) -> Path:
     return weasis_link.storage.AWS_MODELS / service / version / "service-2.json"
+
+
+def endpoints_path() -> Path:
+    return weasis_link.storage.AWS_MODELS / "endpoints.json"
+
+
+def _write(path: Path, document: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=1, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def main() -> None:
     for service, operations in OPERATIONS.items():
         version, model = trimmed_model(service, operations)
-        path = model_path(service, version)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(model, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-        print(f"{path}: {len(model['operations'])} operations, {len(model['shapes'])} shapes")
+        _write(model_path(service, version), model)
+        print(f"{model_path(service, version)}: {len(model['operations'])} operations, {len(model['shapes'])} shapes")
+    _write(endpoints_path(), trimmed_endpoints())
+    print(f"{endpoints_path()}: {', '.join(sorted(ENDPOINT_SERVICES))}")
 
 
 if __name__ == "__main__":
