@@ -1,6 +1,7 @@
 """Each issuer's key set, fetched with urllib3 (key_urls.fetch_json) and handed to PyJWT: prefetched on a thread at
 Init, waited for by the first token, fetched again by it when the prefetch failed; no redirect followed, a size limit,
-a garbled answer is the identity provider's failure (503), and https through one shared, verifying TLS context."""
+a garbled answer is the identity provider's failure (503), and https through one shared, verifying TLS context (as
+the QIDO connectors' and the token endpoints' pools)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,13 @@ import pytest
 import urllib3
 
 from weasis_link.auth import TokenValidator
+from weasis_link.config import ClientCredentialsConfig, DicomWebConnectorConfig
+from weasis_link.connectors.dicomweb import DicomWebConnector
 from weasis_link.errors import IdentityProviderUnavailable
 from weasis_link.identity import AuthConfig
 from weasis_link.issuer_keys import MAX_KEY_SET_BYTES
 from weasis_link.key_urls import KeyFetchError, fetch_json, key_pool
+from weasis_link.oauth_client import ClientCredentialsTokenProvider
 from weasis_link.settings import ServiceSettings
 from weasis_link.upstream_retry import tls_context
 from weasis_link_dev.dev_keys import JwksServer, SigningKey, access_token_claims
@@ -147,3 +151,27 @@ def test_an_https_key_url_with_an_untrusted_certificate_is_refused() -> None:
         pool = http.connection_from_url(url, pool_kwargs={"ssl_context": tls_context()})
         assert len(http.pools) == 1  # the pool the fetch used: no other was made for this context
         assert isinstance(pool, urllib3.HTTPSConnectionPool) and pool.conn_kw["ssl_context"] is tls_context()
+
+
+@pytest.mark.parametrize(
+    ("url", "ca_file", "expected"),
+    [
+        ("https://pacs.example/dicom-web", None, "shared"),
+        ("https://pacs.example/dicom-web", "/etc/pacs-ca.pem", "own"),
+        ("http://127.0.0.1:8042/dicom-web", None, "none"),
+    ],
+)
+def test_the_qido_and_token_pools_share_the_tls_context(url: str, ca_file: str | None, expected: str) -> None:
+    connector = DicomWebConnector("pacs", DicomWebConnectorConfig(url=url, ca_file=ca_file))
+    pools = [connector._http]
+    if ca_file is None:  # a token endpoint has no CA file of its own
+        config = ClientCredentialsConfig(token_url=url.replace("dicom-web", "token"), client_id="c", client_secret="s")
+        pools.append(ClientCredentialsTokenProvider(config)._http)
+    for pool in pools:
+        options = pool.connection_pool_kw
+        if expected == "shared":
+            assert options["ssl_context"] is tls_context() and "ca_certs" not in options
+        elif expected == "own":  # urllib3 loads it into a context of the pool's own, never into the shared one
+            assert options["ca_certs"] == ca_file and "ssl_context" not in options
+        else:
+            assert "ssl_context" not in options and "ca_certs" not in options

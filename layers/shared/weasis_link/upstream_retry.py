@@ -40,3 +40,11 @@ def tls_context() -> ssl.SSLContext:
     context = create_urllib3_context()
     context.load_default_certs()
     return context
+
+
+def tls_options(url: str, ca_file: str | None = None) -> dict[str, Any]:
+    """The TLS options of a urllib3 PoolManager for `url`: its own CA file when one is configured, else the shared
+    context for an https URL (nothing for plain http: no CA store is loaded)."""
+    if ca_file:
+        return {"ca_certs": ca_file}
+    return {"ssl_context": tls_context()} if url.lower().startswith("https:") else {}
