@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any, Final
 
+import botocore
 import botocore.session
 
 import weasis_link.storage
@@ -89,6 +90,11 @@ def endpoints_path() -> Path:
     return weasis_link.storage.AWS_MODELS / "endpoints.json"
 
 
+def source_path() -> Path:
+    """The botocore version the files were written from."""
+    return weasis_link.storage.AWS_MODELS / "botocore-version.txt"
+
+
 def _write(path: Path, document: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(document, indent=1, sort_keys=True) + "\n", encoding="utf-8")
@@ -101,6 +107,7 @@ def main() -> None:
         print(f"{model_path(service, version)}: {len(model['operations'])} operations, {len(model['shapes'])} shapes")
     _write(endpoints_path(), trimmed_endpoints())
     print(f"{endpoints_path()}: {', '.join(sorted(ENDPOINT_SERVICES))}")
+    source_path().write_text(botocore.__version__ + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":
