@@ -74,9 +74,7 @@ class PacsProxy:
     - `cap`: at most this many results per answer, whatever `limit` asked (`warn`: say so with a 299 Warning);
     - `strip`: tags removed from study-scoped instance answers (a PACS without series attributes there);
     - `strip_counts`: NumberOfStudyRelatedInstances removed from study answers;
-    - `not_found`: 404 instead of an empty answer to a study-scoped query (a PACS that does not know the study);
-    - `hold_studies`: the study-level answer held back until an instance-level query arrives (at most 5 s), to see
-      whether the instance queries wait for it (`instances_during_studies` says whether one came meanwhile).
+    - `not_found`: 404 instead of an empty answer to a study-scoped query (a PACS that does not know the study).
     """
 
     upstream: str
@@ -85,10 +83,7 @@ class PacsProxy:
     strip: frozenset[str] = frozenset()
     strip_counts: bool = False
     not_found: bool = False
-    hold_studies: bool = False
-    instances_during_studies: bool = False
     targets: list[str] = field(default_factory=list)
-    _instances_asked: threading.Event = field(default_factory=threading.Event)
     _server: LoopbackServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -118,10 +113,6 @@ class PacsProxy:
         with self._lock:
             self.targets.append(target)
         path, _, raw_query = target.partition("?")
-        if path.endswith("/instances"):
-            self._instances_asked.set()
-        if self.hold_studies and path.endswith("/dicom-web/studies"):
-            self.instances_during_studies = self._instances_asked.wait(5)
         pairs = [p.split("=", 1) if "=" in p else [p, ""] for p in raw_query.split("&") if p]
         capped = self.cap is not None and not path.endswith("/dicom-web/studies")
         if capped:
@@ -313,21 +304,6 @@ def test_a_pacs_that_caps_its_answers_is_paged_to_the_end(
     answered, _ = find(connector(proxy.url + "/dicom-web"), case.query)
     assert check(answered, expected(case, truth), instance_patients(truth)).ok
     assert any("offset=" in t for t in proxy.take_targets())
-
-
-@pytest.mark.integration
-def test_a_study_uid_query_asks_for_the_instances_without_waiting_for_the_study_level_answer(
-    orthanc: OrthancServer, truth: list[InstanceRecord], proxy_factory: Callable[..., PacsProxy]
-) -> None:
-    """studyUID only: the instance query goes out alongside the study-level one (its count is read after the first
-    page), and a silent cap is still paged to the end by that count."""
-    for cap in (None, 7):
-        proxy = proxy_factory(orthanc.http_url, cap=cap, hold_studies=True)
-        case = next(c for c in CASES if c.name == "study")
-        answered, _ = find(connector(proxy.url + "/dicom-web"), case.query)
-        assert check(answered, expected(case, truth), instance_patients(truth)).ok
-        assert proxy.instances_during_studies
-        assert any("offset=" in t for t in proxy.take_targets()) == (cap is not None)
 
 
 # ------------------------------------------------------------------------------------- series-level fallback

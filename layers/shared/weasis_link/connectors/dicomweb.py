@@ -38,7 +38,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Final, Self
 from urllib.parse import quote
@@ -331,7 +331,7 @@ class DicomWebConnector:
     ) -> list[QidoAttributes]:
         """The instances of one study, with their series attributes."""
         path = f"/studies/{quote(study_uid, safe='.')}/instances"
-        expected = None if (filters or totals is None) else totals.counter(study_uid, query)
+        expected = None if (filters or totals is None) else totals.wait(study_uid, query.remaining())
         # 404: a study the PACS does not have (a speculative query), or that went away since the study-level query.
         rows = self._paged(query, path, [*filters, INSTANCE_FIELDS], "instance", expected, missing_ok=True)
         if not rows:
@@ -377,12 +377,11 @@ class DicomWebConnector:
         path: str,
         params: list[tuple[str, str]],
         level: str,
-        expected: Callable[[], int | None] | None = None,
+        expected: int | None = None,
         *,
         missing_ok: bool = False,
     ) -> list[dict[str, Any]]:
-        """Every row of a QIDO-RS query, page after page (`limit`/`offset`) while the PACS has more. `expected`
-        gives the number of rows the study-level answer counted (it may wait for that answer)."""
+        """Every row of a QIDO-RS query, page after page (`limit`/`offset`) while the PACS has more."""
         size = self.settings.page_size
         rows: list[dict[str, Any]] = []
         for _ in range(_MAX_PAGES):
@@ -393,11 +392,10 @@ class DicomWebConnector:
             rows.extend(page.rows)
             if not page.rows:
                 break
-            total = expected() if expected is not None else None
-            if total is not None:
+            if expected is not None:
                 # The study-level answer counted the study's instances. Fewer so far, even from a short page,
                 # means a PACS that caps its answers without saying so; as many means done, even from a full page.
-                if len(rows) < total:
+                if len(rows) < expected:
                     continue
                 break
             if len(page.rows) >= size or page.more:
@@ -523,11 +521,6 @@ class _StudyTotals:
     def wait(self, study_uid: str, timeout: float) -> int | None:
         self._done.wait(max(0.0, timeout))
         return self._totals.get(study_uid)
-
-    def counter(self, study_uid: str, query: _Query) -> Callable[[], int | None]:
-        """The study's count, read when the instance query needs it (after its first page): the query is not held
-        back until the study-level answer is in."""
-        return lambda: self.wait(study_uid, query.remaining())
 
 
 class _Pool:
