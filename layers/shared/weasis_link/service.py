@@ -63,18 +63,15 @@ class ManifestResult:
         return [a.failure for a in self.archives if a.failure is not None]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BuiltManifest:
     """A manifest document before storage (also what the asynchronous builder produces)."""
 
+    body_gzip: bytes
     archive_queries: list[mf.ArchiveQuery]
     outcomes: list[ArchiveOutcome]
     warnings: list[str]
-    summary: ManifestSummary  # what the document lists, read from the trees it is written from
-
-    @functools.cached_property
-    def body_gzip(self) -> bytes:  # written on first use: create_manifest writes it while the audit event is sent
-        return mf.manifest_gzip(self.archive_queries, str(uuid.uuid4()))
+    summary: ManifestSummary  # what the document lists, read from the trees it was written from
 
 
 class ManifestService:
@@ -113,7 +110,7 @@ class ManifestService:
         self.expiry(caller)  # a token too short-lived for any manifest is refused before the PACS is asked
         built = self.build(criteria, caller)
         return self.store_manifest(
-            lambda: built.body_gzip,
+            built.body_gzip,
             distinct_counts(q.studies for q in built.archive_queries),
             launch,
             base_url=base_url,
@@ -126,7 +123,7 @@ class ManifestService:
 
     def store_manifest(
         self,
-        body_gzip: bytes | Callable[[], bytes],  # or the function that writes it (put_while)
+        body_gzip: bytes,
         counts: tuple[int, int, int, int],
         launch: LaunchOptions | None = None,
         *,
@@ -150,7 +147,7 @@ class ManifestService:
         else:
             link = short_link(base_url, manifest_id)
             launch_uri = bounded_weasis_uri(link, launch)
-        summary = summary or summarize_manifest(body_gzip if isinstance(body_gzip, bytes) else body_gzip())
+        summary = summarize_manifest(body_gzip) if summary is None else summary  # an upload: its document, read once
         check_manifest(summary.patients, self.patient_in_context(caller) if caller is not None else None)
         record = None if before_store is None else functools.partial(before_store, manifest_id, summary, expires_at)
         put_while(self._store, manifest_id, body_gzip, expires_at, record)  # the audit event while it writes
@@ -193,10 +190,12 @@ class ManifestService:
             if query.studies and identity_warnings:
                 query.add_message(mf.Message(AMBIGUOUS_TITLE, identity_warnings[0], "WARN"))
         self.access.warn_short_lived_tokens(queries, caller, warnings)
-        return BuiltManifest(queries, outcomes, warnings, summarize_archives(queries))
+        body = mf.manifest_gzip(queries, str(uuid.uuid4()))
+        return BuiltManifest(body, queries, outcomes, warnings, summarize_archives(queries))
 
     def reconfigure(self, config: AppConfig) -> None:
-        """Use a re-read configuration (secret_refresh.py): connectors are rebuilt on first use with its values."""
+        """Use a re-read configuration (secret_refresh.py): connectors are built again, on first use, with its
+        values (a rotated password)."""
         self._config = config
         self.archives = Archives(config, self._connector_factory)
         self.access = dataclasses.replace(self.access, config=config)
@@ -231,8 +230,9 @@ class ManifestService:
             query.add_message(mf.Message("Archive unavailable", text, "WARN"))
             warnings.append(text)
         elif not outcome.studies:
-            text = f"No images match the request in the archive {outcome.archive_id}."
-            query.add_message(mf.Message(NO_RESULT_TITLE, text))
+            query.add_message(
+                mf.Message(NO_RESULT_TITLE, f"No images match the request in the archive {outcome.archive_id}.")
+            )
         if outcome.skipped:
             reasons = ", ".join(f"{n} × {why}" for why, n in sorted(outcome.skipped.items()))
             text = f"Some records of the archive {outcome.archive_id} were left out: {reasons}."
