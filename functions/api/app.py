@@ -400,7 +400,7 @@ def make_handler(runtime: Runtime) -> Callable[[dict[str, Any], LambdaContext], 
 
 
 # Built once per container, at cold start (Lambda's init phase).
-runtime = build_runtime(Path(__file__).parent)
+runtime = build_runtime(Path(__file__).parent, prefetch_keys=True)
 _handler = make_handler(runtime)
 
 
@@ -415,7 +415,7 @@ def _renew_after_restore() -> None:
     (weasis_link.snapstart)."""
     global runtime, _handler
     forget_process_caches()
-    runtime = build_runtime(Path(__file__).parent)
+    runtime = build_runtime(Path(__file__).parent, prefetch_keys=True)
     _handler = make_handler(runtime)
 
 

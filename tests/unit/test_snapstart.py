@@ -15,6 +15,9 @@ import snapshot_restore_py
 
 from weasis_link import oauth_client
 from weasis_link.config import ClientCredentialsConfig
+from weasis_link.issuer_keys import IssuerKeys
+from weasis_link.storage import aws_session
+from weasis_link.upstream_retry import tls_context
 
 
 def restore(module: ModuleType) -> int:
@@ -59,12 +62,22 @@ def test_the_api_function_registers_one_after_restore_hook(api: ModuleType) -> N
     assert restore(api) == 1
 
 
+def prefetched_at(keys: IssuerKeys) -> float:
+    """When the key set the issuer's client caches was fetched (monotonic clock), once the prefetch is over."""
+    if keys._prefetch is not None:
+        keys._prefetch.join()
+    cache = keys.client().jwk_set_cache
+    assert cache is not None and cache.jwk_set_with_timestamp is not None
+    return cache.jwk_set_with_timestamp.get_timestamp()
+
+
 def test_restore_rebuilds_clients_caches_pools_and_secrets(api: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
     validator = api.runtime.validator
     [(_, keys)] = validator._issuers._entries
     jwks = keys.client()
-    jwks.get_jwk_set()  # fetched and cached, as the first request does
-    assert jwks.jwk_set_cache is not None and jwks.jwk_set_cache.jwk_set_with_timestamp is not None
+    fetched = prefetched_at(keys)  # fetched on a thread at Init and cached
+    tls = tls_context()
+    session = aws_session()
     s3 = api.runtime.store._s3
     lambda_client = api.runtime.dispatcher._client
     sink = api.runtime.audit.sink
@@ -82,9 +95,11 @@ def test_restore_rebuilds_clients_caches_pools_and_secrets(api: ModuleType, monk
     runtime = api.runtime
     assert runtime.validator is not validator
     [(_, keys)] = runtime.validator._issuers._entries
-    assert keys.client() is not jwks  # a new JWKS client: its cache (monotonic timestamps) is empty
-    cache = keys.client().jwk_set_cache
-    assert cache is not None and cache.jwk_set_with_timestamp is None
+    assert keys.client() is not jwks  # a new JWKS client: its cache (monotonic timestamps) is new
+    assert prefetched_at(keys) > fetched  # fetched again, after the restore, by the new runtime's prefetch
+    assert keys._http is not jwks._http  # and through a new pool
+    assert tls_context() is not tls
+    assert aws_session() is not session  # and its credentials resolved again
     assert runtime.store._s3 is not s3
     assert runtime.dispatcher._client is not lambda_client
     assert runtime.audit.sink is not sink and runtime.audit.sink._events() is not events  # the audit client too

@@ -56,12 +56,14 @@ class EventBridgeSink:
     def _events(self) -> EventBridgeClient:
         with self._lock:
             if self._client is None:
-                import boto3
                 from botocore.config import Config
+
+                from weasis_link.storage import aws_session
 
                 # Short: the request waits for this, and a slow bus must fail within API Gateway's 29 s.
                 config = Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 3, "mode": "standard"})
-                self._client = boto3.client(
+                # The functions' session: what S3's client loaded is shared, and its EventBridge model is PutEvents'.
+                self._client = aws_session().client(
                     "events", region_name=self._region, endpoint_url=self._endpoint_url, config=config
                 )
             return self._client

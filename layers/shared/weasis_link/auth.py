@@ -63,6 +63,10 @@ class TokenValidator:
             cooldown=settings.oauth_jwks_cooldown_seconds,
         )
 
+    def prefetch_keys(self) -> None:
+        """Each trusted issuer's key set fetched on a thread at Init, ahead of the first token (IssuerKeys.prefetch)."""
+        self._issuers.prefetch()
+
     def validate(self, token: str) -> Caller:
         try:
             header = jwt.get_unverified_header(token)

@@ -128,11 +128,12 @@ class LambdaDispatcher:
 
 def lambda_client(region: str) -> LambdaClient:
     """Short timeouts: an Event invocation only queues the payload, and the launch is waiting for it."""
-    import boto3
     from botocore.config import Config
 
+    from weasis_link.storage import aws_session
+
     config = Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 2, "mode": "standard"})
-    return boto3.client("lambda", region_name=region, config=config)
+    return aws_session().client("lambda", region_name=region, config=config)
 
 
 class ThreadDispatcher:

@@ -40,7 +40,7 @@ from urllib3.util import Retry
 
 from weasis_link.config import ClientCredentialsConfig
 from weasis_link.errors import ArchiveError, ArchiveTimeout, ArchiveUnavailable
-from weasis_link.upstream_retry import gateway_retry
+from weasis_link.upstream_retry import gateway_retry, tls_options
 
 # A token this close to its expiry is not handed out: the request it authenticates must still arrive in time.
 DEFAULT_REFRESH_MARGIN_SECONDS: Final = 30.0
@@ -79,7 +79,9 @@ class ClientCredentialsTokenProvider:
         refresh_margin_seconds: float = DEFAULT_REFRESH_MARGIN_SECONDS,
     ) -> None:
         self._config = config
-        self._http = http or urllib3.PoolManager(maxsize=2, headers={"User-Agent": _USER_AGENT})
+        self._http = http or urllib3.PoolManager(
+            maxsize=2, headers={"User-Agent": _USER_AGENT}, **tls_options(config.token_url)
+        )
         self._clock = clock
         self._margin = refresh_margin_seconds
         self._lock = threading.Lock()

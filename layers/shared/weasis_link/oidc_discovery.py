@@ -1,35 +1,32 @@
 """OpenID Connect Discovery 1.0: an issuer's `jwks_uri` from `<issuer>/.well-known/openid-configuration`.
 
-Fetched lazily, when the first token of that issuer arrives (never at cold start), then kept for the life of the
-container. A failed fetch is not retried before the cooldown: a flood of tokens cannot hammer a provider that is
-down. The document must name exactly the configured issuer (§4.3), and its `jwks_uri` passes the same URL checks
-as a configured one. No redirect is followed, as for the JWKS itself.
+Fetched on a thread at Init (IssuerKeys.prefetch, with the key set), or when the first token of that issuer
+arrives, then kept for the life of the container. A failed fetch is not retried before the cooldown: a flood of
+tokens cannot hammer a provider that is down. The document must name exactly the configured issuer (§4.3), and its
+`jwks_uri` passes the same URL checks as a configured one. No redirect is followed, as for the JWKS itself.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-import urllib.error
-import urllib.request
-from typing import Any, Final
+from typing import Final
+
+import urllib3
 
 from weasis_link.errors import IdentityProviderUnavailable
-from weasis_link.key_urls import checked_key_url
+from weasis_link.key_urls import KeyFetchError, checked_key_url, fetch_json, key_pool
 
 MAX_DOCUMENT_BYTES: Final = 512 * 1024
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *_: Any, **__: Any) -> None:
-        return None
-
-
 class DiscoveryDocument:
-    def __init__(self, url: str, issuer: str, *, timeout: float, cooldown: float) -> None:
+    def __init__(
+        self, url: str, issuer: str, *, timeout: float, cooldown: float, http: urllib3.PoolManager | None = None
+    ) -> None:
         self.url = checked_key_url(url)
         self.issuer = issuer
+        self._http = http or key_pool()
         self._timeout = timeout
         self._cooldown = cooldown
         self._jwks_uri: str | None = None
@@ -51,20 +48,21 @@ class DiscoveryDocument:
                 raise
             return self._jwks_uri
 
+    def forget_failure(self) -> None:
+        """The next `jwks_uri` fetches again, cooldown or not (a failure of the prefetch at Init is not the
+        caller's)."""
+        with self._lock:
+            self._failed_at = None
+
     def _fetch(self) -> str:
         # https, or http on loopback only: checked_key_url in __init__.
-        request = urllib.request.Request(self.url, headers={"Accept": "application/json"})  # noqa: S310
         try:
-            with urllib.request.build_opener(_NoRedirect).open(request, timeout=self._timeout) as response:
-                raw = response.read(MAX_DOCUMENT_BYTES + 1)
-        except (urllib.error.URLError, TimeoutError, OSError, ValueError):
-            raise IdentityProviderUnavailable("The identity provider's discovery document cannot be fetched.") from None
-        if len(raw) > MAX_DOCUMENT_BYTES:
-            raise IdentityProviderUnavailable("The identity provider's discovery document is too large.")
-        try:
-            document = json.loads(raw)
-        except ValueError:
-            document = None
+            document = fetch_json(self._http, self.url, timeout=self._timeout, max_bytes=MAX_DOCUMENT_BYTES)
+        except KeyFetchError as exc:
+            if exc.reason != "not-json":
+                why = "is too large" if exc.reason == "too-large" else "cannot be fetched"
+                raise IdentityProviderUnavailable(f"The identity provider's discovery document {why}.") from None
+            document = None  # not JSON: refused below, as any document that is not an object
         if not isinstance(document, dict):
             raise IdentityProviderUnavailable("The identity provider's discovery document is not a JSON object.")
         if document.get("issuer") != self.issuer:

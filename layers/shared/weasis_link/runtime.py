@@ -55,10 +55,12 @@ def build_runtime(
     *,
     store: ManifestStore | None = None,
     inline_builds: bool = False,
+    prefetch_keys: bool = False,
 ) -> Runtime:
     """The runtime of a function whose code (and connector YAML) is in `function_dir`. `store` replaces the S3
     store of the settings; `inline_builds` builds launches before they answer (instead of the dispatcher that
-    `make_dispatcher` chooses), so that no build outlives a test."""
+    `make_dispatcher` chooses), so that no build outlives a test; `prefetch_keys` (the API function, which validates
+    tokens) fetches the issuers' key sets on a thread now, so the first request finds them."""
     settings = settings or ServiceSettings.from_environment()
     path = config_path(settings, function_dir)
     resolver = RecordingResolver(resolve_reference)
@@ -85,6 +87,9 @@ def build_runtime(
             builder.run_build,
             on_lambda="AWS_LAMBDA_FUNCTION_NAME" in os.environ,
         )
+    validator = TokenValidator(settings, config.auth)
+    if prefetch_keys:  # the network wait overlaps the rest of Init (the handler module's routes, the audit client)
+        validator.prefetch_keys()
     # Every client of the function exists now: the audit trail's is made on a thread of its own, overlapping the
     # rest of Init and the first request's waits (token keys, archives) rather than adding to the first request.
     audit.prepare()
@@ -92,7 +97,7 @@ def build_runtime(
         settings=settings,
         config=config,
         store=store,
-        validator=TokenValidator(settings, config.auth),
+        validator=validator,
         service=service,
         builder=builder,
         dispatcher=dispatcher,

@@ -20,17 +20,18 @@ def resolve_reference(reference: str) -> str:
             raise ConfigurationError(f"environment variable {target} is not set")
         return value
     try:
-        import boto3
         from botocore.exceptions import BotoCoreError, ClientError
+
+        from weasis_link.storage import aws_session
     except ImportError as exc:  # pragma: no cover - boto3 ships with the Lambda runtime
         raise ConfigurationError("boto3 is needed to resolve secret references") from exc
     try:
         if kind == "ssm":
-            answer: Any = boto3.client("ssm").get_parameter(Name=target, WithDecryption=True)
+            answer: Any = aws_session().client("ssm").get_parameter(Name=target, WithDecryption=True)
             return str(answer["Parameter"]["Value"])
         if kind == "secretsmanager":
             secret_id, _, json_key = target.partition("#")
-            answer = boto3.client("secretsmanager").get_secret_value(SecretId=secret_id)
+            answer = aws_session().client("secretsmanager").get_secret_value(SecretId=secret_id)
             secret = str(answer["SecretString"])
             if not json_key:
                 return secret

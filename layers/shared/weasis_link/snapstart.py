@@ -2,8 +2,9 @@
 its memory and restores that snapshot in every new execution environment. What the init phase built and must not
 outlive the snapshot is rebuilt by the hooks registered here, after each restore:
 - the JWKS client and its key-set cache (PyJWKClient dates its cache with time.monotonic, a clock a restore
-  invalidates);
-- the S3 and Lambda clients and every urllib3 pool (their connections belong to the snapshotted environment);
+  invalidates): the new runtime fetches the key set again, on a thread, as Init did;
+- the S3, Lambda and EventBridge clients, every urllib3 pool and the TLS context they share (their connections
+  belong to the snapshotted environment);
 - the OAuth token providers (cached tokens, expiries on the monotonic clock) and the secrets resolved at cold start
   (they may have been rotated since the snapshot).
 
@@ -29,7 +30,11 @@ def after_restore(hook: Hook) -> Hook:
 
 def forget_process_caches() -> None:
     """The container-wide caches that hold connections or monotonic timestamps, beyond the runtime (which the hooks
-    build anew, with its token validator and its JWKS clients): the OAuth token providers."""
-    from weasis_link import oauth_client
+    build anew, with its token validator, its JWKS clients and their pools): the OAuth token providers, and the TLS
+    context our pools share (its session cache belongs to the snapshotted environment), and the AWS session the
+    clients are made from (it caches the credentials resolved at Init)."""
+    from weasis_link import oauth_client, storage, upstream_retry
 
     oauth_client.forget_shared_providers()
+    upstream_retry.tls_context.cache_clear()
+    storage.aws_session.cache_clear()

@@ -82,7 +82,7 @@ from weasis_link.study_tree import (
     Study,
     StudyTreeBuilder,
 )
-from weasis_link.upstream_retry import gateway_retry
+from weasis_link.upstream_retry import gateway_retry, tls_options
 
 logger = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ class DicomWebConnector:
         self.settings = settings
         self._root = settings.url.rstrip("/")
         self._credentials: QidoCredentials = qido_credentials(settings.authentication)
-        extra: dict[str, Any] = {"ca_certs": settings.ca_file} if settings.ca_file else {}
+        extra = tls_options(settings.url, settings.ca_file)  # one CA store for every connection, not one each
         self._http = http or urllib3.PoolManager(
             num_pools=4,
             maxsize=settings.max_concurrency + 1,
