@@ -63,15 +63,18 @@ class ManifestResult:
         return [a.failure for a in self.archives if a.failure is not None]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class BuiltManifest:
     """A manifest document before storage (also what the asynchronous builder produces)."""
 
-    body_gzip: bytes
     archive_queries: list[mf.ArchiveQuery]
     outcomes: list[ArchiveOutcome]
     warnings: list[str]
-    summary: ManifestSummary  # what the document lists, read from the trees it was written from
+    summary: ManifestSummary  # what the document lists, read from the trees it is written from
+
+    @functools.cached_property
+    def body_gzip(self) -> bytes:  # written on first use: create_manifest writes it while the audit event is sent
+        return mf.manifest_gzip(self.archive_queries, str(uuid.uuid4()))
 
 
 class ManifestService:
@@ -110,7 +113,7 @@ class ManifestService:
         self.expiry(caller)  # a token too short-lived for any manifest is refused before the PACS is asked
         built = self.build(criteria, caller)
         return self.store_manifest(
-            built.body_gzip,
+            lambda: built.body_gzip,
             distinct_counts(q.studies for q in built.archive_queries),
             launch,
             base_url=base_url,
@@ -123,7 +126,7 @@ class ManifestService:
 
     def store_manifest(
         self,
-        body_gzip: bytes,
+        body_gzip: bytes | Callable[[], bytes],  # or the function that writes it (put_while)
         counts: tuple[int, int, int, int],
         launch: LaunchOptions | None = None,
         *,
@@ -147,7 +150,7 @@ class ManifestService:
         else:
             link = short_link(base_url, manifest_id)
             launch_uri = bounded_weasis_uri(link, launch)
-        summary = summarize_manifest(body_gzip) if summary is None else summary  # an upload: its document, read once
+        summary = summary or summarize_manifest(body_gzip if isinstance(body_gzip, bytes) else body_gzip())
         check_manifest(summary.patients, self.patient_in_context(caller) if caller is not None else None)
         record = None if before_store is None else functools.partial(before_store, manifest_id, summary, expires_at)
         put_while(self._store, manifest_id, body_gzip, expires_at, record)  # the audit event while it writes
@@ -190,12 +193,10 @@ class ManifestService:
             if query.studies and identity_warnings:
                 query.add_message(mf.Message(AMBIGUOUS_TITLE, identity_warnings[0], "WARN"))
         self.access.warn_short_lived_tokens(queries, caller, warnings)
-        body = mf.manifest_gzip(queries, str(uuid.uuid4()))
-        return BuiltManifest(body, queries, outcomes, warnings, summarize_archives(queries))
+        return BuiltManifest(queries, outcomes, warnings, summarize_archives(queries))
 
     def reconfigure(self, config: AppConfig) -> None:
-        """Use a re-read configuration (secret_refresh.py): connectors are built again, on first use, with its
-        values (a rotated password)."""
+        """Use a re-read configuration (secret_refresh.py): connectors are rebuilt on first use with its values."""
         self._config = config
         self.archives = Archives(config, self._connector_factory)
         self.access = dataclasses.replace(self.access, config=config)
@@ -230,9 +231,8 @@ class ManifestService:
             query.add_message(mf.Message("Archive unavailable", text, "WARN"))
             warnings.append(text)
         elif not outcome.studies:
-            query.add_message(
-                mf.Message(NO_RESULT_TITLE, f"No images match the request in the archive {outcome.archive_id}.")
-            )
+            text = f"No images match the request in the archive {outcome.archive_id}."
+            query.add_message(mf.Message(NO_RESULT_TITLE, text))
         if outcome.skipped:
             reasons = ", ".join(f"{n} × {why}" for why, n in sorted(outcome.skipped.items()))
             text = f"Some records of the archive {outcome.archive_id} were left out: {reasons}."
