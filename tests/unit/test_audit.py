@@ -341,6 +341,28 @@ def test_the_event_is_sent_while_the_manifest_is_written_and_a_refusal_deletes_i
     assert [o["Key"] for o in s3.list_objects_v2(Bucket="bkt")["Contents"]] == [store.key_for("1900000000-" + "a" * 32)]
 
 
+def test_a_built_manifest_is_written_while_its_event_is_sent(aws: None) -> None:
+    """put_while with the function that writes the document (what create_manifest passes): the event is already
+    on its way while the document is written, and what is stored is that document."""
+    s3 = s3_client("us-east-1")
+    s3.create_bucket(Bucket="bkt")
+    store = ManifestStore(s3, "bkt")
+    expires = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
+    sending = threading.Event()
+    seen: list[bool] = []
+
+    def record() -> None:
+        sending.set()
+
+    def write() -> bytes:  # runs on the request's thread once the event's thread has started
+        seen.append(sending.wait(10))
+        return b"document"
+
+    put_while(store, "1900000000-" + "c" * 32, write, expires, record)
+    assert seen == [True]
+    assert s3.get_object(Bucket="bkt", Key=store.key_for("1900000000-" + "c" * 32))["Body"].read() == b"document"
+
+
 def test_the_suite_check_wants_exactly_each_requests_events_and_nothing_forbidden() -> None:
     """weasis_link_dev.audit_checks.audit_mismatches, which the e2e suite runs after every test (pytest_stack)."""
     expires = dt.datetime.fromtimestamp(NOW + 300, tz=dt.UTC)

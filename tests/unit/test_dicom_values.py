@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from weasis_link import dicom_values as dv
 
@@ -94,3 +96,16 @@ def test_identifiers_are_kept_exactly_or_refused() -> None:
 )
 def test_uids_are_digits_and_dots(raw: str, expected: str | None) -> None:
     assert dv.uid(raw) == expected
+
+
+@given(st.text(alphabet="0123456789.a ", max_size=70))
+def test_a_uid_is_what_the_definition_says(raw: str) -> None:
+    """Digits and dots, no empty component, at most 64 characters: the regex (possessive, for speed) says exactly
+    that."""
+
+    def valid(s: str) -> bool:
+        return len(s) <= dv.MAX_UI and all(c.isascii() and c.isdigit() for c in s.split("."))
+
+    assert dv.is_valid_uid(raw) is valid(raw)
+    unpadded = raw.strip(" ")  # dv.uid drops the padding
+    assert dv.uid(raw) == (unpadded if valid(unpadded) else None)

@@ -45,3 +45,14 @@ def test_no_overlap_no_warning_and_unknown_archives_come_last() -> None:
     result = deduplicate([("x", [study("9", {"9.1": ["9"]})]), ("a", [study("1", {"1.1": ["1"]})])], ["a"])
     assert result.warnings == [] and result.emptied == frozenset()
     assert list(result.studies) == ["x", "a"]  # the answer keeps the archives' order
+
+
+def test_one_archive_is_kept_as_it_is() -> None:
+    """One archive answered: its studies as they are (what the general path gives, next to an empty archive)."""
+    studies = [study("1", {"1.1": ["1", "2"], "1.2": ["3"]}), study("2", {"2.1": ["4"]})]
+    result = deduplicate([("a", studies)], ["a"])
+    general = deduplicate([("a", studies), ("b", [])], ["a", "b"])
+    assert result.studies == {"a": studies}
+    assert result.studies["a"] == general.studies["a"]
+    assert result.emptied == general.emptied == frozenset()
+    assert result.warnings == general.warnings == []

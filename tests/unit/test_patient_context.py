@@ -15,7 +15,8 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from weasis_link.audit import summarize_manifest
+from weasis_link import manifest as mf
+from weasis_link.audit import summarize_archives, summarize_manifest
 from weasis_link.auth import Caller
 from weasis_link.config import AppConfig, load_config
 from weasis_link.connectors.base import QueryContext
@@ -188,6 +189,20 @@ def test_a_manifest_listing_another_patient_is_never_stored(setup: tuple[Manifes
     )
     with pytest.raises(PatientNotInContext):
         service.store_manifest(other, (1, 0, 0, 0), caller=who)
+    assert service._store.bodies == {}  # type: ignore[attr-defined]
+
+
+def test_a_built_manifest_is_checked_on_every_study_of_its_trees(setup: tuple[ManifestService, Caller]) -> None:
+    """A built manifest is checked on the trees it was written from (one study of B among A's is enough)."""
+    service, who = setup
+    builder = StudyTreeBuilder()
+    builder.add_instances([record(*r) for r in RECORDS])
+    queries = [mf.ArchiveQuery(arc_id="pacs", base_url="https://p", studies=builder.studies())]
+    assert {k.patient_id for k in (s.patient.key for s in builder.studies())} >= {"A", "B"}
+    with pytest.raises(PatientNotInContext):
+        service.store_manifest(
+            mf.manifest_gzip(queries, "u"), (2, 1, 1, 1), caller=who, summary=summarize_archives(queries)
+        )
     assert service._store.bodies == {}  # type: ignore[attr-defined]
 
 

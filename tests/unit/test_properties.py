@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from weasis_link import manifest as mf
+from weasis_link.audit import summarize_archives, summarize_manifest
 from weasis_link.criteria import PatientIdentifier, QueryCriteria, fold_text
 from weasis_link.errors import InvalidRequest
 from weasis_link.http.requests import criteria_from_query_string
@@ -134,6 +135,29 @@ def test_any_pacs_answer_gives_a_valid_manifest_with_every_instance_once(
             r["StudyInstanceUID"],
             r["SeriesInstanceUID"],
         )
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(
+    clean=clean_records(),
+    noise=st.lists(record(noise_uid, st.one_of(anything, st.none())), max_size=4),
+    archives=st.integers(1, 3),
+    data=st.data(),
+)
+def test_the_summary_of_a_built_manifest_is_what_its_document_lists(
+    clean: list[dict[str, Any]], noise: list[dict[str, Any]], archives: int, data: st.DataObject
+) -> None:
+    """The audit event and the patient-context check read a built manifest from its trees (summarize_archives),
+    never parsing it again: exactly what a parse of the document finds, in the same order, for any PACS answer
+    spread over several archives (a study may be in two)."""
+    rows = clean + noise
+    queries = []
+    for n in range(archives):
+        builder = StudyTreeBuilder()
+        builder.add_instances(data.draw(st.lists(st.sampled_from(rows), max_size=len(rows))) if rows else [])
+        queries.append(mf.ArchiveQuery(arc_id=f"pacs-{n}", base_url="https://pacs.example", studies=builder.studies()))
+    body = mf.manifest_gzip(queries, "uid")
+    assert summarize_archives(queries) == summarize_manifest(body)
 
 
 # --- query strings: mostly valid requests, whose parsed criteria must be exactly what was generated -------------

@@ -32,10 +32,15 @@ import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal, Protocol, cast
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, cast
 from urllib.parse import urlencode
 
 from pydantic import BaseModel, ConfigDict
+
+from weasis_link.study_tree import by_patient
+
+if TYPE_CHECKING:
+    from weasis_link.manifest import ArchiveQuery
 
 logger = logging.getLogger(__name__)
 
@@ -206,6 +211,26 @@ def summarize_manifest(body: bytes) -> ManifestSummary:
 
 
 _XPATH_NS: Final = {"w": _NS[1:-1]}
+
+
+def summarize_archives(archives: Iterable[ArchiveQuery]) -> ManifestSummary:
+    """What `summarize_manifest` reads from the document manifest.py writes for these archive queries, in the same
+    order, taken from the study trees the document is written from (a built manifest is not parsed again). Every
+    study of every archive is read: each <Patient> the document holds is in `patients`."""
+    patients: dict[str, None] = {}
+    studies: dict[str, None] = {}
+    archive_ids: dict[str, None] = {}
+    series = instances = 0
+    for archive in archives:
+        if archive.arc_id:
+            archive_ids[archive.arc_id] = None
+        for patient, patient_studies in by_patient(archive.studies):
+            patients[patient_key_text(patient.key.patient_id, patient.key.issuer)] = None
+            for study in patient_studies:
+                studies[study.study_instance_uid] = None
+                series += len(study.series)
+                instances += study.instance_count
+    return ManifestSummary(list(patients), list(studies), list(archive_ids), series, instances)
 
 
 def manifest_digest(manifest_id: str) -> str:

@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 from weasis_link.audit import (
     AuditContext,
+    ManifestSummary,
     disclosure_event,
     query_event,
-    summarize_manifest,
     upload_event,
 )
 from weasis_link.errors import AuditUnavailable, WeasisLinkError, error_code
@@ -128,13 +128,14 @@ class AuditTrail:
     # --- gates: what the domain calls right before it stores or dispatches ---------------------------------
     def disclosure_gate(
         self, ctx: AuditContext, kind: Literal["manifest-issued", "upload"] = "manifest-issued"
-    ) -> Callable[[str, bytes, dt.datetime], None]:
-        """A callback for ManifestService.store_manifest: records the manifest about to be stored."""
+    ) -> Callable[[str, ManifestSummary, dt.datetime], None]:
+        """A callback for ManifestService.store_manifest: records the manifest about to be stored (what it lists,
+        `summary`, comes with it: the document is not read again)."""
         build = disclosure_event if kind == "manifest-issued" else upload_event
 
-        def gate(manifest_id: str, body_gzip: bytes, expires_at: dt.datetime) -> None:
+        def gate(manifest_id: str, summary: ManifestSummary, expires_at: dt.datetime) -> None:
             if self.enabled:
-                self.record(build(ctx, manifest_id, summarize_manifest(body_gzip), expires_at))
+                self.record(build(ctx, manifest_id, summary, expires_at))
 
         return gate
 

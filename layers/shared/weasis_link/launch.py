@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from weasis_link.audit import AuditContext, disclosure_event, query_event, summarize_manifest
+from weasis_link.audit import AuditContext, ManifestSummary, disclosure_event, query_event
 from weasis_link.audit_trail import AuditTrail
 from weasis_link.auth import Caller
 from weasis_link.criteria import QueryCriteria, criteria_from_pairs
@@ -44,6 +44,7 @@ from weasis_link.errors import (
 from weasis_link.fingerprint import manifest_fingerprint
 from weasis_link.launch_uri import LaunchOptions, bounded_weasis_uri
 from weasis_link.manifest_links import short_link
+from weasis_link.patient_context import check_manifest
 from weasis_link.service import BeforeStore, ManifestService
 from weasis_link.storage import MANIFEST_ID, ManifestStore, new_manifest_id
 
@@ -293,6 +294,7 @@ class Builder:
         archive_ids: list[str] = []
         archive_seconds: dict[str, float] = {}
         archive_failures: list[ArchiveFailure] = []
+        summary: ManifestSummary | None = None  # what the built manifest lists (a failure manifest lists nobody)
         try:
             criteria = criteria_from_pairs(request.query)
             archive_ids = self.service.archives.select(criteria, request.caller())
@@ -300,7 +302,8 @@ class Builder:
             archive_seconds = {o.archive_id: o.seconds for o in built.outcomes}
             archive_failures = [o.failure for o in built.outcomes if o.failure is not None]
             body = built.body_gzip
-            self.service.check_in_context(body, request.caller())
+            summary = built.summary
+            check_manifest(summary.patients, self.service.patient_in_context(request.caller()))
         except AllArchivesFailed as exc:
             archive_failures = list(exc.failures)
             outcome = "timed-out" if exc.failures and all(f.kind == "timeout" for f in exc.failures) else "failed"
@@ -326,7 +329,7 @@ class Builder:
                 "The images could not be listed",
                 "An unexpected error stopped the preparation of the image list; it has been logged.",
             )
-        body, outcome = self._audited(request, body, outcome, archive_ids, expires_at)
+        body, outcome = self._audited(request, body, summary, outcome, archive_ids, expires_at)
         self.store.put(request.manifest_id, body, expires_at)
         logger.info(
             "build stored",
@@ -343,6 +346,7 @@ class Builder:
         self,
         request: BuildRequest,
         body: bytes,
+        summary: ManifestSummary | None,
         outcome: BuildOutcome,
         archive_ids: Sequence[str],
         expires_at: dt.datetime,
@@ -352,10 +356,8 @@ class Builder:
         if self.audit is None or not self.audit.enabled or request.audit is None:
             return body, outcome
         try:
-            if outcome == "built":
-                self.audit.record(
-                    disclosure_event(request.audit, request.manifest_id, summarize_manifest(body), expires_at)
-                )
+            if outcome == "built" and summary is not None:
+                self.audit.record(disclosure_event(request.audit, request.manifest_id, summary, expires_at))
             else:
                 self.audit.record(
                     query_event(

@@ -25,7 +25,7 @@ from typing import IO, Final, Literal
 
 from lxml import etree
 
-from weasis_link.study_tree import Patient, PatientKey, Study, sorted_series, sorted_studies
+from weasis_link.study_tree import Patient, Study, by_patient, sorted_series
 
 NAMESPACE: Final = "http://www.weasis.org/xsd/2.5"
 XSI: Final = "http://www.w3.org/2001/XMLSchema-instance"
@@ -129,16 +129,8 @@ def _write_archive(xf: etree._IncrementalFileWriter, archive: ArchiveQuery) -> N
                 {"title": message.title, "description": message.description, "severity": message.severity},
             ):
                 pass
-        for patient, studies in _group_by_patient(archive.studies):
+        for patient, studies in by_patient(archive.studies):
             _write_patient(xf, archive, patient, studies)
-
-
-def _group_by_patient(studies: Iterable[Study]) -> list[tuple[Patient, list[Study]]]:
-    """Patients in the order of their most recent study; a patient is (PatientID, IssuerOfPatientID)."""
-    groups: dict[PatientKey, tuple[Patient, list[Study]]] = {}
-    for study in sorted_studies(studies):
-        groups.setdefault(study.patient.key, (study.patient, []))[1].append(study)
-    return list(groups.values())
 
 
 def _write_patient(

@@ -24,7 +24,9 @@ what may not be seen, never a partial study):
    is 403; found by an accession number (which may be shared), it is silently left out, and 403 only when nothing of
    the context patient remains; any other stray study is left out.
 3. Before any manifest is stored (`check_manifest`): every <Patient> of the document must be the context patient
-   (built, resolved or uploaded alike) — the last line, independent of the connectors.
+   (built, resolved or uploaded alike) — the last line, independent of the connectors. A built manifest's patients
+   are read from every study of the trees it was written from (audit.summarize_archives), an uploaded one's from
+   the document itself.
 """
 
 from __future__ import annotations
@@ -119,19 +121,13 @@ def confine_studies(studies_by_archive: Sequence[list[Study]], criteria: QueryCr
         raise PatientNotInContext("What was asked for belongs to another patient than this token's.")
 
 
-def check_manifest(patients: Sequence[str], patient: PatientKey) -> None:
-    """Step 3: the patients (`ID^^^Issuer`) of a manifest about to be stored."""
+def check_manifest(patients: Sequence[str], patient: PatientKey | None) -> None:
+    """Step 3: the patients (`ID^^^Issuer`) of a manifest about to be stored (no context patient: nothing to do)."""
+    if patient is None:
+        return
     expected = patient_text(patient)
     if any(p != expected for p in patients):
         raise PatientNotInContext("The manifest lists another patient than this token's.")
-
-
-def check_manifest_body(body_gzip: bytes, patient: PatientKey | None) -> None:
-    """Step 3 on a (gzipped) manifest document about to be stored."""
-    if patient is not None:
-        from weasis_link.audit import summarize_manifest
-
-        check_manifest(summarize_manifest(body_gzip).patients, patient)
 
 
 class TrustedIssuer(Protocol):

@@ -23,6 +23,7 @@ from weasis_link.archives.access import TokenProviders, WadoAccess
 from weasis_link.archives.duplicates import deduplicate, distinct_counts
 from weasis_link.archives.patient_identity import AMBIGUOUS_TITLE, check_identities
 from weasis_link.archives.querying import ArchiveOutcome, Archives, ConnectorFactory
+from weasis_link.audit import ManifestSummary, summarize_archives, summarize_manifest
 from weasis_link.auth import Caller
 from weasis_link.capability import capped_expiry
 from weasis_link.config import AppConfig
@@ -32,14 +33,14 @@ from weasis_link.errors import AllArchivesFailed, ArchiveFailure
 from weasis_link.launch_uri import LaunchOptions, bounded_weasis_uri, weasis_uri
 from weasis_link.manifest_links import short_link
 from weasis_link.oauth_client import shared_token_provider
-from weasis_link.patient_context import caller_patient, check_manifest_body, confine_pairs, confine_studies
+from weasis_link.patient_context import caller_patient, check_manifest, confine_pairs, confine_studies
 from weasis_link.settings import ServiceSettings
 from weasis_link.storage import ManifestStore, manifest_expiry, new_manifest_id, put_while
 from weasis_link.study_tree import PatientKey
 
 NO_RESULT_TITLE: Final = "No images found"
-# Called with (manifest id, gzipped body, expiry) right before a manifest is written (the audit trail).
-BeforeStore = Callable[[str, bytes, dt.datetime], None]
+# Called with (manifest id, what the manifest lists, expiry) while a manifest is written (the audit trail).
+BeforeStore = Callable[[str, ManifestSummary, dt.datetime], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,14 +63,18 @@ class ManifestResult:
         return [a.failure for a in self.archives if a.failure is not None]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class BuiltManifest:
     """A manifest document before storage (also what the asynchronous builder produces)."""
 
-    body_gzip: bytes
     archive_queries: list[mf.ArchiveQuery]
     outcomes: list[ArchiveOutcome]
     warnings: list[str]
+    summary: ManifestSummary  # what the document lists, read from the trees it is written from
+
+    @functools.cached_property
+    def body_gzip(self) -> bytes:  # written on first use: create_manifest writes it while the audit event is sent
+        return mf.manifest_gzip(self.archive_queries, str(uuid.uuid4()))
 
 
 class ManifestService:
@@ -108,7 +113,7 @@ class ManifestService:
         self.expiry(caller)  # a token too short-lived for any manifest is refused before the PACS is asked
         built = self.build(criteria, caller)
         return self.store_manifest(
-            built.body_gzip,
+            lambda: built.body_gzip,
             distinct_counts(q.studies for q in built.archive_queries),
             launch,
             base_url=base_url,
@@ -116,11 +121,12 @@ class ManifestService:
             warnings=built.warnings,
             caller=caller,
             before_store=before_store,
+            summary=built.summary,
         )
 
     def store_manifest(
         self,
-        body_gzip: bytes,
+        body_gzip: bytes | Callable[[], bytes],  # or the function that writes it (put_while)
         counts: tuple[int, int, int, int],
         launch: LaunchOptions | None = None,
         *,
@@ -129,6 +135,7 @@ class ManifestService:
         warnings: Sequence[str] = (),
         caller: Caller | None = None,
         before_store: BeforeStore | None = None,
+        summary: ManifestSummary | None = None,  # what a built manifest lists (BuiltManifest.summary)
     ) -> ManifestResult:
         """Store a gzipped manifest (built or uploaded) under a fresh id, and make its links. With the `caller`,
         the manifest, its short link and its presigned URL expire no later than the caller's token."""
@@ -143,9 +150,9 @@ class ManifestService:
         else:
             link = short_link(base_url, manifest_id)
             launch_uri = bounded_weasis_uri(link, launch)
-        if caller is not None:
-            self.check_in_context(body_gzip, caller)
-        record = None if before_store is None else functools.partial(before_store, manifest_id, body_gzip, expires_at)
+        summary = summary or summarize_manifest(body_gzip if isinstance(body_gzip, bytes) else body_gzip())
+        check_manifest(summary.patients, self.patient_in_context(caller) if caller is not None else None)
+        record = None if before_store is None else functools.partial(before_store, manifest_id, summary, expires_at)
         put_while(self._store, manifest_id, body_gzip, expires_at, record)  # the audit event while it writes
         patients, studies, series, instances = counts
         return ManifestResult(
@@ -186,12 +193,10 @@ class ManifestService:
             if query.studies and identity_warnings:
                 query.add_message(mf.Message(AMBIGUOUS_TITLE, identity_warnings[0], "WARN"))
         self.access.warn_short_lived_tokens(queries, caller, warnings)
-        body = mf.manifest_gzip(queries, str(uuid.uuid4()))
-        return BuiltManifest(body, queries, outcomes, warnings)
+        return BuiltManifest(queries, outcomes, warnings, summarize_archives(queries))
 
     def reconfigure(self, config: AppConfig) -> None:
-        """Use a re-read configuration (secret_refresh.py): connectors are built again, on first use, with its
-        values (a rotated password)."""
+        """Use a re-read configuration (secret_refresh.py): connectors are rebuilt on first use with its values."""
         self._config = config
         self.archives = Archives(config, self._connector_factory)
         self.access = dataclasses.replace(self.access, config=config)
@@ -204,13 +209,9 @@ class ManifestService:
     def confine_query(self, pairs: Sequence[tuple[str, str]], caller: Caller) -> list[tuple[str, str]]:
         return confine_pairs(pairs, self.patient_in_context(caller))
 
-    def check_in_context(self, body_gzip: bytes, caller: Caller) -> None:
-        check_manifest_body(body_gzip, self.patient_in_context(caller))
-
     # --- manifest -------------------------------------------------------------------------------------------
     def _archive_query(self, outcome: ArchiveOutcome, caller: Caller, warnings: list[str]) -> mf.ArchiveQuery:
-        connector = self._config.connector.config[outcome.archive_id]
-        options = connector.manifest
+        options = self._config.connector.config[outcome.archive_id].manifest
         target = self.access.target(outcome.archive_id, caller)
         query = mf.ArchiveQuery(
             arc_id=outcome.archive_id,
@@ -230,9 +231,8 @@ class ManifestService:
             query.add_message(mf.Message("Archive unavailable", text, "WARN"))
             warnings.append(text)
         elif not outcome.studies:
-            query.add_message(
-                mf.Message(NO_RESULT_TITLE, f"No images match the request in the archive {outcome.archive_id}.")
-            )
+            text = f"No images match the request in the archive {outcome.archive_id}."
+            query.add_message(mf.Message(NO_RESULT_TITLE, text))
         if outcome.skipped:
             reasons = ", ".join(f"{n} × {why}" for why, n in sorted(outcome.skipped.items()))
             text = f"Some records of the archive {outcome.archive_id} were left out: {reasons}."
@@ -243,11 +243,11 @@ class ManifestService:
     def failure_manifest(self, archive_ids: Sequence[str], title: str, description: str) -> bytes:
         """A gzipped manifest that only tells Weasis's user why there are no images (an ERROR <Message> per archive).
         No httpTag: a manifest without images needs no credentials."""
-        queries = []
-        for archive_id in archive_ids:
-            query = mf.ArchiveQuery(arc_id=archive_id, base_url=self.access.target(archive_id, None).base_url)
-            query.add_message(mf.Message(title, description, "ERROR"))
-            queries.append(query)
+        message = mf.Message(title, description, "ERROR")
+        queries = [
+            mf.ArchiveQuery(arc_id=a, base_url=self.access.target(a, None).base_url, messages=[message])
+            for a in archive_ids
+        ]
         return mf.manifest_gzip(queries, str(uuid.uuid4()))
 
     def expiry(self, caller: Caller | None = None) -> dt.datetime:

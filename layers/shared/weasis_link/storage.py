@@ -104,14 +104,19 @@ def s3_client(region: str, endpoint_url: str | None = None) -> S3Client:
 
 
 def put_while(
-    store: ManifestStore, manifest_id: str, body: bytes, expires_at: dt.datetime, record: Callable[[], None] | None
+    store: ManifestStore,
+    manifest_id: str,
+    body: bytes | Callable[[], bytes],
+    expires_at: dt.datetime,
+    record: Callable[[], None] | None,
 ) -> None:
     """`store.put` while `record` (the audit trail's PutEvents) runs on a thread of its own: the request waits for
     the slower of the two rather than both. When `record` raises, the object just written is deleted before its
     error is raised, so nothing stays stored (no one has the manifest's id yet); when the write fails, its error is
-    raised once `record` is over. Without `record`, a plain `put`."""
+    raised once `record` is over. Without `record`, a plain `put`. `body` may be the function that writes the
+    document: it runs once `record` is under way (the event travels while the document is written)."""
     if record is None:
-        store.put(manifest_id, body, expires_at)
+        store.put(manifest_id, body if isinstance(body, bytes) else body(), expires_at)
         return
     failure: list[BaseException] = []
 
@@ -124,7 +129,7 @@ def put_while(
     recorder = threading.Thread(target=run, name="audit-record", daemon=True)
     recorder.start()
     try:
-        store.put(manifest_id, body, expires_at)
+        store.put(manifest_id, body if isinstance(body, bytes) else body(), expires_at)
     finally:
         recorder.join()
     if failure:

@@ -296,6 +296,15 @@ def sorted_studies(studies: Iterable[Study]) -> list[Study]:
     return sorted(dated, key=lambda s: s.sort_datetime, reverse=True)
 
 
+def by_patient(studies: Iterable[Study]) -> list[tuple[Patient, list[Study]]]:
+    """Studies grouped by patient (PatientID, IssuerOfPatientID), patients in the order of their most recent study:
+    the manifest's <Patient> elements, in document order."""
+    groups: dict[PatientKey, tuple[Patient, list[Study]]] = {}
+    for study in sorted_studies(studies):
+        groups.setdefault(study.patient.key, (study.patient, []))[1].append(study)
+    return list(groups.values())
+
+
 def sorted_series(study: Study) -> list[Series]:
     """By SeriesNumber (missing last), then UID; instances by InstanceNumber (missing last), then UID."""
     series = sorted(

@@ -25,6 +25,9 @@ class Deduplicated:
 
 def deduplicate(answers: Sequence[tuple[str, list[Study]]], order: Sequence[str]) -> Deduplicated:
     """Keep each SOPInstanceUID in the first archive of `order` that has it (archives not in `order` come last)."""
+    if len(answers) == 1:  # nothing to compare with: an archive's own repeats were refused by its study tree
+        archive_id, studies = answers[0]
+        return Deduplicated({archive_id: studies}, frozenset())
     rank = {a: i for i, a in enumerate(order)}
     ranked = sorted(answers, key=lambda a: rank.get(a[0], len(rank)))
     seen: dict[str, str] = {}  # SOPInstanceUID -> archive that lists it

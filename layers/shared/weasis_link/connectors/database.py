@@ -129,7 +129,10 @@ class DatabaseConnector:
                     self._apply_timeout(conn, timeout)
                     result = conn.execute(statement)
                     self.last_request_count = attempt
-                    return list(result.keys()), result.all()  # a result's keys, not a dict's
+                    # The driver's rows as they come, read by position (database_rows.py): the select's columns are
+                    # untyped, so SQLAlchemy would process nothing, only wrap each row (~4 ms for 5,000 rows).
+                    with contextlib.closing(result):
+                        return list(result.keys()), result.cursor.fetchall()  # a result's keys, not a dict's
             except DBAPIError as exc:
                 if attempt == 2 or not exc.connection_invalidated:
                     raise

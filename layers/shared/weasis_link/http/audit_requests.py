@@ -13,6 +13,7 @@ from typing import Any
 
 from weasis_link.audit import (
     AuditContext,
+    ManifestSummary,
     context_from_event,
     patient_key_text,
     query_event,
@@ -63,12 +64,12 @@ class RequestAudit:
     # --- gates ---------------------------------------------------------------------------------------------
     def disclosure_gate(
         self, raw_event: Mapping[str, Any], caller: Caller, pairs: Sequence[tuple[str, str]]
-    ) -> Callable[[str, bytes, dt.datetime], None]:
+    ) -> Callable[[str, ManifestSummary, dt.datetime], None]:
         return self.trail.disclosure_gate(self.context(raw_event, caller, pairs))
 
     def upload_gate(
         self, raw_event: Mapping[str, Any], caller: Caller, content_type: str | None
-    ) -> Callable[[str, bytes, dt.datetime], None]:
+    ) -> Callable[[str, ManifestSummary, dt.datetime], None]:
         # A JSON upload is a search resolved through the archives (a disclosure); XML is a manifest received.
         json_upload = (content_type or "").split(";", 1)[0].strip().lower() == "application/json"
         return self.trail.disclosure_gate(
