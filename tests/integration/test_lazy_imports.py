@@ -1,8 +1,9 @@
 """Each PACS backend is imported only when a connector of its type is configured (cold-start budget): a fresh
 process serves one real request through `lambda_handler`, then reports which heavy packages it imported.
 
-cryptography.x509 (imported by PyJWT) is never executed, nor the Powertools event handler's package __init__
-(AppSync's resolver, asyncio; pg8000 imports asyncio itself).
+cryptography.x509 (imported by PyJWT) is never executed, nor the Powertools event handler's and event data classes'
+package __init__ (AppSync's resolver, asyncio, forty event classes; pg8000 imports asyncio itself); a JSON
+configuration never imports PyYAML.
 
 - DB only (PostgreSQL): SQLAlchemy and pg8000, never pydicom or pynetdicom.
 - DICOM only (Orthanc's DICOM port): pydicom and pynetdicom, never SQLAlchemy or a database driver.
@@ -33,12 +34,15 @@ pytestmark = pytest.mark.integration
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Library code weasis_link.lazy_imports keeps off the cold path: what executing cryptography.x509 imports, and
-# what the Powertools event_handler package's __init__ would import (AppSync's resolver, asyncio).
+# what the Powertools event_handler and data_classes packages' __init__ would import (AppSync's resolver, asyncio,
+# Kafka's event...); and PyYAML, which the configurations here (JSON) do not need.
 DEFERRED = (
     "cryptography.x509.verification",
     "cryptography.x509.base",
     "aws_lambda_powertools.event_handler.appsync",
+    "aws_lambda_powertools.utilities.data_classes.kafka_event",
     "asyncio",
+    "yaml",
 )
 HEAVY = ("pydicom", "pynetdicom", "sqlalchemy", "pg8000", "pymysql", "numpy", "PIL", "dicomweb_client")
 

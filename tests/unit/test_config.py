@@ -187,3 +187,43 @@ def test_files_the_connectors_read_must_exist_at_cold_start(tmp_path: Path) -> N
         ConfigurationError, match=r"connector\.config\.a\.dicom-connector\.tls\.cert-file: file not found"
     ):
         load_config(write(tmp_path, missing), environ={}, resolve_secret=no_secrets)
+
+
+# A configuration that is a JSON document is read with json (PyYAML not imported): each document must read exactly
+# as PyYAML reads it (repr tells 1 from 1.0 from True), JSON that YAML 1.1 reads otherwise included.
+JSON_AS_YAML = [
+    '{"connector": {"config": {"a": {"type": "DICOM_WEB", "port": 104, "ratio": 1.5, "on": true, "off": null}}}}',
+    '  \n{"a": [1, -0, 2.50, -0.0, "x\\/y", "\\u00e9\\n\\"q\\"", "\u00e9\u2028", "<<", "yes"], "a": 2}\n',
+    '{"exponent": 1e3}',  # YAML 1.1: the string '1e3'
+    '{"exponent": 1.5E+3}',
+    '{"constant": NaN}',  # not JSON; a string to YAML
+    '{"pair": "\\ud83d\\ude00"}',  # JSON: one character; YAML: two surrogates
+    '{"nel": "x\x85y"}',  # YAML folds NEL, a line break to YAML 1.1
+    '{"tab":\t1}',  # YAML refuses a tab here
+    '{"del": "\x7f"}',  # YAML's reader refuses it
+    "{a: 1, 'b': [x, y]}  # flow-style YAML, not JSON",
+    '{"a": 1}\n---\n{"b": 2}',  # two YAML documents
+]
+
+
+@pytest.mark.parametrize("text", JSON_AS_YAML)
+def test_a_json_configuration_reads_as_yaml_reads_it(text: str) -> None:
+    import yaml
+
+    from weasis_link.config import _parse_document
+
+    try:
+        expected = repr(yaml.safe_load(text))
+    except yaml.YAMLError:
+        with pytest.raises(ConfigurationError, match="is not valid YAML"):
+            _parse_document(text, Path("c.yaml"))
+        return
+    assert repr(_parse_document(text, Path("c.yaml"))) == expected
+
+
+def test_a_json_configuration_is_validated_like_its_yaml(tmp_path: Path) -> None:
+    import yaml
+
+    as_yaml = load_config(write(tmp_path, DICOMWEB), environ={}, resolve_secret=lambda ref: "s3cret")
+    as_json = json.dumps(yaml.safe_load(DICOMWEB), indent=2)
+    assert load_config(write(tmp_path, as_json), environ={}, resolve_secret=lambda ref: "s3cret") == as_yaml

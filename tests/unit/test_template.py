@@ -43,6 +43,8 @@ GLOBAL_ENV = {
     "POWERTOOLS_LOG_LEVEL": {"Ref": "LogLevel"},
     "MANIFEST_BUCKET": {"Ref": "ManifestBucket"},
     "MANIFEST_PREFIX": PREFIX,
+    # Cold start: no scan of every distribution's metadata for pydantic plugins (tests/unit/test_lazy_library_code.py).
+    "PYDANTIC_DISABLE_PLUGINS": "__all__",
 }
 ROUTES = {
     ("GET", "/manifests"),
@@ -226,6 +228,13 @@ def test_global_environment(template: dict[str, Any]) -> None:
     assert variables.get("POWERTOOLS_LOGGER_LOG_EVENT", "false") == "false"  # events carry bearer tokens
 
 
+def test_the_local_stack_and_the_bench_run_with_the_templates_pydantic_switch(template: dict[str, Any]) -> None:
+    from weasis_link_dev.local_stack import service_environment
+
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert service_environment("jwks", "s3")["PYDANTIC_DISABLE_PLUGINS"] == variables["PYDANTIC_DISABLE_PLUGINS"]
+
+
 def test_api_function_environment(template: dict[str, Any]) -> None:
     variables = function(template, "ApiFunction")["Environment"]["Variables"]
     assert variables.keys() >= API_ENV
@@ -246,7 +255,7 @@ def test_builder_environment_is_the_api_environment_without_the_builder_name(tem
 def test_environment_names_are_known_to_the_settings(template: dict[str, Any], name: str) -> None:
     # weasis_link.settings.ENVIRONMENT is the one table of variables the code reads: a typo here would be ignored.
     variables = function(template, name)["Environment"]["Variables"]
-    unknown = {v for v in variables if not v.startswith("POWERTOOLS_")} - ENVIRONMENT.keys()
+    unknown = {v for v in variables if not v.startswith(("POWERTOOLS_", "PYDANTIC_"))} - ENVIRONMENT.keys()  # libraries
     assert not unknown
 
 

@@ -72,6 +72,7 @@ def service_environment(
         "POWERTOOLS_SERVICE_NAME": "weasis-link",
         "POWERTOOLS_METRICS_NAMESPACE": "WeasisLink",
         "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "INFO"),
+        "PYDANTIC_DISABLE_PLUGINS": "__all__",  # as template.yaml's Globals: no plugin scan at cold start
         **(extra or {}),
     }
 

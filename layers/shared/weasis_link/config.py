@@ -23,13 +23,13 @@ Validated by pydantic at cold start: an error names the file and the key. String
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -398,13 +398,10 @@ def load_config(
     """Read, interpolate, resolve secret references and validate; ConfigurationError names file and key."""
     env = os.environ if environ is None else environ
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigurationError(f"{path}: cannot read the configuration file ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigurationError(f"{path}:{where} is not valid YAML") from None
+    raw = _parse_document(text, path)
     if not isinstance(raw, dict):
         raise ConfigurationError(f"{path}: the configuration must be a mapping with a 'connector' key")
     if resolve_secret is None:
@@ -418,6 +415,41 @@ def load_config(
         problems = "; ".join(_describe(e) for e in exc.errors())
         raise ConfigurationError(f"{path}: {problems}") from None
     return _resolve_files(config, path)
+
+
+# What PyYAML (YAML 1.1) reads otherwise than JSON does in a JSON document: a tab, a character its reader refuses
+# or reads as a line break (NEL: \x85), an escaped UTF-16 surrogate (JSON pairs them). Harmless when it matches more.
+# Compiled at its first use (re's cache), by a JSON document only.
+_NOT_AS_IN_YAML: Final = r"[\x00-\x09\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]|\\u[dD][89a-fA-F]"
+
+
+def _parse_document(text: str, path: Path) -> object:
+    """The document as PyYAML reads it. A JSON document (YAML reads JSON) is read by the standard library's json
+    instead, which reads it the same, so that a JSON configuration does not import PyYAML at cold start (about
+    100 M instructions); anything JSON might read otherwise is left to PyYAML."""
+    if text.lstrip(" \n\r").startswith("{") and not re.search(_NOT_AS_IN_YAML, text):
+        try:
+            return json.loads(text, parse_float=_float_as_in_yaml, parse_constant=_not_as_in_yaml)
+        except ValueError:
+            pass  # not JSON (comments, unquoted keys...), or JSON that YAML reads otherwise: YAML's turn
+    import yaml  # only for a document that is not plain JSON (the bundled configuration is YAML)
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigurationError(f"{path}:{where} is not valid YAML") from None
+
+
+def _float_as_in_yaml(literal: str) -> float:
+    if "e" in literal or "E" in literal:
+        raise ValueError(literal)  # YAML 1.1 reads 1e3 as a string and 1.0e3 too: its exponent needs a sign
+    return float(literal)
+
+
+def _not_as_in_yaml(literal: str) -> object:
+    raise ValueError(literal)  # NaN, Infinity: not JSON, and plain strings to YAML
 
 
 def _resolve_files(config: AppConfig, path: Path) -> AppConfig:

@@ -73,7 +73,8 @@ class BuildRequest(BaseModel):
     """What the builder needs, as JSON (the asynchronous invocation's payload). It carries the caller's token, to
     pass it to the PACS and inject it into the manifest: never log it (repr=False keeps it out of reprs)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # defer_build: validated only by launches and the builder function, not by GET /manifests (cold start)
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     version: Literal[1] = 1
     manifest_id: str = Field(pattern=MANIFEST_ID.pattern)

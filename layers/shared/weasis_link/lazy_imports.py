@@ -8,6 +8,9 @@ keys given as certificates); our issuers publish JWKs. Executing it costs about 
   Bedrock, VPC Lattice...) for names we never use. `deferred_package` lets the submodules we use
   (`event_handler.api_gateway`...) be imported without running it; a name the `__init__` re-exports from a submodule
   is taken from that submodule (the same object the `__init__` binds), any other name runs the `__init__` first.
+- `aws_lambda_powertools.utilities.data_classes`: its `__init__` imports some forty event classes (Kafka, SES,
+  CodePipeline with zipfile...) for the resolvers' `from ...data_classes import APIGatewayProxyEventV2, ...`;
+  deferred the same way, only the event modules the resolvers name are imported.
 
 Applied on import, like init_phase, by the API function before anything imports PyJWT; a module already imported
 or not installed is left as it is.
@@ -23,7 +26,7 @@ from importlib.abc import InspectLoader
 from types import ModuleType
 
 LAZY_MODULES = ("cryptography.x509",)
-DEFERRED_PACKAGES = ("aws_lambda_powertools.event_handler",)
+DEFERRED_PACKAGES = ("aws_lambda_powertools.event_handler", "aws_lambda_powertools.utilities.data_classes")
 
 
 def lazy_module(name: str) -> None:
@@ -70,6 +73,10 @@ def deferred_package(name: str) -> None:
     module.__dict__["__getattr__"] = __getattr__
     sys.modules[name] = module
     _attach(name, module)
+    for attribute, (submodule, original) in reexports.items():
+        if submodule == f"{name}.{attribute}":  # `from .event_source import event_source`: importing the submodule
+            # binds the package's attribute to it, so __getattr__ would never be asked: bound now, as the __init__ does
+            setattr(module, attribute, getattr(importlib.import_module(submodule), original))
 
 
 def _reexports(package: str, source: str) -> dict[str, tuple[str, str]]:

@@ -44,12 +44,16 @@ class ManifestResponse(_Camel):
 
 
 class ProblemField(BaseModel):
+    model_config = ConfigDict(defer_build=True)  # documents the API (OpenAPI): not built at cold start
+
     field: str
     message: str
 
 
 class Problem(BaseModel):
     """RFC 9457 problem details."""
+
+    model_config = ConfigDict(defer_build=True)  # documents the API (OpenAPI): not built at cold start
 
     type: str
     title: str
