@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
@@ -30,6 +30,10 @@ from weasis_link.service import ManifestService
 from weasis_link.settings import ServiceSettings
 from weasis_link.storage import ManifestStore, put_while, s3_client
 from weasis_link.study_tree import StudyTreeBuilder
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
 from weasis_link_dev.audit_checks import (
     Served,
     audit_mismatches,
@@ -315,13 +319,20 @@ def test_the_route_never_carries_the_path() -> None:
     assert "secret" not in json.dumps(ctx.route)
 
 
-def test_the_event_is_sent_while_the_manifest_is_written_and_a_refusal_deletes_it(aws: None) -> None:
-    """storage.put_while: PutEvents and PutObject at once (the request waits for the slower one, not both); when the
-    event is refused, the object just written is deleted before the refusal is raised."""
+@pytest.fixture
+def bucket(aws: None) -> tuple[S3Client, ManifestStore, dt.datetime]:
+    """An S3 client, the manifest store on a fresh bucket, and an expiry five minutes ahead."""
     s3 = s3_client("us-east-1")
     s3.create_bucket(Bucket="bkt")
-    store = ManifestStore(s3, "bkt")
-    expires = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
+    return s3, ManifestStore(s3, "bkt"), dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
+
+
+def test_the_event_is_sent_while_the_manifest_is_written_and_a_refusal_deletes_it(
+    bucket: tuple[S3Client, ManifestStore, dt.datetime],
+) -> None:
+    """storage.put_while: PutEvents and PutObject at once (the request waits for the slower one, not both); when the
+    event is refused, the object just written is deleted before the refusal is raised."""
+    s3, store, expires = bucket
     written = threading.Event()
     seen: list[bool] = []
 
@@ -341,13 +352,12 @@ def test_the_event_is_sent_while_the_manifest_is_written_and_a_refusal_deletes_i
     assert [o["Key"] for o in s3.list_objects_v2(Bucket="bkt")["Contents"]] == [store.key_for("1900000000-" + "a" * 32)]
 
 
-def test_a_built_manifest_is_written_while_its_event_is_sent(aws: None) -> None:
+def test_a_built_manifest_is_written_while_its_event_is_sent(
+    bucket: tuple[S3Client, ManifestStore, dt.datetime],
+) -> None:
     """put_while with the function that writes the document (what create_manifest passes): the event is already
     on its way while the document is written, and what is stored is that document."""
-    s3 = s3_client("us-east-1")
-    s3.create_bucket(Bucket="bkt")
-    store = ManifestStore(s3, "bkt")
-    expires = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
+    s3, store, expires = bucket
     sending = threading.Event()
     seen: list[bool] = []
 

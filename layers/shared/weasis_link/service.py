@@ -150,7 +150,7 @@ class ManifestService:
         else:
             link = short_link(base_url, manifest_id)
             launch_uri = bounded_weasis_uri(link, launch)
-        summary = summary or summarize_manifest(body_gzip if isinstance(body_gzip, bytes) else body_gzip())
+        summary = summary or summarize_manifest(body_gzip if isinstance(body_gzip, bytes) else body_gzip())  # upload
         check_manifest(summary.patients, self.patient_in_context(caller) if caller is not None else None)
         record = None if before_store is None else functools.partial(before_store, manifest_id, summary, expires_at)
         put_while(self._store, manifest_id, body_gzip, expires_at, record)  # the audit event while it writes
