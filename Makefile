@@ -60,7 +60,7 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
-iac:
+iac: venv
 	tools/check-iac
 
 test-unit: venv
@@ -80,7 +80,7 @@ test: venv system-packages lint typecheck iac
 bench: venv system-packages
 	$(BIN)/python -m weasis_link_dev.bench $(BENCH_ARGS)
 
-build:
+build: venv
 	tools/sam-build
 
 deploy: build

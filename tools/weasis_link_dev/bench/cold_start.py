@@ -255,16 +255,7 @@ def run(ctx: BenchContext) -> list[Figure]:
         create_audit_bus(endpoint)  # a deployed function audits its first request too
         env |= {"BENCH_TOKEN": key.sign(access_token_claims()), "LAMBDA_TASK_ROOT": str(function)}
         dicomweb = work / "dicomweb.yaml"
-        dicomweb.write_text(
-            json.dumps(
-                {
-                    "wado": {"url": pacs.wado_url},
-                    "connector": {
-                        "config": {"pacs": {"type": "DICOM_WEB", "dicom-web-connector": {"url": pacs.dicomweb_url}}}
-                    },
-                }
-            )
-        )
+        dicomweb.write_text(_bundled(_DICOMWEB_YAML.format(wado=pacs.wado_url, qido=pacs.dicomweb_url)))
         lambda_path = [function, layer, runtime]
         baseline = Case("bare boto3", "baseline", None, env | {"BENCH_MODE": "baseline"}, [runtime])
         cases = [
@@ -404,6 +395,29 @@ def _audit_share(cases: list[Case]) -> list[Figure]:
             + instr,
         )
     ]
+
+
+# Written the way an integrator writes it, and bundled the way `sam build` bundles it (tools/check-iac).
+_DICOMWEB_YAML = """\
+# One DICOMweb archive (production's shape)
+wado:
+  url: {wado}
+connector:
+  config:
+    pacs:
+      type: DICOM_WEB
+      dicom-web-connector:
+        url: {qido}
+"""
+
+
+def _bundled(text: str) -> str:
+    from weasis_link_dev.bundled_config import as_json
+
+    converted, why = as_json(text)
+    if converted is None:
+        raise RuntimeError(f"the DICOMweb configuration would stay YAML in the bundle: {why}")
+    return converted
 
 
 def _event_for(directory: Path, study_uid: str) -> Path:
