@@ -420,4 +420,5 @@ def _renew_after_restore() -> None:
 
 
 cache_route_dependencies(app)  # every route is registered: resolve their Depends() trees once, now
+runtime.validator.settle_prefetch()  # no key fetch left in flight when Lambda freezes the environment after Init
 weasis_link.init_phase.done()

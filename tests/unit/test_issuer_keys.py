@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -47,9 +48,7 @@ def validator_for(service_env: dict[str, str], provider: JwksServer, *, discover
 
 
 def wait_for_prefetch(validator: TokenValidator) -> None:
-    for _, keys in validator._issuers._entries:
-        if keys._prefetch is not None:
-            keys._prefetch.join()
+    validator.settle_prefetch()  # what the API function does at the end of Init
 
 
 @pytest.mark.parametrize("discovery", [False, True])
@@ -84,6 +83,27 @@ def test_the_first_token_waits_for_the_prefetch_rather_than_fetching_again(
         threading.Timer(0.2, release.set).start()
         assert validator.validate(key.sign(access_token_claims(issuer=provider.base_url))).subject == "dev-user"
     assert len(fetches) == 1
+
+
+def test_the_end_of_init_waits_for_a_hung_prefetch_no_longer_than_its_bound(
+    service_env: dict[str, str], key: SigningKey
+) -> None:
+    release = threading.Event()
+
+    def hung(_: Request) -> Answer:
+        release.wait(5)
+        return Answer.json({"keys": [key.public_jwk()]})
+
+    with LoopbackServer(hung) as server:
+        provider = JwksServer([key], port=server.port)  # only for its URLs
+        validator = validator_for(service_env, provider, discovery=False)
+        validator.prefetch_keys()
+        started = time.monotonic()
+        validator.settle_prefetch(timeout=0.3)
+        assert 0.25 <= time.monotonic() - started < 2  # bounded: Init goes on without the keys
+        release.set()
+        # The first token then fetches the keys itself.
+        assert validator.validate(key.sign(access_token_claims(issuer=provider.base_url))).subject == "dev-user"
 
 
 @pytest.mark.parametrize("discovery", [False, True])

@@ -18,7 +18,7 @@ import jwt
 
 from weasis_link.errors import AuthenticationError, IdentityProviderUnavailable, InsufficientScope
 from weasis_link.identity import CLIENT_CLAIMS, AuthConfig, TrustedIssuerConfig, trusted_issuers
-from weasis_link.issuer_keys import TrustedIssuers
+from weasis_link.issuer_keys import PREFETCH_WAIT_SECONDS, TrustedIssuers
 from weasis_link.settings import ServiceSettings
 
 MAX_TOKEN_LENGTH: Final = 8192
@@ -66,6 +66,12 @@ class TokenValidator:
     def prefetch_keys(self) -> None:
         """Each trusted issuer's key set fetched on a thread at Init, ahead of the first token (IssuerKeys.prefetch)."""
         self._issuers.prefetch()
+
+    def settle_prefetch(self, timeout: float = PREFETCH_WAIT_SECONDS) -> None:
+        """At the end of Init, the prefetches waited for (bounded): Lambda may freeze the environment as soon as
+        Init returns (provisioned concurrency: for hours), and a fetch frozen mid-flight would hold the first token
+        up to its timeout. The first request would have waited for the keys anyway."""
+        self._issuers.settle_prefetch(timeout)
 
     def validate(self, token: str) -> Caller:
         try:

@@ -106,11 +106,16 @@ class IssuerKeys:
             raise RuntimeError("no JWKS URL and no discovery document")
         return self.discovery.jwks_uri()
 
-    def signing_key(self, token: str) -> PyJWK:
+    def settle_prefetch(self, timeout: float = PREFETCH_WAIT_SECONDS) -> None:
+        """Waits for the prefetch, at most `timeout` seconds: a hung fetch times out anyway, and the first token
+        then fetches itself."""
         prefetch = self._prefetch
-        if prefetch is not None:  # bounded: a hung fetch times out anyway, and the token then fetches itself
-            prefetch.join(PREFETCH_WAIT_SECONDS)
+        if prefetch is not None:
+            prefetch.join(timeout)
             self._prefetch = None
+
+    def signing_key(self, token: str) -> PyJWK:
+        self.settle_prefetch()
         return self.client().get_signing_key_from_jwt(token)
 
 
@@ -137,6 +142,12 @@ class TrustedIssuers:
         """Every issuer's key set fetched on a thread of its own (IssuerKeys.prefetch)."""
         for _, keys in self._entries:
             keys.prefetch()
+
+    def settle_prefetch(self, timeout: float = PREFETCH_WAIT_SECONDS) -> None:
+        """Waits for every prefetch, at most `timeout` seconds in all."""
+        deadline = time.monotonic() + timeout
+        for _, keys in self._entries:
+            keys.settle_prefetch(max(0.0, deadline - time.monotonic()))
 
     def select(self, iss: object) -> IssuerMatch:
         """The trusted issuer a token claims; AuthenticationError (no network call) when it is none of them."""
