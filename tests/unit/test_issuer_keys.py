@@ -5,6 +5,7 @@ the QIDO connectors' and the token endpoints' pools)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import ssl
 import threading
@@ -33,13 +34,6 @@ def key() -> SigningKey:
     return SigningKey.generate("prefetch-1")
 
 
-@pytest.fixture
-def provider(key: SigningKey) -> Iterator[JwksServer]:
-    server = JwksServer([key]).start()
-    yield server
-    server.stop()
-
-
 def validator_for(service_env: dict[str, str], provider: JwksServer, *, discovery: bool) -> TokenValidator:
     settings = ServiceSettings.from_environment(service_env | {"OAUTH_ISSUER": "", "OAUTH_JWKS_URL": ""})
     entry = {"issuer": provider.base_url, "audiences": ["weasis-link"]}
@@ -65,21 +59,31 @@ def test_the_prefetched_key_set_serves_the_first_tokens(
     assert provider.fetches == fetched  # no request waited for the network
 
 
+@contextlib.contextmanager
+def held_provider(
+    service_env: dict[str, str], key: SigningKey, release: threading.Event
+) -> Iterator[tuple[TokenValidator, JwksServer, list[str]]]:
+    """A provider whose key set answers once `release` is set (at most 5 s), a validator whose prefetch is under way
+    against it, and the paths fetched."""
+    fetches: list[str] = []
+
+    def held(request: Request) -> Answer:
+        fetches.append(request.path)
+        release.wait(5)
+        return Answer.json({"keys": [key.public_jwk()]})
+
+    with LoopbackServer(held) as server:
+        provider = JwksServer([key], port=server.port)  # only for its URLs
+        validator = validator_for(service_env, provider, discovery=False)
+        validator.prefetch_keys()
+        yield validator, provider, fetches
+
+
 def test_the_first_token_waits_for_the_prefetch_rather_than_fetching_again(
     service_env: dict[str, str], key: SigningKey
 ) -> None:
     release = threading.Event()
-    fetches: list[str] = []
-
-    def slow(request: Request) -> Answer:
-        fetches.append(request.path)
-        release.wait(2)
-        return Answer.json({"keys": [key.public_jwk()]})
-
-    with LoopbackServer(slow) as server:
-        provider = JwksServer([key], port=server.port)  # only for its URLs
-        validator = validator_for(service_env, provider, discovery=False)
-        validator.prefetch_keys()
+    with held_provider(service_env, key, release) as (validator, provider, fetches):
         threading.Timer(0.2, release.set).start()
         assert validator.validate(key.sign(access_token_claims(issuer=provider.base_url))).subject == "dev-user"
     assert len(fetches) == 1
@@ -89,15 +93,7 @@ def test_the_end_of_init_waits_for_a_hung_prefetch_no_longer_than_its_bound(
     service_env: dict[str, str], key: SigningKey
 ) -> None:
     release = threading.Event()
-
-    def hung(_: Request) -> Answer:
-        release.wait(5)
-        return Answer.json({"keys": [key.public_jwk()]})
-
-    with LoopbackServer(hung) as server:
-        provider = JwksServer([key], port=server.port)  # only for its URLs
-        validator = validator_for(service_env, provider, discovery=False)
-        validator.prefetch_keys()
+    with held_provider(service_env, key, release) as (validator, provider, _):
         started = time.monotonic()
         validator.settle_prefetch(timeout=0.3)
         assert 0.25 <= time.monotonic() - started < 2  # bounded: Init goes on without the keys

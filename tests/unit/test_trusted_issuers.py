@@ -4,7 +4,6 @@ lazily (and checked), and issuer selection that costs no network call for an unk
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +32,6 @@ def write_config(tmp_path: Path, auth: dict[str, Any]) -> Path:
 @pytest.fixture
 def key() -> SigningKey:
     return SigningKey.generate("disco-1")
-
-
-@pytest.fixture
-def provider(key: SigningKey) -> Iterator[JwksServer]:
-    server = JwksServer([key]).start()
-    yield server
-    server.stop()
 
 
 def yaml_only(service_env: dict[str, str], **extra: str) -> ServiceSettings:
