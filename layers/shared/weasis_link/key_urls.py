@@ -3,7 +3,7 @@ interface only (a test provider on 127.0.0.1). The host is parsed, never prefix-
 HTTP from `localhost.attacker.example` would let anyone on the path mint accepted tokens.
 
 And how they are fetched (`fetch_json`): with urllib3, which botocore has already imported, over the TLS context our
-pools share (upstream_retry.tls_context), made only for an https URL; urllib.request (PyJWT's own fetch) would load
+pools share (upstream_retry.tls_options), made only for an https URL; urllib.request (PyJWT's own fetch) would load
 the CA store for every fetch, even of a plain-http URL.
 """
 
@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import urllib3
 from urllib3.exceptions import HTTPError
 
-from weasis_link.upstream_retry import tls_context
+from weasis_link.upstream_retry import tls_options
 
 LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "::1", "localhost"})
 _HEADERS: Final = {"Accept": "application/json", "User-Agent": "weasis-link"}
@@ -58,9 +58,8 @@ def key_pool() -> urllib3.PoolManager:
 def fetch_json(http: urllib3.PoolManager, url: str, *, timeout: float, max_bytes: int) -> object:
     """The JSON document at `url` (a checked key URL): one GET, no retry, no redirect followed, at most `max_bytes`
     read. KeyFetchError on a transport failure, a status other than 200, a larger body or one that is not JSON."""
-    https = urlsplit(url).scheme == "https"
     try:
-        pool = http.connection_from_url(url, pool_kwargs={"ssl_context": tls_context()} if https else None)
+        pool = http.connection_from_url(url, pool_kwargs=tls_options(url))
         response = pool.urlopen(
             "GET",
             url,

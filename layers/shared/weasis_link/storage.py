@@ -115,8 +115,9 @@ def put_while(
     error is raised, so nothing stays stored (no one has the manifest's id yet); when the write fails, its error is
     raised once `record` is over. Without `record`, a plain `put`. `body` may be the function that writes the
     document: it runs once `record` is under way (the event travels while the document is written)."""
+    write = body if callable(body) else lambda: body
     if record is None:
-        store.put(manifest_id, body if isinstance(body, bytes) else body(), expires_at)
+        store.put(manifest_id, write(), expires_at)
         return
     failure: list[BaseException] = []
 
@@ -129,7 +130,7 @@ def put_while(
     recorder = threading.Thread(target=run, name="audit-record", daemon=True)
     recorder.start()
     try:
-        store.put(manifest_id, body if isinstance(body, bytes) else body(), expires_at)
+        store.put(manifest_id, write(), expires_at)
     finally:
         recorder.join()
     if failure:
