@@ -5,9 +5,10 @@ from __future__ import annotations
 import gzip
 
 import pytest
+from lxml import etree
 
 from weasis_link import manifest as mf
-from weasis_link.study_tree import StudyTreeBuilder
+from weasis_link.study_tree import Instance, Patient, PatientKey, Series, Study, StudyTreeBuilder
 from weasis_link_dev.weasis_client import XSD_472, read_manifest, validate
 
 
@@ -167,3 +168,27 @@ def test_counts(patients: int, studies_: int, series: int, instances: int) -> No
     }
     archive = mf.ArchiveQuery(arc_id="pacs", base_url="https://pacs/wado", studies=studies(ROW, other))
     assert mf.count([archive]) == (patients, studies_, series, instances)
+
+
+def test_instances_are_written_as_text_only_when_no_value_needs_escaping() -> None:
+    """A 5,000-instance series takes the text path; a series with a value XML must escape (possible only for a
+    tree built outside StudyTreeBuilder, which refuses such UIDs) is written by lxml, in the same document."""
+    plain = Series("2.25.7.1", modality="CT")
+    plain.instances = [Instance(f"2.25.7.1.{n}", "1.2.840.10008.5.1.4.1.1.2", n) for n in range(5000)]
+    odd = Series("2.25.7.2", modality="CT", instances=[Instance("2.25.7.2.1", 'a"&<b> c', None)])
+    study = Study("2.25.7", Patient(PatientKey("P", None)), series={s.series_instance_uid: s for s in (plain, odd)})
+    for wado_rs in (False, True):
+        download = "/studies/2.25.7/series/2.25.7.1/instances/" if wado_rs else None
+        assert mf.instances_markup(plain.instances, download) is not None
+        assert mf.instances_markup(odd.instances, download) is None
+        archive = mf.ArchiveQuery(arc_id="a", base_url="https://a/w", studies=[study], wado_rs=wado_rs)
+        xml = mf.manifest_xml([archive], "u")
+        # Well-formed, and the XSD's only complaint is the deliberately invalid class UID.
+        [error] = validate(xml)
+        assert "SOPClassUID" in error and "a\"&<b> c" in error
+        root = etree.fromstring(xml)
+        found = root.findall(f".//{{{mf.NAMESPACE}}}Instance")
+        assert [i.get("SOPInstanceUID") for i in found] == [f"2.25.7.1.{n}" for n in range(5000)] + ["2.25.7.2.1"]
+        assert found[0].get("InstanceNumber") == "0" and found[-1].get("SOPClassUID") == 'a"&<b> c'
+        assert (found[1].get("DirectDownloadFile") == f"{download}2.25.7.1.1") if download else True
+        assert gzip.decompress(mf.manifest_gzip([archive], "u")) == xml

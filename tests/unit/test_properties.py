@@ -7,6 +7,8 @@ gives the Weasis launcher exactly the manifest URL and options asked for.
 from __future__ import annotations
 
 import datetime as dt
+import io
+import re
 import string
 from collections import Counter
 from typing import Any
@@ -15,6 +17,7 @@ from urllib.parse import quote, quote_plus
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from lxml import etree
 
 from weasis_link import manifest as mf
 from weasis_link.audit import summarize_archives, summarize_manifest
@@ -29,7 +32,7 @@ from weasis_link.launch_uri import (
     launch_options_from_pairs,
     weasis_uri,
 )
-from weasis_link.study_tree import StudyTreeBuilder
+from weasis_link.study_tree import Instance, StudyTreeBuilder
 from weasis_link_dev.weasis_client import XSD_472, manifest_url_of, parse_launch_uri, read_manifest, validate
 
 # The `full` profile's 10,000 manifests take minutes on a shared machine: more than the default test timeout.
@@ -445,3 +448,46 @@ def test_the_v472_schema_accepts_what_the_reference_accepts() -> None:
     )
     xml = mf.manifest_xml([mf.ArchiveQuery(arc_id="a", base_url="https://a/w", studies=builder.studies())], "u")
     assert validate(xml) == [] and validate(xml, XSD_472) == []
+
+
+def lxml_instances(instances: list[Instance], prefix: str | None) -> bytes:
+    """The `<Instance>` elements as lxml writes them inside a manifest (the default namespace declared above)."""
+    buffer = io.BytesIO()
+    with (
+        etree.xmlfile(buffer, encoding="UTF-8") as xf,
+        xf.element(f"{{{mf.NAMESPACE}}}manifest", nsmap={None: mf.NAMESPACE}),
+        xf.element(f"{{{mf.NAMESPACE}}}Series"),
+    ):
+        xf.write("|")  # marks where the instances start
+        mf.write_instances(xf, instances, prefix)
+    written = buffer.getvalue()
+    return written[written.index(b"|") + 1 : written.rindex(b"</Series>")]
+
+
+verbatim_text = st.text(string.ascii_letters + string.digits + "./-", max_size=70)
+instance_value = st.one_of(dicom_uid, verbatim_text, anything)
+
+
+@settings(max_examples=REQUEST_EXAMPLES)
+@given(
+    instances=st.lists(
+        st.builds(
+            Instance,
+            instance_value,
+            st.one_of(st.none(), instance_value),
+            st.one_of(st.none(), st.integers(-(2**31), 2**63)),
+        ),
+        max_size=6,
+    ),
+    prefix=st.one_of(st.none(), verbatim_text, anything),
+)
+def test_instances_written_without_lxml_are_exactly_what_lxml_writes(
+    instances: list[Instance], prefix: str | None
+) -> None:
+    markup = mf.instances_markup(instances, prefix)
+    values = [prefix or "", *(i.sop_instance_uid for i in instances), *(i.sop_class_uid or "" for i in instances)]
+    verbatim = all(re.fullmatch(r"[0-9A-Za-z./-]*", v) for v in values)
+    if not verbatim:
+        assert markup is None  # lxml writes these: it escapes, or refuses what XML cannot hold
+        return
+    assert markup == lxml_instances(instances, prefix)

@@ -2,7 +2,10 @@
 
 Streamed with lxml's incremental writer straight into gzip: a 100,000-instance manifest never exists as a tree in
 memory. Values come normalised from the study tree (dicom_values), and lxml escapes them, so no PACS data can make
-the document ill-formed or invalid.
+the document ill-formed or invalid. The one exception is the `<Instance>` elements, thousands per study and most of
+the writing time: when every value they carry is made only of characters that XML writes as they are (UIDs,
+numbers, the DICOMweb path), they are written as text, byte for byte what lxml would write (tests/unit/
+test_manifest.py proves it for generated instances); any other value, and lxml writes them.
 
 Choices (docs/configuration.md, "Manifest"):
 - One `arcQuery` per archive (`arcId` = connector id). No `queryMode` for WADO-URI archives: absent means WADO-URI
@@ -19,13 +22,14 @@ from __future__ import annotations
 import base64
 import gzip
 import io
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Final, Literal
 
 from lxml import etree
 
-from weasis_link.study_tree import Patient, Study, by_patient, sorted_series
+from weasis_link.study_tree import Instance, Patient, Study, by_patient, sorted_series
 
 NAMESPACE: Final = "http://www.weasis.org/xsd/2.5"
 XSI: Final = "http://www.w3.org/2001/XMLSchema-instance"
@@ -34,6 +38,10 @@ XSI: Final = "http://www.w3.org/2001/XMLSchema-instance"
 GZIP_LEVEL: Final = 1
 Severity = Literal["INFO", "WARN", "ERROR"]
 _SEVERITY_RANK: Final = {"INFO": 0, "WARN": 1, "ERROR": 2}
+# Characters an attribute value keeps unchanged in XML (no escaping, no whitespace normalisation): all a UID, an
+# integer or a DICOMweb path is made of.
+_VERBATIM: Final = re.compile(r"[0-9A-Za-z./-]*+")
+_Stream = IO[bytes] | gzip.GzipFile
 
 
 def _tag(name: str) -> str:
@@ -83,13 +91,13 @@ def merged_message(messages: Sequence[Message]) -> Message | None:
     return Message(worst.title, " ".join([worst.description, *others]), worst.severity)
 
 
-def write_manifest(stream: IO[bytes] | gzip.GzipFile, archives: Iterable[ArchiveQuery], manifest_uid: str) -> None:
+def write_manifest(stream: _Stream, archives: Iterable[ArchiveQuery], manifest_uid: str) -> None:
     """Write the XML document to a binary stream."""
     with etree.xmlfile(stream, encoding="UTF-8") as xf:
         xf.write_declaration()
         with xf.element(_tag("manifest"), {"uid": manifest_uid}, nsmap={None: NAMESPACE, "xsi": XSI}):
             for archive in archives:
-                _write_archive(xf, archive)
+                _write_archive(xf, stream, archive)
 
 
 def manifest_xml(archives: Iterable[ArchiveQuery], manifest_uid: str) -> bytes:
@@ -106,7 +114,7 @@ def manifest_gzip(archives: Iterable[ArchiveQuery], manifest_uid: str) -> bytes:
     return buffer.getvalue()
 
 
-def _write_archive(xf: etree._IncrementalFileWriter, archive: ArchiveQuery) -> None:
+def _write_archive(xf: etree._IncrementalFileWriter, stream: _Stream, archive: ArchiveQuery) -> None:
     attrs = {"arcId": archive.arc_id, "baseUrl": archive.base_url}
     if archive.web_login:
         attrs["webLogin"] = archive.web_login
@@ -130,11 +138,11 @@ def _write_archive(xf: etree._IncrementalFileWriter, archive: ArchiveQuery) -> N
             ):
                 pass
         for patient, studies in by_patient(archive.studies):
-            _write_patient(xf, archive, patient, studies)
+            _write_patient(xf, stream, archive, patient, studies)
 
 
 def _write_patient(
-    xf: etree._IncrementalFileWriter, archive: ArchiveQuery, patient: Patient, studies: list[Study]
+    xf: etree._IncrementalFileWriter, stream: _Stream, archive: ArchiveQuery, patient: Patient, studies: list[Study]
 ) -> None:
     attrs = {"PatientID": patient.key.patient_id, "PatientName": patient.name or ""}
     _put(attrs, "IssuerOfPatientID", patient.key.issuer)
@@ -143,10 +151,10 @@ def _write_patient(
     _put(attrs, "PatientSex", patient.sex)
     with xf.element(_tag("Patient"), attrs):
         for study in studies:
-            _write_study(xf, archive, study)
+            _write_study(xf, stream, archive, study)
 
 
-def _write_study(xf: etree._IncrementalFileWriter, archive: ArchiveQuery, study: Study) -> None:
+def _write_study(xf: etree._IncrementalFileWriter, stream: _Stream, archive: ArchiveQuery, study: Study) -> None:
     attrs = {"StudyInstanceUID": study.study_instance_uid}
     _put(attrs, "StudyDescription", study.description)
     _put(attrs, "StudyDate", study.study_date)
@@ -154,7 +162,6 @@ def _write_study(xf: etree._IncrementalFileWriter, archive: ArchiveQuery, study:
     _put(attrs, "AccessionNumber", study.accession_number)
     _put(attrs, "StudyID", study.study_id)
     _put(attrs, "ReferringPhysicianName", study.referring_physician_name)
-    instance_tag = _tag("Instance")
     with xf.element(_tag("Study"), attrs):
         for series in sorted_series(study):
             s_attrs = {"SeriesInstanceUID": series.series_instance_uid}
@@ -169,16 +176,53 @@ def _write_study(xf: etree._IncrementalFileWriter, archive: ArchiveQuery, study:
                 s_attrs["WadoCompressionRate"] = str(archive.compression_rate)
             with xf.element(_tag("Series"), s_attrs):
                 prefix = f"/studies/{study.study_instance_uid}/series/{series.series_instance_uid}/instances/"
-                for inst in series.instances:
-                    i_attrs = {"SOPInstanceUID": inst.sop_instance_uid}
-                    if inst.sop_class_uid:
-                        i_attrs["SOPClassUID"] = inst.sop_class_uid
-                    if inst.instance_number is not None:
-                        i_attrs["InstanceNumber"] = str(inst.instance_number)
-                    if archive.wado_rs:
-                        i_attrs["DirectDownloadFile"] = prefix + inst.sop_instance_uid
-                    with xf.element(instance_tag, i_attrs):
-                        pass
+                download = prefix if archive.wado_rs else None
+                markup = instances_markup(series.instances, download)
+                if markup is None:
+                    write_instances(xf, series.instances, download)
+                else:
+                    xf.flush()  # what lxml holds goes first: the Series start tag
+                    stream.write(markup)
+
+
+def instances_markup(instances: Sequence[Instance], download_prefix: str | None) -> bytes | None:
+    """The `<Instance>` elements as lxml writes them (write_instances), made without it; None when a value has a
+    character XML would not keep as it is."""
+    values = [download_prefix or ""]
+    values += [i.sop_instance_uid for i in instances]
+    values += [i.sop_class_uid for i in instances if i.sop_class_uid]
+    values += [str(i.instance_number) for i in instances if i.instance_number is not None]
+    if not _VERBATIM.fullmatch("".join(values)):
+        return None
+    parts = []
+    for inst in instances:
+        uid = inst.sop_instance_uid
+        element = f'<Instance SOPInstanceUID="{uid}"'
+        if inst.sop_class_uid:
+            element += f' SOPClassUID="{inst.sop_class_uid}"'
+        if inst.instance_number is not None:
+            element += f' InstanceNumber="{inst.instance_number}"'
+        if download_prefix is not None:
+            element += f' DirectDownloadFile="{download_prefix}{uid}"'
+        parts.append(element + "></Instance>")
+    return "".join(parts).encode("ascii")
+
+
+def write_instances(
+    xf: etree._IncrementalFileWriter, instances: Sequence[Instance], download_prefix: str | None
+) -> None:
+    """The `<Instance>` elements of a series, written by lxml."""
+    tag = _tag("Instance")
+    for inst in instances:
+        attrs = {"SOPInstanceUID": inst.sop_instance_uid}
+        if inst.sop_class_uid:
+            attrs["SOPClassUID"] = inst.sop_class_uid
+        if inst.instance_number is not None:
+            attrs["InstanceNumber"] = str(inst.instance_number)
+        if download_prefix is not None:
+            attrs["DirectDownloadFile"] = download_prefix + inst.sop_instance_uid
+        with xf.element(tag, attrs):
+            pass
 
 
 def _put(attrs: dict[str, str], name: str, value: str | None) -> None:
