@@ -14,6 +14,12 @@ with os._exit (Lambda never pays interpreter shutdown):
 Every process runs with PYTHONDONTWRITEBYTECODE (Lambda's /var/task and /opt are read-only) and counts, with an audit
 hook on `compile`, the source files it compiled: a cold start must compile none. Instruction counts come from one
 run of each under `valgrind --tool=callgrind` (stable on a noisy machine).
+
+Also measured, the same way: the libraries' floor, a process doing with the project's libraries the least the first
+response needs (the JWKS fetched and the token checked with PyJWT, one pydantic model, the Powertools resolver
+validating the request, one QIDO-RS GET, lxml writing the gzipped manifest, PutObject beside PutEvents, a presigned
+URL), with the function's own init measures. Its ratio to the baseline is what no code of ours can go below; the
+DICOMweb-only function ÷ that floor is what our configuration, checks, audit and code add.
 """
 
 from __future__ import annotations
@@ -45,6 +51,10 @@ EVENT = REPO_ROOT / "events" / "get_manifests_by_study.json"
 RUNTIME_DISTRIBUTIONS = ("boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "six", "urllib3")
 # Loaded by the first request only if something imports more than the configuration needs.
 AUDIT_OFF = "embedded archive, audit off"
+FLOOR = (
+    "the libraries' floor (a token checked with PyJWT, a pydantic model, the Powertools resolver validating one"
+    " request, one QIDO GET, lxml writing the gzipped manifest, PutObject beside PutEvents, a presigned URL)"
+)
 HEAVY = ("numpy", "PIL", "pydicom", "pynetdicom", "pg8000", "pymysql", "sqlalchemy")
 
 CHILD = r"""
@@ -64,6 +74,57 @@ if os.environ["BENCH_MODE"] == "baseline":
     boto3.client("s3")
     init = first = _mark()
     status = 0
+elif os.environ["BENCH_MODE"] == "floor":
+    # The least a first response needs from the project's libraries, written plainly: no configuration, no checks
+    # beyond the token's, with the function's own init measures (collector paused, the same deferred imports).
+    import gc
+    gc.disable()
+    import weasis_link.lazy_imports
+    import gzip, io, threading
+    import boto3, jwt, urllib3
+    from aws_lambda_powertools import Logger, Metrics
+    from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
+    from lxml import etree
+    from pydantic import BaseModel
+    class Archive(BaseModel):
+        url: str
+    archive = Archive(url=os.environ["BENCH_QIDO"])
+    s3, http = boto3.client("s3"), urllib3.PoolManager()
+    events = boto3.client("events", endpoint_url=os.environ["AWS_ENDPOINT_URL_EVENTS"])  # the function's own variable
+    keys = jwt.PyJWKSet.from_dict(json.loads(http.request("GET", os.environ["OAUTH_JWKS_URL"]).data))
+    logger, metrics = Logger(), Metrics()
+    app = APIGatewayHttpResolver(enable_validation=True)
+    bucket = os.environ["MANIFEST_BUCKET"]
+    @app.get("/manifests")
+    def manifests(studyUID: str) -> dict:
+        token = app.current_event.headers["authorization"].split()[1]
+        key = keys[jwt.get_unverified_header(token)["kid"]].key
+        claims = jwt.decode(token, key, algorithms=["RS256"], audience=os.environ["OAUTH_AUDIENCES"])
+        rows = json.loads(http.request("GET", f"{archive.url}/studies/{studyUID}/instances").data)
+        body = io.BytesIO()
+        with gzip.GzipFile(fileobj=body, mode="wb", compresslevel=1, mtime=0) as gz, etree.xmlfile(gz) as xf:
+            with xf.element("manifest", {"uid": claims["sub"]}):
+                for row in rows:
+                    with xf.element("Instance", {"SOPInstanceUID": row["00080018"]["Value"][0]}):
+                        pass
+        entry = {"EventBusName": os.environ["AUDIT_EVENT_BUS"], "Source": "weasis-link.audit", "DetailType": "floor",
+                 "Detail": json.dumps({"instances": len(rows)})}
+        sent = []
+        audit = threading.Thread(target=lambda: sent.append(events.put_events(Entries=[entry])))
+        audit.start()
+        s3.put_object(Bucket=bucket, Key="bench-floor", Body=body.getvalue())
+        audit.join()
+        if not sent or sent[0]["FailedEntryCount"]:
+            raise RuntimeError("the audit event was not sent")
+        return {"url": s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "bench-floor"})}
+    gc.freeze()
+    gc.enable()
+    init = _mark()
+    with open(os.environ["BENCH_EVENT"]) as f:
+        event = json.load(f)
+    event["headers"]["authorization"] = "Bearer " + os.environ["BENCH_TOKEN"]
+    status = app.resolve(event, None)["statusCode"]
+    first = _mark()
 else:
     with open(os.environ["BENCH_EVENT"]) as f:
         event = json.load(f)
@@ -258,8 +319,17 @@ def run(ctx: BenchContext) -> list[Figure]:
         dicomweb.write_text(_bundled(_DICOMWEB_YAML.format(wado=pacs.wado_url, qido=pacs.dicomweb_url)))
         lambda_path = [function, layer, runtime]
         baseline = Case("bare boto3", "baseline", None, env | {"BENCH_MODE": "baseline"}, [runtime])
+        dicomweb_event = str(_event_for(work, records[0].study_instance_uid))
+        floor = Case(
+            FLOOR,
+            "floor",
+            None,
+            env | {"BENCH_MODE": "floor", "BENCH_QIDO": pacs.dicomweb_url, "BENCH_EVENT": dicomweb_event},
+            [layer, runtime],
+        )
         cases = [
             baseline,
+            floor,
             Case(
                 "DICOMweb-only configuration on Orthanc (production's shape)",
                 "DICOMweb-only",
@@ -268,7 +338,7 @@ def run(ctx: BenchContext) -> list[Figure]:
                 | {
                     "BENCH_MODE": "handler",
                     "WEASIS_LINK_CONFIG": str(dicomweb),
-                    "BENCH_EVENT": str(_event_for(work, records[0].study_instance_uid)),
+                    "BENCH_EVENT": dicomweb_event,
                 },
                 lambda_path,
             ),
@@ -296,7 +366,7 @@ def run(ctx: BenchContext) -> list[Figure]:
         if shutil.which("valgrind"):
             for case in cases:
                 case.instructions = instructions(case, function)
-    return _figures(baseline, cases[1:], repeat, swapped)
+    return _figures(baseline, cases[2:], repeat, swapped) + _floor_figures(baseline, floor, cases[2])
 
 
 def _figures(baseline: Case, cases: list[Case], repeat: int, swapped: list[str]) -> list[Figure]:
@@ -368,6 +438,40 @@ def _figures(baseline: Case, cases: list[Case], repeat: int, swapped: list[str])
         )
     figures += _audit_share(cases)
     return figures
+
+
+def _floor_figures(baseline: Case, floor: Case, dicomweb: Case) -> list[Figure]:
+    """What the project's libraries cost at the least, against the baseline, and the DICOMweb-only function against
+    that floor: the part of its cold start that is the project's own code and configuration."""
+
+    def total(case: Case) -> float:
+        return statistics.median(s.total_ms for s in case.samples)
+
+    def cpu(case: Case) -> float:
+        return statistics.median(s.cpu_ms for s in case.samples)
+
+    instructions = ""
+    if floor.instructions and baseline.instructions and dicomweb.instructions:
+        instructions = (
+            f"; instructions {floor.instructions / baseline.instructions:.2f}x ({floor.instructions / 1e6:.0f} M),"
+            f" DICOMweb-only ÷ floor {dicomweb.instructions / floor.instructions:.2f}x"
+        )
+    return [
+        Figure(
+            f"Cold start, {FLOOR}: time to first response / baseline",
+            total(floor) / total(baseline),
+            "x",
+            detail=f"wall {_spread([s.total_ms for s in floor.samples])}, CPU {cpu(floor) / cpu(baseline):.2f}x"
+            f" ({cpu(floor):.0f} ms){instructions}; the same Orthanc, moto and token as the DICOMweb-only case",
+        ),
+        Figure(
+            "Cold start, DICOMweb-only ÷ the libraries' floor: time to first response",
+            total(dicomweb) / total(floor),
+            "x",
+            detail=f"wall {total(dicomweb):.0f} vs {total(floor):.0f} ms, CPU {cpu(dicomweb) / cpu(floor):.2f}x: what"
+            " the configuration, the checks, the audit and the code around them add",
+        ),
+    ]
 
 
 def _audit_share(cases: list[Case]) -> list[Figure]:
