@@ -9,6 +9,7 @@ from lxml import etree
 
 from weasis_link import manifest as mf
 from weasis_link.study_tree import Instance, Patient, PatientKey, Series, Study, StudyTreeBuilder
+from weasis_link_dev.dev_keys import REPO_ROOT
 from weasis_link_dev.weasis_client import XSD_472, read_manifest, validate
 
 
@@ -185,10 +186,15 @@ def test_instances_are_written_as_text_only_when_no_value_needs_escaping() -> No
         xml = mf.manifest_xml([archive], "u")
         # Well-formed, and the XSD's only complaint is the deliberately invalid class UID.
         [error] = validate(xml)
-        assert "SOPClassUID" in error and "a\"&<b> c" in error
+        assert "SOPClassUID" in error and 'a"&<b> c' in error
         root = etree.fromstring(xml)
         found = root.findall(f".//{{{mf.NAMESPACE}}}Instance")
         assert [i.get("SOPInstanceUID") for i in found] == [f"2.25.7.1.{n}" for n in range(5000)] + ["2.25.7.2.1"]
         assert found[0].get("InstanceNumber") == "0" and found[-1].get("SOPClassUID") == 'a"&<b> c'
         assert (found[1].get("DirectDownloadFile") == f"{download}2.25.7.1.1") if download else True
         assert gzip.decompress(mf.manifest_gzip([archive], "u")) == xml
+
+
+def test_security_doc_states_the_characters_written_without_lxml() -> None:
+    alphabet = mf._VERBATIM.pattern.removesuffix("*+")
+    assert f"(`{alphabet}`)" in (REPO_ROOT / "docs" / "security.md").read_text()
