@@ -188,7 +188,7 @@ def test_a_manifest_listing_another_patient_is_never_stored(setup: tuple[Manifes
         b'<Patient PatientID="B" IssuerOfPatientID="HOSP" PatientName="N"/></arcQuery></manifest>'
     )
     with pytest.raises(PatientNotInContext):
-        service.store_manifest(other, (1, 0, 0, 0), caller=who)
+        service.store_manifest(other, (1, 0, 0, 0), caller=who, summary=summarize_manifest(other))
     assert service._store.bodies == {}  # type: ignore[attr-defined]
 
 

@@ -40,6 +40,8 @@ from pydantic import BaseModel, ConfigDict
 from weasis_link.study_tree import by_patient
 
 if TYPE_CHECKING:
+    from lxml import etree
+
     from weasis_link.manifest import ArchiveQuery
 
 logger = logging.getLogger(__name__)
@@ -187,7 +189,11 @@ def summarize_manifest(body: bytes) -> ManifestSummary:
     from lxml import etree
 
     data = gzip.decompress(body) if body[:2] == b"\x1f\x8b" else body
-    root = etree.fromstring(data, etree.XMLParser(resolve_entities=False, no_network=True))
+    return summarize_document(etree.fromstring(data, etree.XMLParser(resolve_entities=False, no_network=True)))
+
+
+def summarize_document(root: etree._Element) -> ManifestSummary:
+    """`summarize_manifest` of a document already parsed (an upload, parsed once to be validated)."""
     patients: dict[str, None] = {}
     studies: dict[str, None] = {}
     archives: dict[str, None] = {}

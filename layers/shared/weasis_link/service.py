@@ -23,7 +23,7 @@ from weasis_link.archives.access import TokenProviders, WadoAccess
 from weasis_link.archives.duplicates import deduplicate, distinct_counts
 from weasis_link.archives.patient_identity import AMBIGUOUS_TITLE, check_identities
 from weasis_link.archives.querying import ArchiveOutcome, Archives, ConnectorFactory
-from weasis_link.audit import ManifestSummary, summarize_archives, summarize_manifest
+from weasis_link.audit import ManifestSummary, summarize_archives
 from weasis_link.auth import Caller
 from weasis_link.capability import capped_expiry
 from weasis_link.config import AppConfig
@@ -133,12 +133,12 @@ class ManifestService:
         base_url: str | None = None,
         archives: Sequence[ArchiveOutcome] = (),
         warnings: Sequence[str] = (),
+        summary: ManifestSummary,
         caller: Caller | None = None,
         before_store: BeforeStore | None = None,
-        summary: ManifestSummary | None = None,  # what a built manifest lists (BuiltManifest.summary)
     ) -> ManifestResult:
-        """Store a gzipped manifest (built or uploaded) under a fresh id, and make its links. With the `caller`,
-        the manifest, its short link and its presigned URL expire no later than the caller's token."""
+        """Store a gzipped manifest (built or uploaded) and link it; `summary`, what it lists, is checked against the
+        patient context and audited. With the `caller`, the manifest and its links expire no later than its token."""
         expires_at = self.expiry(caller)
         manifest_id = new_manifest_id(expires_at)
         # Presign and make the launch URI before the write, so that nothing after PutObject can fail and leave an
@@ -150,7 +150,6 @@ class ManifestService:
         else:
             link = short_link(base_url, manifest_id)
             launch_uri = bounded_weasis_uri(link, launch)
-        summary = summary or summarize_manifest(body_gzip if isinstance(body_gzip, bytes) else body_gzip())  # upload
         check_manifest(summary.patients, self.patient_in_context(caller) if caller is not None else None)
         record = None if before_store is None else functools.partial(before_store, manifest_id, summary, expires_at)
         put_while(self._store, manifest_id, body_gzip, expires_at, record)  # the audit event while it writes

@@ -32,6 +32,7 @@ from lxml import etree
 
 from weasis_link import json_body
 from weasis_link import manifest as mf
+from weasis_link.audit import summarize_document
 from weasis_link.auth import Caller
 from weasis_link.criteria import FILTER_PARAMETERS, KEY_PARAMETERS, criteria_from_pairs
 from weasis_link.errors import FieldProblem, InvalidManifest, InvalidRequest
@@ -140,6 +141,7 @@ class ManifestUploads:
             launch,
             base_url=base_url,
             warnings=warnings,
+            summary=summarize_document(validated.tree.getroot()),  # the tree injection changed only in httpTags
             caller=caller,
             before_store=before_store,
         )
